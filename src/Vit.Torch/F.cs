@@ -1,0 +1,59 @@
+using Vit.Torch.Native;
+using static Vit.Torch.Native.NativeMethods;
+
+namespace Vit.Torch;
+
+/// <summary>Neural-network functions (torch.nn.functional), all differentiable.</summary>
+public static unsafe class F
+{
+    /// <summary>y = x Wᵀ + b, with W of shape (out, in); <paramref name="bias"/> may be null.</summary>
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null) =>
+        Tensor.Wrap(vit_nn_linear(x.Handle, weight.Handle, bias?.Handle ?? TensorHandle.Null, out var o), o);
+
+    /// <summary>2-D convolution of (B, C, H, W) by weight (O, C, kh, kw).</summary>
+    public static Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias, (long H, long W) stride, (long H, long W) padding = default) =>
+        Tensor.Wrap(vit_nn_conv2d(x.Handle, weight.Handle, bias?.Handle ?? TensorHandle.Null,
+            stride.H, stride.W, padding.H, padding.W, out var o), o);
+
+    /// <summary>Layer normalisation over the trailing dimensions <paramref name="normalizedShape"/>.</summary>
+    public static Tensor LayerNorm(Tensor x, long[] normalizedShape, Tensor? weight, Tensor? bias, double eps = 1e-6)
+    {
+        fixed (long* p = normalizedShape)
+            return Tensor.Wrap(vit_nn_layer_norm(x.Handle, p, normalizedShape.Length,
+                weight?.Handle ?? TensorHandle.Null, bias?.Handle ?? TensorHandle.Null, eps, out var o), o);
+    }
+
+    /// <summary>Exact GELU, x·Φ(x) (the erf form used by the ViT paper and timm).</summary>
+    public static Tensor Gelu(Tensor x) => Tensor.Wrap(vit_tensor_gelu(x.Handle, out var o), o);
+
+    /// <summary>max(x, 0).</summary>
+    public static Tensor Relu(Tensor x) => Tensor.Wrap(vit_tensor_relu(x.Handle, out var o), o);
+
+    /// <summary>Softmax along a dimension.</summary>
+    public static Tensor Softmax(Tensor x, long dim) => Tensor.Wrap(vit_nn_softmax(x.Handle, dim, out var o), o);
+
+    /// <summary>Log-softmax along a dimension (numerically stable).</summary>
+    public static Tensor LogSoftmax(Tensor x, long dim) => Tensor.Wrap(vit_nn_log_softmax(x.Handle, dim, out var o), o);
+
+    /// <summary>Inverted dropout: zeroes elements with probability p and scales the rest by 1/(1-p) when training.</summary>
+    public static Tensor Dropout(Tensor x, double p, bool training) =>
+        Tensor.Wrap(vit_nn_dropout(x.Handle, p, training ? 1 : 0, out var o), o);
+
+    /// <summary>How a loss is reduced over the batch.</summary>
+    public enum Reduction
+    {
+        /// <summary>One loss per sample.</summary>
+        None = 0,
+        /// <summary>The mean over the batch.</summary>
+        Mean = 1,
+        /// <summary>The sum over the batch.</summary>
+        Sum = 2,
+    }
+
+    /// <summary>
+    /// Cross-entropy of logits (N, C) against int64 class indices (N) or class probabilities (N, C), with label
+    /// smoothing ε: the target becomes (1-ε)·onehot + ε/C (as torch.nn.functional.cross_entropy).
+    /// </summary>
+    public static Tensor CrossEntropy(Tensor logits, Tensor target, double labelSmoothing = 0, Reduction reduction = Reduction.Mean) =>
+        Tensor.Wrap(vit_nn_cross_entropy(logits.Handle, target.Handle, labelSmoothing, (int)reduction, out var o), o);
+}

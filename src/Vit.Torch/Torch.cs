@@ -1,0 +1,111 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using static Vit.Torch.Native.NativeMethods;
+
+namespace Vit.Torch;
+
+/// <summary>Process-wide settings of the engine: seeds, threads, autograd mode, devices, versions.</summary>
+public static unsafe class Torch
+{
+    /// <summary>The linked libtorch version, e.g. "1.13.1".</summary>
+    public static string Version
+    {
+        get
+        {
+            EnsureLoaded();
+            return TorchVersion;
+        }
+    }
+
+    /// <summary>Seeds libtorch's global generator (initialisation, dropout, randperm).</summary>
+    public static void ManualSeed(ulong seed)
+    {
+        EnsureLoaded();
+        Check(vit_manual_seed(seed));
+    }
+
+    /// <summary>
+    /// The one knob for intra-op threads: sets libtorch's pool and OpenBLAS's pool together, so the two never
+    /// oversubscribe the cores. <paramref name="blasThreads"/> defaults to the same count.
+    /// </summary>
+    public static void SetThreads(int threads, int? blasThreads = null)
+    {
+        if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, "thread count must be at least 1");
+        EnsureLoaded();
+        Check(vit_threads_set(threads, blasThreads ?? -1));
+    }
+
+    /// <summary>Current (libtorch, OpenBLAS) thread counts; OpenBLAS is -1 when it is not the BLAS in use.</summary>
+    public static (int Torch, int Blas) Threads
+    {
+        get
+        {
+            EnsureLoaded();
+            Check(vit_threads_get(out var t, out var b));
+            return (t, b);
+        }
+    }
+
+    /// <summary>libtorch's description of its parallel set-up (OpenMP, BLAS, threads).</summary>
+    public static string ParallelInfo
+    {
+        get
+        {
+            EnsureLoaded();
+            var buf = new byte[4096];
+            fixed (byte* p = buf) Check(vit_parallel_info(p, buf.Length));
+            return Marshal.PtrToStringUTF8((IntPtr)Unsafe.AsPointer(ref buf[0]))!;
+        }
+    }
+
+    /// <summary>Number of usable CUDA devices (0 when libtorch has no CUDA support).</summary>
+    public static int CudaDeviceCount
+    {
+        get
+        {
+            EnsureLoaded();
+            Check(vit_cuda_device_count(out var n));
+            return n;
+        }
+    }
+
+    /// <summary>
+    /// Resolves a requested device: CPU always works; CUDA needs a visible device, otherwise this either falls back
+    /// to the CPU (<paramref name="fallbackToCpu"/>) or throws an error that says why.
+    /// </summary>
+    public static Device ResolveDevice(Device requested, bool fallbackToCpu)
+    {
+        if (requested.Type == DeviceType.Cpu) return requested;
+        int n = CudaDeviceCount;
+        if (requested.Index >= 0 && requested.Index < n) return requested;
+        if (fallbackToCpu) return Device.Cpu;
+        throw new TorchException(n == 0
+            ? $"device {requested} was requested, but the linked libtorch ({Version}, Debian's CPU build) has no CUDA support or no GPU is visible; use Device.Cpu"
+            : $"device {requested} was requested, but only {n} CUDA device(s) are visible");
+    }
+
+    /// <summary>Turns autograd recording off on this thread until the returned object is disposed (torch.no_grad).</summary>
+    public static IDisposable NoGrad() => new GradMode(false);
+
+    /// <summary>Turns autograd recording on on this thread until disposed (torch.enable_grad).</summary>
+    public static IDisposable EnableGrad() => new GradMode(true);
+
+    private sealed class GradMode : IDisposable
+    {
+        private readonly int previous;
+        private bool disposed;
+
+        public GradMode(bool enabled)
+        {
+            EnsureLoaded();
+            Check(vit_grad_set_enabled(enabled ? 1 : 0, out previous));
+        }
+
+        public void Dispose()
+        {
+            if (disposed) return;
+            disposed = true;
+            Check(vit_grad_set_enabled(previous, out _));
+        }
+    }
+}

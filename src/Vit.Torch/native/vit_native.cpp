@@ -1,0 +1,891 @@
+// vit_native: a thin C ABI over libtorch for Vit.Torch.
+//
+// Rules (see shared/DESIGN.md "Native boundary rules"):
+//  - Plain C types and opaque handles only. A tensor handle is a heap-allocated at::Tensor owned by the
+//    caller; it is released with exactly one vit_tensor_free. vit_tensor_free(NULL) is a no-op.
+//  - Every export returns a status (0 = ok, 1 = error) and never lets a C++ exception escape. The error text
+//    of the last failed call on this thread is copied into a caller-owned buffer by vit_last_error.
+//  - Results come back through out-parameters. A tensor out-parameter, on success, is a new handle the
+//    caller owns.
+//  - The shim knows tensors and ops, not ViT.
+#include <torch/torch.h>
+#include <ATen/Parallel.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <dlfcn.h>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#define VIT_API extern "C" __attribute__((visibility("default")))
+
+// Bumped whenever an export's signature or meaning changes; checked by the C# loader.
+static constexpr int kAbiVersion = 1;
+
+using T = at::Tensor;
+
+namespace {
+
+thread_local std::string g_last_error;
+std::atomic<int64_t> g_live_tensors{0};
+
+void set_error(const char* text) { g_last_error = text ? text : "(no message)"; }
+
+// Owns a new handle for the caller; counted so tests can check that nothing leaks.
+T* wrap(T value) {
+  auto* h = new T(std::move(value));
+  g_live_tensors.fetch_add(1, std::memory_order_relaxed);
+  return h;
+}
+
+const T& ref(const T* h) {
+  if (h == nullptr) throw std::invalid_argument("null tensor handle");
+  if (!h->defined()) throw std::invalid_argument("undefined tensor");
+  return *h;
+}
+
+T& mref(T* h) {
+  if (h == nullptr) throw std::invalid_argument("null tensor handle");
+  if (!h->defined()) throw std::invalid_argument("undefined tensor");
+  return *h;
+}
+
+// Our dtype codes are part of the ABI; keep in sync with DType in C#.
+at::ScalarType to_scalar_type(int code) {
+  switch (code) {
+    case 0: return at::kFloat;
+    case 1: return at::kDouble;
+    case 2: return at::kLong;
+    case 3: return at::kInt;
+    case 4: return at::kByte;
+    case 5: return at::kBool;
+    case 6: return at::kHalf;
+    case 7: return at::kBFloat16;
+    case 8: return at::kShort;
+    case 9: return at::kChar;
+    default: throw std::invalid_argument("unknown dtype code " + std::to_string(code));
+  }
+}
+
+int from_scalar_type(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return 0;
+    case at::kDouble: return 1;
+    case at::kLong: return 2;
+    case at::kInt: return 3;
+    case at::kByte: return 4;
+    case at::kBool: return 5;
+    case at::kHalf: return 6;
+    case at::kBFloat16: return 7;
+    case at::kShort: return 8;
+    case at::kChar: return 9;
+    default: return -1;
+  }
+}
+
+at::Device to_device(int type, int index) {
+  if (type == 0) return at::Device(at::kCPU);
+  if (type == 1) {
+    if (!torch::cuda::is_available())
+      throw std::invalid_argument(
+          "CUDA was requested but the linked libtorch has no CUDA support or no CUDA device is visible; "
+          "use the CPU device");
+    if (index < 0 || index >= static_cast<int>(torch::cuda::device_count()))
+      throw std::invalid_argument("CUDA device " + std::to_string(index) + " does not exist (" +
+                                  std::to_string(torch::cuda::device_count()) + " visible)");
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  throw std::invalid_argument("unknown device type " + std::to_string(type));
+}
+
+at::TensorOptions options(int dtype, int device_type, int device_index) {
+  return at::TensorOptions().dtype(to_scalar_type(dtype)).device(to_device(device_type, device_index));
+}
+
+at::IntArrayRef dims_of(const int64_t* dims, int n) {
+  if (n < 0) throw std::invalid_argument("negative dimension count");
+  if (n > 0 && dims == nullptr) throw std::invalid_argument("null dimension array");
+  return at::IntArrayRef(dims, static_cast<size_t>(n));
+}
+
+std::vector<T> tensors_of(T* const* hs, int n) {
+  if (n < 0) throw std::invalid_argument("negative tensor count");
+  std::vector<T> v;
+  v.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) v.push_back(ref(hs[i]));
+  return v;
+}
+
+void check_out(void* out) {
+  if (out == nullptr) throw std::invalid_argument("null out-parameter");
+}
+
+using openblas_set_fn = void (*)(int);
+using openblas_get_fn = int (*)();
+
+}  // namespace
+
+#define VIT_TRY try {
+#define VIT_CATCH                                         \
+  }                                                       \
+  catch (const c10::Error& e) {                           \
+    set_error(e.what_without_backtrace());                \
+    return 1;                                             \
+  }                                                       \
+  catch (const std::exception& e) {                       \
+    set_error(e.what());                                  \
+    return 1;                                             \
+  }                                                       \
+  catch (...) {                                           \
+    set_error("unknown C++ exception in vit_native");     \
+    return 1;                                             \
+  }                                                       \
+  return 0;
+
+// ---------------------------------------------------------------------------------------------------------
+// Library, errors, versions, threads, devices, seeds
+// ---------------------------------------------------------------------------------------------------------
+
+VIT_API int vit_abi_version() { return kAbiVersion; }
+
+// Copies the last error of this thread into buf (NUL-terminated, truncated to cap). Returns the full length.
+VIT_API int vit_last_error(char* buf, int cap) {
+  const auto n = static_cast<int>(g_last_error.size());
+  if (buf != nullptr && cap > 0) {
+    const int m = n < cap - 1 ? n : cap - 1;
+    std::memcpy(buf, g_last_error.data(), static_cast<size_t>(m));
+    buf[m] = '\0';
+  }
+  return n;
+}
+
+// Writes the libtorch version ("1.13.1") into buf.
+VIT_API int vit_torch_version(char* buf, int cap) {
+  VIT_TRY
+  check_out(buf);
+  std::string v = std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+                  std::to_string(TORCH_VERSION_PATCH);
+  if (cap <= static_cast<int>(v.size())) throw std::invalid_argument("version buffer too small");
+  std::memcpy(buf, v.c_str(), v.size() + 1);
+  VIT_CATCH
+}
+
+VIT_API int64_t vit_live_tensor_count() { return g_live_tensors.load(std::memory_order_relaxed); }
+
+// One knob for intra-op parallelism: libtorch's pool and OpenBLAS's pool (when OpenBLAS is the BLAS).
+// blas_threads < 0 means "same as torch_threads".
+VIT_API int vit_threads_set(int torch_threads, int blas_threads) {
+  VIT_TRY
+  if (torch_threads < 1) throw std::invalid_argument("thread count must be at least 1");
+  at::set_num_threads(torch_threads);
+  auto set_blas = reinterpret_cast<openblas_set_fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set_blas != nullptr) set_blas(blas_threads < 0 ? torch_threads : (blas_threads < 1 ? 1 : blas_threads));
+  VIT_CATCH
+}
+
+VIT_API int vit_threads_get(int* torch_threads, int* blas_threads) {
+  VIT_TRY
+  check_out(torch_threads);
+  check_out(blas_threads);
+  *torch_threads = at::get_num_threads();
+  auto get_blas = reinterpret_cast<openblas_get_fn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  *blas_threads = get_blas != nullptr ? get_blas() : -1;
+  VIT_CATCH
+}
+
+// Writes libtorch's parallel configuration text (OpenMP, MKL/BLAS, thread counts).
+VIT_API int vit_parallel_info(char* buf, int cap) {
+  VIT_TRY
+  check_out(buf);
+  std::string s = at::get_parallel_info();
+  const int m = static_cast<int>(s.size()) < cap - 1 ? static_cast<int>(s.size()) : cap - 1;
+  std::memcpy(buf, s.data(), static_cast<size_t>(m));
+  buf[m] = '\0';
+  VIT_CATCH
+}
+
+VIT_API int vit_cuda_device_count(int* out) {
+  VIT_TRY
+  check_out(out);
+  *out = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+  VIT_CATCH
+}
+
+VIT_API int vit_manual_seed(uint64_t seed) {
+  VIT_TRY
+  torch::manual_seed(seed);
+  VIT_CATCH
+}
+
+// Thread-local autograd switch (like torch.no_grad). Returns the previous state through prev.
+VIT_API int vit_grad_set_enabled(int enabled, int* prev) {
+  VIT_TRY
+  check_out(prev);
+  *prev = at::GradMode::is_enabled() ? 1 : 0;
+  at::GradMode::set_enabled(enabled != 0);
+  VIT_CATCH
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Tensor lifetime, creation, metadata, data transfer
+// ---------------------------------------------------------------------------------------------------------
+
+// Frees a handle. NULL is a no-op. The only way a handle is released.
+VIT_API void vit_tensor_free(T* t) {
+  if (t == nullptr) return;
+  delete t;
+  g_live_tensors.fetch_sub(1, std::memory_order_relaxed);
+}
+
+VIT_API int vit_tensor_empty(const int64_t* dims, int n, int dtype, int dev, int dev_index, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(at::empty(dims_of(dims, n), options(dtype, dev, dev_index)));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_full(const int64_t* dims, int n, double value, int dtype, int dev, int dev_index, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(at::full(dims_of(dims, n), value, options(dtype, dev, dev_index)));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_arange(double start, double end, double step, int dtype, int dev, int dev_index, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(at::arange(start, end, step, options(dtype, dev, dev_index)));
+  VIT_CATCH
+}
+
+// kind: 0 = standard normal, 1 = uniform [0,1). Uses the global (seeded) generator.
+VIT_API int vit_tensor_random(const int64_t* dims, int n, int kind, int dtype, int dev, int dev_index, T** out) {
+  VIT_TRY
+  check_out(out);
+  auto opts = options(dtype, dev, dev_index);
+  if (kind == 0)
+    *out = wrap(at::randn(dims_of(dims, n), opts));
+  else if (kind == 1)
+    *out = wrap(at::rand(dims_of(dims, n), opts));
+  else
+    throw std::invalid_argument("unknown random kind");
+  VIT_CATCH
+}
+
+// Random permutation of 0..n-1 (int64), from the global generator.
+VIT_API int vit_tensor_randperm(int64_t n, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(at::randperm(n, at::TensorOptions().dtype(at::kLong)));
+  VIT_CATCH
+}
+
+// Copies nbytes from data into a new CPU tensor of the given shape and dtype; nbytes must match exactly.
+VIT_API int vit_tensor_from_data(const void* data, int64_t nbytes, const int64_t* dims, int n, int dtype, T** out) {
+  VIT_TRY
+  check_out(out);
+  auto st = to_scalar_type(dtype);
+  auto shape = dims_of(dims, n);
+  int64_t numel = 1;
+  for (auto d : shape) {
+    if (d < 0) throw std::invalid_argument("negative dimension");
+    numel *= d;
+  }
+  const int64_t need = numel * static_cast<int64_t>(c10::elementSize(st));
+  if (need != nbytes)
+    throw std::invalid_argument("data has " + std::to_string(nbytes) + " bytes but the shape needs " +
+                                std::to_string(need));
+  T t = at::empty(shape, at::TensorOptions().dtype(st));
+  if (need > 0) {
+    if (data == nullptr) throw std::invalid_argument("null data pointer");
+    std::memcpy(t.data_ptr(), data, static_cast<size_t>(need));
+  }
+  *out = wrap(std::move(t));
+  VIT_CATCH
+}
+
+// Copies a tensor's elements (in row-major order) into dst; nbytes must equal numel * element size.
+VIT_API int vit_tensor_copy_to(const T* t, void* dst, int64_t nbytes) {
+  VIT_TRY
+  auto c = ref(t).detach().to(at::kCPU).contiguous();
+  const int64_t need = c.numel() * static_cast<int64_t>(c.element_size());
+  if (need != nbytes)
+    throw std::invalid_argument("destination has " + std::to_string(nbytes) + " bytes but the tensor has " +
+                                std::to_string(need));
+  if (need > 0) {
+    if (dst == nullptr) throw std::invalid_argument("null destination");
+    std::memcpy(dst, c.data_ptr(), static_cast<size_t>(need));
+  }
+  VIT_CATCH
+}
+
+// The address of a contiguous CPU tensor's first element, for writing batches straight into tensor memory.
+// The pointer is valid while the tensor lives and is not resized.
+VIT_API int vit_tensor_data_ptr(T* t, void** out) {
+  VIT_TRY
+  check_out(out);
+  auto& x = mref(t);
+  if (!x.device().is_cpu()) throw std::invalid_argument("data_ptr needs a CPU tensor");
+  if (!x.is_contiguous()) throw std::invalid_argument("data_ptr needs a contiguous tensor");
+  *out = x.data_ptr();
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_ndim(const T* t, int* out) {
+  VIT_TRY
+  check_out(out);
+  *out = static_cast<int>(ref(t).dim());
+  VIT_CATCH
+}
+
+// Writes up to cap sizes into dims.
+VIT_API int vit_tensor_shape(const T* t, int64_t* dims, int cap) {
+  VIT_TRY
+  auto s = ref(t).sizes();
+  if (cap < static_cast<int>(s.size())) throw std::invalid_argument("shape buffer too small");
+  for (size_t i = 0; i < s.size(); ++i) dims[i] = s[i];
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_dtype(const T* t, int* out) {
+  VIT_TRY
+  check_out(out);
+  *out = from_scalar_type(ref(t).scalar_type());
+  VIT_CATCH
+}
+
+// Device type (0 CPU, 1 CUDA) and index.
+VIT_API int vit_tensor_device(const T* t, int* type, int* index) {
+  VIT_TRY
+  check_out(type);
+  check_out(index);
+  auto d = ref(t).device();
+  *type = d.is_cuda() ? 1 : (d.is_cpu() ? 0 : -1);
+  *index = d.has_index() ? d.index() : 0;
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_item(const T* t, double* out) {
+  VIT_TRY
+  check_out(out);
+  *out = ref(t).item<double>();
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_to(const T* t, int dtype, int dev, int dev_index, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(t).to(to_device(dev, dev_index), to_scalar_type(dtype)));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_clone(const T* t, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(t).clone());
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_detach(const T* t, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(t).detach());
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_contiguous(const T* t, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(t).contiguous());
+  VIT_CATCH
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Autograd
+// ---------------------------------------------------------------------------------------------------------
+
+VIT_API int vit_tensor_set_requires_grad(T* t, int flag) {
+  VIT_TRY
+  mref(t).set_requires_grad(flag != 0);
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_requires_grad(const T* t, int* out) {
+  VIT_TRY
+  check_out(out);
+  *out = ref(t).requires_grad() ? 1 : 0;
+  VIT_CATCH
+}
+
+// Backpropagates from t. A non-scalar t needs grad_output of the same shape; pass NULL for a scalar.
+VIT_API int vit_tensor_backward(const T* t, const T* grad_output) {
+  VIT_TRY
+  if (grad_output == nullptr)
+    ref(t).backward();
+  else
+    ref(t).backward(ref(grad_output));
+  VIT_CATCH
+}
+
+// The accumulated gradient of t as a new handle, or *out = NULL when t has none.
+VIT_API int vit_tensor_grad(const T* t, T** out) {
+  VIT_TRY
+  check_out(out);
+  const auto& g = ref(t).grad();
+  *out = g.defined() ? wrap(g) : nullptr;
+  VIT_CATCH
+}
+
+// Drops t's gradient (like optimizer.zero_grad(set_to_none=True)).
+VIT_API int vit_tensor_grad_reset(T* t) {
+  VIT_TRY
+  mref(t).mutable_grad().reset();
+  VIT_CATCH
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Elementwise math
+// ---------------------------------------------------------------------------------------------------------
+
+#define VIT_BINARY(name, expr)                                      \
+  VIT_API int vit_tensor_##name(const T* a, const T* b, T** out) { \
+    VIT_TRY                                                         \
+    check_out(out);                                                 \
+    const auto& x = ref(a);                                         \
+    const auto& y = ref(b);                                         \
+    *out = wrap(expr);                                              \
+    VIT_CATCH                                                       \
+  }
+
+VIT_BINARY(add, x + y)
+VIT_BINARY(sub, x - y)
+VIT_BINARY(mul, x * y)
+VIT_BINARY(div, x / y)
+VIT_BINARY(matmul, at::matmul(x, y))
+VIT_BINARY(bmm, at::bmm(x, y))
+VIT_BINARY(eq, at::eq(x, y))
+VIT_BINARY(maximum, at::maximum(x, y))
+VIT_BINARY(lt, at::lt(x, y))
+
+#define VIT_UNARY(name, expr)                         \
+  VIT_API int vit_tensor_##name(const T* a, T** out) { \
+    VIT_TRY                                           \
+    check_out(out);                                   \
+    const auto& x = ref(a);                           \
+    *out = wrap(expr);                                \
+    VIT_CATCH                                         \
+  }
+
+VIT_UNARY(neg, -x)
+VIT_UNARY(exp, at::exp(x))
+VIT_UNARY(log, at::log(x))
+VIT_UNARY(sqrt, at::sqrt(x))
+VIT_UNARY(tanh, at::tanh(x))
+VIT_UNARY(abs, at::abs(x))
+VIT_UNARY(erf, at::erf(x))
+VIT_UNARY(floor, at::floor(x))
+VIT_UNARY(gelu, at::gelu(x, "none"))  // exact: x * Phi(x), as in the ViT paper and timm's default
+VIT_UNARY(relu, at::relu(x))
+VIT_UNARY(isfinite, at::isfinite(x))
+VIT_UNARY(sum_all, x.sum())
+VIT_UNARY(mean_all, x.mean())
+VIT_UNARY(all, x.all())
+
+#define VIT_SCALAR(name, expr)                                    \
+  VIT_API int vit_tensor_##name(const T* a, double s, T** out) { \
+    VIT_TRY                                                       \
+    check_out(out);                                               \
+    const auto& x = ref(a);                                       \
+    *out = wrap(expr);                                            \
+    VIT_CATCH                                                     \
+  }
+
+VIT_SCALAR(add_scalar, x + s)
+VIT_SCALAR(mul_scalar, x * s)
+VIT_SCALAR(div_scalar, x / s)
+VIT_SCALAR(pow_scalar, at::pow(x, s))
+VIT_SCALAR(lt_scalar, at::lt(x, s))
+VIT_SCALAR(gt_scalar, at::gt(x, s))
+VIT_SCALAR(eq_scalar, at::eq(x, s))
+VIT_SCALAR(rsub_scalar, s - x)
+
+VIT_API int vit_tensor_clamp(const T* a, double lo, double hi, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(at::clamp(ref(a), lo, hi));
+  VIT_CATCH
+}
+
+// where(cond, a, b)
+VIT_API int vit_tensor_where(const T* cond, const T* a, const T* b, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(at::where(ref(cond), ref(a), ref(b)));
+  VIT_CATCH
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Reductions
+// ---------------------------------------------------------------------------------------------------------
+
+VIT_API int vit_tensor_sum(const T* a, const int64_t* dims, int n, int keepdim, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(a).sum(dims_of(dims, n), keepdim != 0));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_mean(const T* a, const int64_t* dims, int n, int keepdim, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(a).mean(dims_of(dims, n), keepdim != 0));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_max(const T* a, int64_t dim, int keepdim, T** values, T** indices) {
+  VIT_TRY
+  check_out(values);
+  check_out(indices);
+  auto r = ref(a).max(dim, keepdim != 0);
+  *values = wrap(std::get<0>(r));
+  *indices = wrap(std::get<1>(r));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_argmax(const T* a, int64_t dim, int keepdim, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(a).argmax(dim, keepdim != 0));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_topk(const T* a, int64_t k, int64_t dim, int largest, int sorted, T** values, T** indices) {
+  VIT_TRY
+  check_out(values);
+  check_out(indices);
+  auto r = ref(a).topk(k, dim, largest != 0, sorted != 0);
+  *values = wrap(std::get<0>(r));
+  *indices = wrap(std::get<1>(r));
+  VIT_CATCH
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Shape and indexing
+// ---------------------------------------------------------------------------------------------------------
+
+VIT_API int vit_tensor_reshape(const T* a, const int64_t* dims, int n, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(a).reshape(dims_of(dims, n)));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_view(const T* a, const int64_t* dims, int n, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(a).view(dims_of(dims, n)));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_permute(const T* a, const int64_t* dims, int n, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(a).permute(dims_of(dims, n)));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_transpose(const T* a, int64_t d0, int64_t d1, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(a).transpose(d0, d1));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_expand(const T* a, const int64_t* dims, int n, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(a).expand(dims_of(dims, n)));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_flatten(const T* a, int64_t start, int64_t end, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(a).flatten(start, end));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_unsqueeze(const T* a, int64_t dim, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(a).unsqueeze(dim));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_squeeze(const T* a, int64_t dim, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(a).squeeze(dim));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_slice(const T* a, int64_t dim, int64_t start, int64_t end, int64_t step, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(a).slice(dim, start, end, step));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_select(const T* a, int64_t dim, int64_t index, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(a).select(dim, index));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_index_select(const T* a, int64_t dim, const T* index, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(a).index_select(dim, ref(index)));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_gather(const T* a, int64_t dim, const T* index, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(ref(a).gather(dim, ref(index)));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_cat(T* const* parts, int n, int64_t dim, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(at::cat(tensors_of(parts, n), dim));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_stack(T* const* parts, int n, int64_t dim, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(at::stack(tensors_of(parts, n), dim));
+  VIT_CATCH
+}
+
+// Splits a along dim into `count` equal chunks; outs must have room for count handles.
+VIT_API int vit_tensor_chunk(const T* a, int64_t count, int64_t dim, T** outs) {
+  VIT_TRY
+  check_out(outs);
+  auto parts = ref(a).chunk(count, dim);
+  if (static_cast<int64_t>(parts.size()) != count)
+    throw std::invalid_argument("dimension " + std::to_string(dim) + " of size " +
+                                std::to_string(ref(a).size(dim)) + " does not split into " +
+                                std::to_string(count) + " chunks");
+  for (int64_t i = 0; i < count; ++i) outs[i] = wrap(parts[static_cast<size_t>(i)]);
+  VIT_CATCH
+}
+
+// One-hot encoding of int64 labels into a float tensor (N, classes).
+VIT_API int vit_tensor_one_hot(const T* labels, int64_t classes, int dtype, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(at::one_hot(ref(labels), classes).to(to_scalar_type(dtype)));
+  VIT_CATCH
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Neural-network ops
+// ---------------------------------------------------------------------------------------------------------
+
+// y = x W^T + b; bias may be NULL.
+VIT_API int vit_nn_linear(const T* x, const T* w, const T* b, T** out) {
+  VIT_TRY
+  check_out(out);
+  c10::optional<T> bias;
+  if (b != nullptr) bias = ref(b);
+  *out = wrap(at::linear(ref(x), ref(w), bias));
+  VIT_CATCH
+}
+
+VIT_API int vit_nn_conv2d(const T* x, const T* w, const T* b, int64_t stride_h, int64_t stride_w, int64_t pad_h,
+                          int64_t pad_w, T** out) {
+  VIT_TRY
+  check_out(out);
+  c10::optional<T> bias;
+  if (b != nullptr) bias = ref(b);
+  *out = wrap(at::conv2d(ref(x), ref(w), bias, {stride_h, stride_w}, {pad_h, pad_w}));
+  VIT_CATCH
+}
+
+// Layer norm over the trailing `n` dims given in dims; weight/bias may be NULL.
+VIT_API int vit_nn_layer_norm(const T* x, const int64_t* dims, int n, const T* w, const T* b, double eps, T** out) {
+  VIT_TRY
+  check_out(out);
+  c10::optional<T> weight, bias;
+  if (w != nullptr) weight = ref(w);
+  if (b != nullptr) bias = ref(b);
+  *out = wrap(at::layer_norm(ref(x), dims_of(dims, n), weight, bias, eps));
+  VIT_CATCH
+}
+
+VIT_API int vit_nn_softmax(const T* x, int64_t dim, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(at::softmax(ref(x), dim));
+  VIT_CATCH
+}
+
+VIT_API int vit_nn_log_softmax(const T* x, int64_t dim, T** out) {
+  VIT_TRY
+  check_out(out);
+  *out = wrap(at::log_softmax(ref(x), dim));
+  VIT_CATCH
+}
+
+VIT_API int vit_nn_dropout(const T* x, double p, int train, T** out) {
+  VIT_TRY
+  check_out(out);
+  if (p < 0 || p > 1) throw std::invalid_argument("dropout probability must be in [0, 1]");
+  *out = wrap(at::dropout(ref(x), p, train != 0));
+  VIT_CATCH
+}
+
+// Cross-entropy of logits (N, C). target is either int64 class indices (N) or float class probabilities
+// (N, C) (soft targets, e.g. mixup). reduction: 0 none, 1 mean, 2 sum.
+VIT_API int vit_nn_cross_entropy(const T* logits, const T* target, double label_smoothing, int reduction, T** out) {
+  VIT_TRY
+  check_out(out);
+  if (label_smoothing < 0 || label_smoothing > 1) throw std::invalid_argument("label smoothing must be in [0, 1]");
+  if (reduction < 0 || reduction > 2) throw std::invalid_argument("unknown reduction");
+  *out = wrap(at::cross_entropy_loss(ref(logits), ref(target), c10::nullopt, reduction, -100, label_smoothing));
+  VIT_CATCH
+}
+
+// A tensor of the given shape whose elements are 1 with probability p and 0 otherwise.
+VIT_API int vit_tensor_bernoulli(const int64_t* dims, int n, double p, int dtype, int dev, int dev_index, T** out) {
+  VIT_TRY
+  check_out(out);
+  if (p < 0 || p > 1) throw std::invalid_argument("bernoulli probability must be in [0, 1]");
+  *out = wrap(at::empty(dims_of(dims, n), options(dtype, dev, dev_index)).bernoulli_(p));
+  VIT_CATCH
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// In-place updates (no autograd history), initialisation, optimisation
+// ---------------------------------------------------------------------------------------------------------
+
+VIT_API int vit_tensor_copy_(T* dst, const T* src) {
+  VIT_TRY
+  at::NoGradGuard guard;
+  mref(dst).copy_(ref(src));
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_fill_(T* t, double value) {
+  VIT_TRY
+  at::NoGradGuard guard;
+  mref(t).fill_(value);
+  VIT_CATCH
+}
+
+// t += alpha * other
+VIT_API int vit_tensor_add_(T* t, const T* other, double alpha) {
+  VIT_TRY
+  at::NoGradGuard guard;
+  mref(t).add_(ref(other), alpha);
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_mul_scalar_(T* t, double s) {
+  VIT_TRY
+  at::NoGradGuard guard;
+  mref(t).mul_(s);
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_normal_(T* t, double mean, double std) {
+  VIT_TRY
+  at::NoGradGuard guard;
+  mref(t).normal_(mean, std);
+  VIT_CATCH
+}
+
+VIT_API int vit_tensor_uniform_(T* t, double lo, double hi) {
+  VIT_TRY
+  at::NoGradGuard guard;
+  mref(t).uniform_(lo, hi);
+  VIT_CATCH
+}
+
+// Normal(mean, std) truncated to [lo, hi] (absolute bounds, as timm's trunc_normal_), by the inverse-CDF
+// method: draw u uniformly between the CDF values of the bounds and map it back through erfinv.
+VIT_API int vit_tensor_trunc_normal_(T* t, double mean, double std, double lo, double hi) {
+  VIT_TRY
+  at::NoGradGuard guard;
+  if (!(std > 0)) throw std::invalid_argument("trunc_normal std must be positive");
+  if (!(lo < hi)) throw std::invalid_argument("trunc_normal needs lo < hi");
+  auto cdf = [](double x) { return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))); };
+  const double l = cdf((lo - mean) / std), u = cdf((hi - mean) / std);
+  auto& x = mref(t);
+  x.uniform_(2 * l - 1, 2 * u - 1);
+  x.erfinv_();
+  x.mul_(std * std::sqrt(2.0));
+  x.add_(mean);
+  x.clamp_(lo, hi);
+  VIT_CATCH
+}
+
+// One AdamW step (Loshchilov & Hutter; same update as torch.optim.AdamW) over n parameters. Parameters
+// without a gradient are skipped. exp_avg and exp_avg_sq are the per-parameter state tensors (updated in
+// place); weight_decay[i] is the decoupled decay of parameter i; step is the 1-based step count.
+VIT_API int vit_optim_adamw_step(T* const* params, T* const* exp_avg, T* const* exp_avg_sq,
+                                 const double* weight_decay, int n, double lr, double beta1, double beta2,
+                                 double eps, int64_t step) {
+  VIT_TRY
+  at::NoGradGuard guard;
+  if (n < 0) throw std::invalid_argument("negative parameter count");
+  if (step < 1) throw std::invalid_argument("AdamW step must be >= 1");
+  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
+  const double step_size = lr / bc1;
+  const double bc2_sqrt = std::sqrt(bc2);
+  for (int i = 0; i < n; ++i) {
+    auto& p = mref(params[i]);
+    const auto& g = p.grad();
+    if (!g.defined()) continue;
+    auto& m = mref(exp_avg[i]);
+    auto& v = mref(exp_avg_sq[i]);
+    p.mul_(1.0 - lr * weight_decay[i]);
+    m.mul_(beta1).add_(g, 1.0 - beta1);
+    v.mul_(beta2).addcmul_(g, g, 1.0 - beta2);
+    auto denom = (v.sqrt() / bc2_sqrt).add_(eps);
+    p.addcdiv_(m, denom, -step_size);
+  }
+  VIT_CATCH
+}
+
+// Total L2 norm of the gradients of n parameters (as torch.nn.utils.clip_grad_norm_); when max_norm > 0
+// and the norm exceeds it, scales all gradients by max_norm / (norm + 1e-6).
+VIT_API int vit_optim_clip_grad_norm(T* const* params, int n, double max_norm, double* total_norm) {
+  VIT_TRY
+  at::NoGradGuard guard;
+  check_out(total_norm);
+  std::vector<T> norms;
+  for (int i = 0; i < n; ++i) {
+    const auto& g = ref(params[i]).grad();
+    if (g.defined()) norms.push_back(g.norm(2).to(at::kDouble));
+  }
+  double total = 0;
+  if (!norms.empty()) total = at::stack(norms).norm(2).item<double>();
+  *total_norm = total;
+  if (max_norm > 0 && std::isfinite(total)) {
+    const double coef = max_norm / (total + 1e-6);
+    if (coef < 1.0)
+      for (int i = 0; i < n; ++i) {
+        auto g = ref(params[i]).grad();
+        if (g.defined()) g.mul_(coef);
+      }
+  }
+  VIT_CATCH
+}
