@@ -1,0 +1,158 @@
+namespace Vit.Torch.Data;
+
+/// <summary>A batch: images (B, C, H, W) float32 and labels (B) int64. Disposing frees both.</summary>
+public sealed class Batch : IDisposable
+{
+    /// <summary>Creates a batch that owns both tensors.</summary>
+    public Batch(Tensor images, Tensor labels)
+    {
+        Images = images;
+        Labels = labels;
+    }
+
+    /// <summary>Images (B, C, H, W).</summary>
+    public Tensor Images { get; }
+
+    /// <summary>Class indices (B).</summary>
+    public Tensor Labels { get; }
+
+    /// <summary>Number of samples.</summary>
+    public int Count => (int)Labels.Size(0);
+
+    /// <summary>Frees both tensors.</summary>
+    public void Dispose()
+    {
+        Images.Dispose();
+        Labels.Dispose();
+    }
+}
+
+/// <summary>Something that yields the batches of one epoch (training: shuffled; evaluation: in order).</summary>
+public interface IBatchSource
+{
+    /// <summary>Number of samples in one epoch.</summary>
+    int Count { get; }
+
+    /// <summary>Number of classes.</summary>
+    int NumClasses { get; }
+
+    /// <summary>Number of batches in one epoch (the last may be partial).</summary>
+    int BatchesPerEpoch { get; }
+
+    /// <summary>The batches of epoch <paramref name="epoch"/> (0-based); the consumer disposes each batch.</summary>
+    IEnumerable<Batch> Batches(int epoch);
+}
+
+/// <summary>
+/// Batches an <see cref="InMemoryDataset"/>: optionally shuffled per epoch with a seeded permutation (the same seed
+/// and epoch give the same order), with optional light augmentation (random translation and horizontal flip),
+/// written straight into the batch tensor's memory.
+/// </summary>
+public sealed class InMemoryBatchSource : IBatchSource
+{
+    private readonly InMemoryDataset data;
+
+    /// <summary>Creates the source.</summary>
+    /// <param name="data">The images.</param>
+    /// <param name="batchSize">Samples per batch; the last batch of an epoch may be smaller.</param>
+    /// <param name="shuffle">Reshuffle every epoch (training) or keep the order (evaluation).</param>
+    /// <param name="seed">Seed of the shuffling and augmentation.</param>
+    /// <param name="maxShift">Random translation of up to this many pixels in x and y (0 = off).</param>
+    /// <param name="horizontalFlip">Flip half of the images left-right.</param>
+    /// <param name="padValue">Value of pixels shifted in from outside the image (the normalised background).</param>
+    public InMemoryBatchSource(InMemoryDataset data, int batchSize, bool shuffle, int seed = 0, int maxShift = 0,
+        bool horizontalFlip = false, float padValue = 0)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "batch size must be positive");
+        if (maxShift < 0) throw new ArgumentOutOfRangeException(nameof(maxShift), maxShift, "shift must be >= 0");
+        this.data = data;
+        BatchSize = batchSize;
+        Shuffle = shuffle;
+        Seed = seed;
+        MaxShift = maxShift;
+        HorizontalFlip = horizontalFlip;
+        PadValue = padValue;
+    }
+
+    /// <summary>Samples per batch.</summary>
+    public int BatchSize { get; }
+
+    /// <summary>Whether each epoch is shuffled.</summary>
+    public bool Shuffle { get; }
+
+    /// <summary>Seed of shuffling and augmentation.</summary>
+    public int Seed { get; }
+
+    /// <summary>Maximum random translation in pixels.</summary>
+    public int MaxShift { get; }
+
+    /// <summary>Whether images are randomly flipped.</summary>
+    public bool HorizontalFlip { get; }
+
+    /// <summary>Fill value for pixels shifted in.</summary>
+    public float PadValue { get; }
+
+    /// <inheritdoc />
+    public int Count => data.Count;
+
+    /// <inheritdoc />
+    public int NumClasses => data.NumClasses;
+
+    /// <inheritdoc />
+    public int BatchesPerEpoch => (data.Count + BatchSize - 1) / BatchSize;
+
+    /// <summary>The sample order of an epoch.</summary>
+    public int[] Order(int epoch)
+    {
+        var order = Enumerable.Range(0, data.Count).ToArray();
+        if (Shuffle) new Random(HashCode.Combine(Seed, epoch)).Shuffle(order);
+        return order;
+    }
+
+    /// <inheritdoc />
+    public IEnumerable<Batch> Batches(int epoch)
+    {
+        var order = Order(epoch);
+        var rng = new Random(HashCode.Combine(Seed, epoch, 0x5eed));
+        var (c, h, w) = data.ImageShape;
+        for (int start = 0; start < order.Length; start += BatchSize)
+        {
+            int n = Math.Min(BatchSize, order.Length - start);
+            var images = Tensor.Empty([n, c, h, w]).DetachFromScope();
+            var labels = new long[n];
+            unsafe
+            {
+                var dst = new Span<float>((void*)images.DataPointer(), n * data.ImageSize);
+                for (int i = 0; i < n; i++)
+                {
+                    int idx = order[start + i];
+                    labels[i] = data.Label(idx);
+                    var target = dst.Slice(i * data.ImageSize, data.ImageSize);
+                    if (MaxShift == 0 && !HorizontalFlip)
+                        data.Image(idx).CopyTo(target);
+                    else
+                        Augment(data.Image(idx), target, c, h, w, rng);
+                }
+            }
+            yield return new Batch(images, Tensor.FromArray(labels, n).DetachFromScope());
+        }
+    }
+
+    private void Augment(ReadOnlySpan<float> src, Span<float> dst, int c, int h, int w, Random rng)
+    {
+        int dx = MaxShift > 0 ? rng.Next(-MaxShift, MaxShift + 1) : 0;
+        int dy = MaxShift > 0 ? rng.Next(-MaxShift, MaxShift + 1) : 0;
+        bool flip = HorizontalFlip && rng.Next(2) == 1;
+        for (int ch = 0; ch < c; ch++)
+            for (int y = 0; y < h; y++)
+            {
+                int sy = y - dy;
+                for (int x = 0; x < w; x++)
+                {
+                    int sx = (flip ? w - 1 - x : x) - dx;
+                    dst[(ch * h + y) * w + x] = sy >= 0 && sy < h && sx >= 0 && sx < w ? src[(ch * h + sy) * w + sx] : PadValue;
+                }
+            }
+    }
+}

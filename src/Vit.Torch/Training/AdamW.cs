@@ -1,0 +1,111 @@
+using static Vit.Torch.Native.NativeMethods;
+
+namespace Vit.Torch.Training;
+
+/// <summary>
+/// AdamW (Loshchilov &amp; Hutter, 2019) with decoupled weight decay, the same update as torch.optim.AdamW.
+/// Following the ViT/DeiT recipe, biases, norms, the position embedding and the class token get no decay
+/// (see <see cref="DecaysByDefault"/>). The update math runs in libtorch, in place, in one native call per step.
+/// </summary>
+public sealed unsafe class AdamW : IDisposable
+{
+    private readonly Tensor[] parameters;
+    private readonly Tensor[] expAvg;
+    private readonly Tensor[] expAvgSq;
+    private readonly double[] weightDecay;
+
+    /// <summary>Learning rate of the next step (a schedule sets it every step).</summary>
+    public double LearningRate { get; set; }
+
+    /// <summary>β1, β2.</summary>
+    public (double Beta1, double Beta2) Betas { get; }
+
+    /// <summary>ε added to the denominator.</summary>
+    public double Eps { get; }
+
+    /// <summary>Steps taken so far.</summary>
+    public long StepCount { get; private set; }
+
+    /// <summary>The parameters, with their names, in the order the optimizer holds them.</summary>
+    public IReadOnlyList<(string Name, Tensor Parameter, double WeightDecay)> Groups { get; }
+
+    /// <summary>
+    /// Creates the optimizer over named parameters. Parameters whose <see cref="Tensor.RequiresGrad"/> is false
+    /// (frozen) are left out. <paramref name="decays"/> decides per name whether weight decay applies
+    /// (default <see cref="DecaysByDefault"/>).
+    /// </summary>
+    public AdamW(IEnumerable<(string Name, Tensor Parameter)> namedParameters, double learningRate = 1e-3,
+        double weightDecay = 0.05, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
+        Func<string, Tensor, bool>? decays = null)
+    {
+        if (!(learningRate >= 0)) throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, "learning rate must be >= 0");
+        if (!(weightDecay >= 0)) throw new ArgumentOutOfRangeException(nameof(weightDecay), weightDecay, "weight decay must be >= 0");
+        if (!(beta1 >= 0 && beta1 < 1)) throw new ArgumentOutOfRangeException(nameof(beta1), beta1, "beta1 must be in [0, 1)");
+        if (!(beta2 >= 0 && beta2 < 1)) throw new ArgumentOutOfRangeException(nameof(beta2), beta2, "beta2 must be in [0, 1)");
+        if (!(eps > 0)) throw new ArgumentOutOfRangeException(nameof(eps), eps, "eps must be > 0");
+        decays ??= DecaysByDefault;
+        var groups = namedParameters.Where(p => p.Parameter.RequiresGrad)
+            .Select(p => (p.Name, p.Parameter, decays(p.Name, p.Parameter) ? weightDecay : 0.0)).ToList();
+        Groups = groups;
+        parameters = groups.Select(g => g.Parameter).ToArray();
+        this.weightDecay = groups.Select(g => g.Item3).ToArray();
+        expAvg = new Tensor[parameters.Length];
+        expAvgSq = new Tensor[parameters.Length];
+        for (int i = 0; i < parameters.Length; i++)
+        {
+            var p = parameters[i];
+            expAvg[i] = Tensor.Zeros(p.Shape, p.DType, p.Device).DetachFromScope();
+            expAvgSq[i] = Tensor.Zeros(p.Shape, p.DType, p.Device).DetachFromScope();
+        }
+        LearningRate = learningRate;
+        Betas = (beta1, beta2);
+        Eps = eps;
+    }
+
+    /// <summary>
+    /// The ViT/DeiT convention: decay matrices and kernels only; no decay on 1-d parameters (biases, LayerNorm
+    /// scales and shifts) nor on the position embedding and class token.
+    /// </summary>
+    public static bool DecaysByDefault(string name, Tensor parameter)
+    {
+        var last = name[(name.LastIndexOf('.') + 1)..];
+        if (last is "pos_embed" or "cls_token" or "bias") return false;
+        return parameter.Dim > 1;
+    }
+
+    /// <summary>Applies one update to every parameter that has a gradient.</summary>
+    public void Step()
+    {
+        StepCount++;
+        using var p = new HandleArray(parameters);
+        using var m = new HandleArray(expAvg);
+        using var v = new HandleArray(expAvgSq);
+        fixed (double* wd = weightDecay)
+            Check(vit_optim_adamw_step(p.Pointer, m.Pointer, v.Pointer, wd, parameters.Length,
+                LearningRate, Betas.Beta1, Betas.Beta2, Eps, StepCount));
+    }
+
+    /// <summary>Drops all gradients.</summary>
+    public void ZeroGrad()
+    {
+        foreach (var p in parameters) p.ZeroGrad();
+    }
+
+    /// <summary>
+    /// The total L2 norm of all gradients; when <paramref name="maxNorm"/> &gt; 0 and the norm exceeds it, scales
+    /// the gradients down to it (torch.nn.utils.clip_grad_norm_). Returns the norm before clipping.
+    /// </summary>
+    public double ClipGradNorm(double maxNorm)
+    {
+        using var p = new HandleArray(parameters);
+        Check(vit_optim_clip_grad_norm(p.Pointer, parameters.Length, maxNorm, out var norm));
+        return norm;
+    }
+
+    /// <summary>Frees the optimizer state.</summary>
+    public void Dispose()
+    {
+        foreach (var t in expAvg) t.Dispose();
+        foreach (var t in expAvgSq) t.Dispose();
+    }
+}
