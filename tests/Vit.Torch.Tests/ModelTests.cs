@@ -1,0 +1,141 @@
+using Vit.Torch.Model;
+
+namespace Vit.Torch.Tests;
+
+[TestClass]
+public sealed class ModelTests
+{
+    // Published parameter counts (timm's vit_*_224 models with a 1000-class head).
+    [TestMethod]
+    [DataRow("Ti/16", 5_717_416L)]
+    [DataRow("Ti/32", 6_131_560L)]
+    [DataRow("S/16", 22_050_664L)]
+    [DataRow("S/32", 22_878_952L)]
+    [DataRow("B/16", 86_567_656L)]
+    [DataRow("B/32", 88_224_232L)]
+    [DataRow("L/16", 304_326_632L)]
+    [DataRow("L/32", 306_535_400L)]
+    public void PresetParameterCountsMatchPublishedOnes(string preset, long expected)
+    {
+        using var model = new VisionTransformer(VitConfig.FromName(preset));
+        Assert.AreEqual(expected, model.ParameterCount());
+    }
+
+    [TestMethod]
+    public void ParameterNamesFollowTimm()
+    {
+        using var model = new VisionTransformer(Tiny());
+        var names = model.NamedParameters().Select(p => p.Name).ToList();
+        CollectionAssert.IsSubsetOf(new[]
+        {
+            "patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "pos_embed",
+            "blocks.0.norm1.weight", "blocks.0.norm1.bias", "blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.bias",
+            "blocks.0.attn.proj.weight", "blocks.0.attn.proj.bias", "blocks.0.norm2.weight", "blocks.0.norm2.bias",
+            "blocks.0.mlp.fc1.weight", "blocks.0.mlp.fc1.bias", "blocks.0.mlp.fc2.weight", "blocks.0.mlp.fc2.bias",
+            "blocks.1.mlp.fc2.bias", "norm.weight", "norm.bias", "head.weight", "head.bias",
+        }, names);
+        Assert.AreEqual(4 + 12 * 2 + 4, names.Count);
+    }
+
+    [TestMethod]
+    [DataRow(225, 16, 192, 3, "image size 225 is not divisible by patch size 16")]
+    [DataRow(224, 16, 190, 3, "hidden size 190 is not divisible by head count 3")]
+    [DataRow(16, 32, 192, 3, "patch size 32 is larger than image size 16")]
+    [DataRow(0, 16, 192, 3, "image size must be positive, got 0")]
+    [DataRow(224, 16, 192, 0, "head count must be positive, got 0")]
+    public void InvalidConfigsSayWhatIsWrong(int image, int patch, int dim, int heads, string message)
+    {
+        var cfg = VitConfig.TinyPatch16 with { ImageSize = image, PatchSize = patch, Dim = dim, Heads = heads };
+        var e = Assert.Throws<ArgumentException>(() => cfg.Validate());
+        Assert.AreEqual(message, e.Message);
+        Assert.Throws<ArgumentException>(() => new VisionTransformer(cfg));
+    }
+
+    [TestMethod]
+    public void OtherInvalidOptionsAreNamed()
+    {
+        StringAssert.Contains(Assert.Throws<ArgumentException>(() => (Tiny() with { NumClasses = 0 }).Validate()).Message, "class count");
+        StringAssert.Contains(Assert.Throws<ArgumentException>(() => (Tiny() with { Dropout = 1.0 }).Validate()).Message, "dropout must be in [0, 1)");
+        StringAssert.Contains(Assert.Throws<ArgumentException>(() => (Tiny() with { DropPath = -0.1 }).Validate()).Message, "drop path");
+        StringAssert.Contains(Assert.Throws<ArgumentException>(() => VitConfig.FromName("XL/14")).Message, "unknown ViT preset 'XL/14'");
+    }
+
+    [TestMethod]
+    public void WrongInputShapeIsRejectedWithTheExpectedShape()
+    {
+        using var model = new VisionTransformer(Tiny());
+        using var scope = TensorScope.Begin();
+        var e = Assert.Throws<ArgumentException>(() => model.Forward(Tensor.Zeros([2, 3, 8, 8])));
+        Assert.AreEqual("expected images of shape (batch, 1, 8, 8), got (2, 3, 8, 8)", e.Message);
+    }
+
+    [TestMethod]
+    public void ReturnsOneAttentionMapPerBlockWithRowsSummingToOne()
+    {
+        using var model = new VisionTransformer(Tiny());
+        model.Eval();
+        using var scope = TensorScope.Begin();
+        var maps = new List<Tensor>();
+        var logits = model.Forward(Tensor.Randn([3, 1, 8, 8]), maps);
+        Assert.HasCount(2, maps);
+        foreach (var m in maps)
+        {
+            CollectionAssert.AreEqual(new long[] { 3, 2, 5, 5 }, m.Shape);  // (B, H, 1 + 4 patches, 1 + 4 patches)
+            foreach (var s in m.Sum(-1).ToArray<float>()) Assert.AreEqual(1f, s, 1e-5f);
+        }
+        CollectionAssert.AreEqual(new long[] { 3, 3 }, logits.Shape);
+    }
+
+    [TestMethod]
+    public void MeanPoolingHasNoClassTokenAndAveragesTokens()
+    {
+        using var model = new VisionTransformer(Tiny() with { Pooling = VitPooling.Mean });
+        Assert.IsNull(model.ClsToken);
+        CollectionAssert.AreEqual(new long[] { 1, 4, 16 }, model.PosEmbed.Shape);
+        using var scope = TensorScope.Begin();
+        CollectionAssert.AreEqual(new long[] { 2, 3 }, model.Forward(Tensor.Randn([2, 1, 8, 8])).Shape);
+    }
+
+    [TestMethod]
+    public void EvalModeIsDeterministicAndTrainModeDropsOut()
+    {
+        Torch.ManualSeed(3);
+        using var model = new VisionTransformer(Tiny() with { Dropout = 0.5, DropPath = 0.5 });
+        using var scope = TensorScope.Begin();
+        var x = Tensor.Randn([4, 1, 8, 8]);
+        model.Eval();
+        CollectionAssert.AreEqual(model.Forward(x).ToArray<float>(), model.Forward(x).ToArray<float>());
+        model.Train();
+        CollectionAssert.AreNotEqual(model.Forward(x).ToArray<float>(), model.Forward(x).ToArray<float>());
+    }
+
+    [TestMethod]
+    public void ReplaceHeadKeepsTheBackboneAndChangesClassCount()
+    {
+        using var model = new VisionTransformer(Tiny());
+        var before = model.PosEmbed.ToArray<float>();
+        model.ReplaceHead(7);
+        Assert.AreEqual(7, model.Config.NumClasses);
+        CollectionAssert.AreEqual(new long[] { 7, 16 }, model.Head.Weight.Shape);
+        CollectionAssert.AreEqual(before, model.PosEmbed.ToArray<float>());
+    }
+
+    [TestMethod]
+    public void DeviceSelectionExplainsMissingCuda()
+    {
+        Assert.AreEqual(Device.Cpu, Torch.ResolveDevice(Device.Cpu, fallbackToCpu: false));
+        if (Torch.CudaDeviceCount > 0) return;  // the check below is about machines without a GPU
+        Assert.AreEqual(Device.Cpu, Torch.ResolveDevice(Device.Cuda(0), fallbackToCpu: true));
+        var e = Assert.Throws<TorchException>(() => Torch.ResolveDevice(Device.Cuda(0), fallbackToCpu: false));
+        StringAssert.Contains(e.Message, "no CUDA support");
+        var e2 = Assert.Throws<TorchException>(() => Tensor.Zeros([2], device: Device.Cuda(0)));
+        StringAssert.Contains(e2.Message, "CUDA");
+        Assert.AreEqual(Device.Cuda(1), Device.Parse("cuda:1"));
+        Assert.Throws<ArgumentException>(() => Device.Parse("tpu"));
+    }
+
+    internal static VitConfig Tiny() => new()
+    {
+        ImageSize = 8, PatchSize = 4, Channels = 1, Dim = 16, Depth = 2, Heads = 2, MlpDim = 32, NumClasses = 3,
+    };
+}
