@@ -314,6 +314,12 @@ public sealed unsafe partial class Tensor : IDisposable
     /// <summary>Copies <paramref name="source"/> into this tensor (broadcasting, converting type).</summary>
     public void CopyFrom(Tensor source) => Check(vit_tensor_copy_(Handle, source.Handle));
 
+    /// <summary>
+    /// Makes this tensor hold <paramref name="source"/>'s values, element type and device, keeping this handle and
+    /// <see cref="RequiresGrad"/> (PyTorch's <c>t.data = source</c>); the two then share memory. Drops the gradient.
+    /// </summary>
+    internal void SetData(Tensor source) => Check(vit_tensor_set_data(Handle, source.Handle));
+
     /// <summary>Sets every element to <paramref name="value"/>.</summary>
     public void Fill(double value) => Check(vit_tensor_fill_(Handle, value));
 

@@ -85,6 +85,22 @@ public abstract class Module : IDisposable
     /// <summary>Evaluation mode: dropout and drop path off.</summary>
     public void Eval() => Train(false);
 
+    /// <summary>
+    /// Converts every parameter to the floating-point type <paramref name="dtype"/> in place (PyTorch's
+    /// <c>module.to(dtype)</c>, e.g. <see cref="DType.Float64"/> for gradient checks). Parameter objects stay the
+    /// same, so references held by layers remain valid; gradients are dropped. Create optimizers afterwards.
+    /// </summary>
+    public void To(DType dtype)
+    {
+        if (dtype is not (DType.Float32 or DType.Float64 or DType.Float16 or DType.BFloat16))
+            throw new ArgumentException($"parameters must be floating point, not {dtype}", nameof(dtype));
+        foreach (var p in Parameters())
+        {
+            using var converted = p.To(dtype);
+            p.SetData(converted);
+        }
+    }
+
     /// <summary>Drops the gradients of all parameters.</summary>
     public void ZeroGrad()
     {

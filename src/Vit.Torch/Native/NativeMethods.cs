@@ -224,6 +224,7 @@ internal static unsafe partial class NativeMethods
 
     // ---- in place, init, optimisation ----
     [LibraryImport(Lib)] internal static partial int vit_tensor_copy_(TensorHandle dst, TensorHandle src);
+    [LibraryImport(Lib)] internal static partial int vit_tensor_set_data(TensorHandle dst, TensorHandle src);
     [LibraryImport(Lib)] internal static partial int vit_tensor_fill_(TensorHandle t, double value);
     [LibraryImport(Lib)] internal static partial int vit_tensor_add_(TensorHandle t, TensorHandle other, double alpha);
     [LibraryImport(Lib)] internal static partial int vit_tensor_mul_scalar_(TensorHandle t, double s);

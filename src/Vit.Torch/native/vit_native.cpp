@@ -782,6 +782,18 @@ VIT_API int vit_tensor_copy_(T* dst, const T* src) {
   VIT_CATCH
 }
 
+// Makes dst hold src's values, type and device while keeping dst's handle and requires_grad, as PyTorch's
+// `param.data = src` (used by Module.To to convert parameters in place). dst then shares src's memory. dst's
+// gradient is dropped: it would no longer match.
+VIT_API int vit_tensor_set_data(T* dst, const T* src) {
+  VIT_TRY
+  at::NoGradGuard guard;
+  auto& d = mref(dst);
+  d.mutable_grad().reset();
+  d.set_data(ref(src).detach());
+  VIT_CATCH
+}
+
 VIT_API int vit_tensor_fill_(T* t, double value) {
   VIT_TRY
   at::NoGradGuard guard;
