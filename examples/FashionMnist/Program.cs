@@ -5,6 +5,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Vit.Torch;
+using Vit.Torch.Checkpoints;
 using Vit.Torch.Data;
 using Vit.Torch.Model;
 using Vit.Torch.Training;
@@ -63,7 +64,11 @@ trainer.Fit(trainBatches, testBatches, onEpoch: r =>
 var final = Trainer.Evaluate(model, testBatches);
 Directory.CreateDirectory(args2.OutDir);
 var weightsPath = Path.Combine(args2.OutDir, "weights.safetensors");
-//SAVE_PLACEHOLDER
+model.SaveSafetensors(weightsPath, new Dictionary<string, string>
+{
+    ["dataset"] = "fashion-mnist",
+    ["test_accuracy"] = final.Accuracy.ToString("R", CultureInfo.InvariantCulture),
+});
 Console.WriteLine($"saved weights to {weightsPath}");
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
     $"final test accuracy: {final.Accuracy:P2} (top-5 {final.Top5Accuracy:P2}) in {total.Elapsed:mm\\:ss}"));
