@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstring>
 #include <dlfcn.h>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -116,6 +117,19 @@ std::vector<T> tensors_of(T* const* hs, int n) {
   v.reserve(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) v.push_back(ref(hs[i]));
   return v;
+}
+
+// Throws unless 0 <= value <= 1 (NaN included), naming the rejected value: "dropout probability must be in
+// [0, 1], got 1.5".
+void check_unit_interval(double value, const char* what) {
+  if (value >= 0 && value <= 1) return;
+  std::ostringstream text;
+  text << what << " must be in [0, 1], got ";
+  if (std::isnan(value))
+    text << "NaN";  // .NET's NaN has the sign bit set and would print as "-nan"
+  else
+    text << value;
+  throw std::invalid_argument(text.str());
 }
 
 void check_out(void* out) {
@@ -746,7 +760,7 @@ VIT_API int vit_nn_log_softmax(const T* x, int64_t dim, T** out) {
 VIT_API int vit_nn_dropout(const T* x, double p, int train, T** out) {
   VIT_TRY
   check_out(out);
-  if (p < 0 || p > 1) throw std::invalid_argument("dropout probability must be in [0, 1]");
+  check_unit_interval(p, "dropout probability");
   *out = wrap(at::dropout(ref(x), p, train != 0));
   VIT_CATCH
 }
@@ -756,7 +770,7 @@ VIT_API int vit_nn_dropout(const T* x, double p, int train, T** out) {
 VIT_API int vit_nn_cross_entropy(const T* logits, const T* target, double label_smoothing, int reduction, T** out) {
   VIT_TRY
   check_out(out);
-  if (label_smoothing < 0 || label_smoothing > 1) throw std::invalid_argument("label smoothing must be in [0, 1]");
+  check_unit_interval(label_smoothing, "label smoothing");
   if (reduction < 0 || reduction > 2) throw std::invalid_argument("unknown reduction");
   *out = wrap(at::cross_entropy_loss(ref(logits), ref(target), c10::nullopt, reduction, -100, label_smoothing));
   VIT_CATCH
@@ -766,7 +780,7 @@ VIT_API int vit_nn_cross_entropy(const T* logits, const T* target, double label_
 VIT_API int vit_tensor_bernoulli(const int64_t* dims, int n, double p, int dtype, int dev, int dev_index, T** out) {
   VIT_TRY
   check_out(out);
-  if (p < 0 || p > 1) throw std::invalid_argument("bernoulli probability must be in [0, 1]");
+  check_unit_interval(p, "bernoulli probability");
   *out = wrap(at::empty(dims_of(dims, n), options(dtype, dev, dev_index)).bernoulli_(p));
   VIT_CATCH
 }
