@@ -58,9 +58,11 @@ public sealed class TensorScope : IDisposable
     public void Dispose()
     {
         if (disposed) return;
-        disposed = true;
+        // Checked before marking this scope disposed, so a wrong-order Dispose leaves every scope usable.
         if (!ReferenceEquals(current, this))
-            throw new InvalidOperationException("TensorScope disposed out of order or on another thread");
+            throw new InvalidOperationException(
+                "TensorScope disposed out of order or on another thread: dispose the innermost scope first, on the thread that began it");
+        disposed = true;
         current = parent;
         foreach (var t in owned) t.Dispose();
         owned.Clear();

@@ -25,14 +25,18 @@ public static unsafe class Torch
     }
 
     /// <summary>
-    /// The one knob for intra-op threads: sets libtorch's pool and OpenBLAS's pool together, so the two never
-    /// oversubscribe the cores. <paramref name="blasThreads"/> defaults to the same count.
+    /// The one knob for intra-op threads: sets libtorch's pool and OpenBLAS's pool together so that they do not
+    /// oversubscribe the cores. By default OpenBLAS gets one thread: libtorch already runs its parallel regions on
+    /// every core, and a second pool of spinning BLAS threads on top measured 5-30% slower on this project's
+    /// 2-core machines (see eng/bench.sh). Applied at start-up with <see cref="Environment.ProcessorCount"/>
+    /// threads, or the VIT_THREADS environment variable when set.
     /// </summary>
-    public static void SetThreads(int threads, int? blasThreads = null)
+    public static void SetThreads(int threads, int blasThreads = 1)
     {
         if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, "thread count must be at least 1");
+        if (blasThreads < 1) throw new ArgumentOutOfRangeException(nameof(blasThreads), blasThreads, "BLAS thread count must be at least 1");
         EnsureLoaded();
-        Check(vit_threads_set(threads, blasThreads ?? -1));
+        Check(vit_threads_set(threads, blasThreads));
     }
 
     /// <summary>Current (libtorch, OpenBLAS) thread counts; OpenBLAS is -1 when it is not the BLAS in use.</summary>

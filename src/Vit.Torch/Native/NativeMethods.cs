@@ -51,6 +51,11 @@ internal static unsafe partial class NativeMethods
             throw new TorchException(
                 $"libtorch {version} is linked, but Vit.Torch is built and tested against {ExpectedTorchVersion}. " +
                 InstallHint);
+        // VIT_TUNE_MALLOC=0 leaves glibc's malloc settings alone (see vit_runtime_init).
+        Check(vit_runtime_init(Environment.GetEnvironmentVariable("VIT_TUNE_MALLOC") == "0" ? 0 : 1));
+        // Default threads: every core for libtorch, one for OpenBLAS (measured best; see Torch.SetThreads).
+        var threads = int.TryParse(Environment.GetEnvironmentVariable("VIT_THREADS"), out var t) && t > 0 ? t : Environment.ProcessorCount;
+        Check(vit_threads_set(threads, 1));
         return true;
     }, LazyThreadSafetyMode.ExecutionAndPublication);
 
@@ -117,6 +122,7 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(Lib)] internal static partial int vit_abi_version();
     [LibraryImport(Lib)] internal static partial int vit_last_error(byte* buf, int cap);
     [LibraryImport(Lib)] internal static partial int vit_torch_version(byte* buf, int cap);
+    [LibraryImport(Lib)] internal static partial int vit_runtime_init(int tuneMalloc);
     [LibraryImport(Lib)] internal static partial long vit_live_tensor_count();
     [LibraryImport(Lib)] internal static partial int vit_threads_set(int torchThreads, int blasThreads);
     [LibraryImport(Lib)] internal static partial int vit_threads_get(out int torchThreads, out int blasThreads);

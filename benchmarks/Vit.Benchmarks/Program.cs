@@ -1,0 +1,51 @@
+// Measures training-step throughput (images/s) of a ViT on random data: forward, cross-entropy, backward,
+// gradient clipping, AdamW. The same measurement is made by benchmarks/peer/train_step.py in PyTorch eager on
+// the same machine; eng/bench.sh runs both side by side and prints the ratio.
+//
+//   dotnet run -c Release --project benchmarks/Vit.Benchmarks -- train-step --image 28 --channels 1 --patch 4 \
+//       --dim 96 --depth 6 --heads 4 --mlp 192 --classes 10 --batch 128 --threads 2 --blas-threads 1
+using System.Diagnostics;
+using System.Globalization;
+using Vit.Torch;
+using Vit.Torch.Model;
+using Vit.Torch.Training;
+
+var opts = new Dictionary<string, string>();
+if (args.Length == 0 || args[0] != "train-step")
+{
+    Console.Error.WriteLine("usage: Vit.Benchmarks train-step [--image N --channels N --patch N --dim N --depth N --heads N --mlp N " +
+                            "--classes N --batch N --threads N --blas-threads N --warmup N --steps N]");
+    return 2;
+}
+for (int i = 1; i + 1 < args.Length; i += 2) opts[args[i].TrimStart('-')] = args[i + 1];
+int Get(string k, int d) => opts.TryGetValue(k, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : d;
+
+var cfg = new VitConfig
+{
+    ImageSize = Get("image", 224), Channels = Get("channels", 3), PatchSize = Get("patch", 16), Dim = Get("dim", 192),
+    Depth = Get("depth", 12), Heads = Get("heads", 3), MlpDim = Get("mlp", 768), NumClasses = Get("classes", 1000),
+}.Validate();
+int batch = Get("batch", 64), warmup = Get("warmup", 3), steps = Get("steps", 10);
+Torch.SetThreads(Get("threads", Environment.ProcessorCount), Get("blas-threads", Get("threads", Environment.ProcessorCount)));
+Torch.ManualSeed(0);
+using var model = new VisionTransformer(cfg);
+using var optimizer = new AdamW(model.NamedParameters(), 1e-3, 0.05);
+using var x = Tensor.Randn([batch, cfg.Channels, cfg.ImageSize, cfg.ImageSize]).DetachFromScope();
+using var y = Tensor.FromArray(Enumerable.Range(0, batch).Select(i => (long)(i % cfg.NumClasses)).ToArray(), batch).DetachFromScope();
+var clock = new Stopwatch();
+for (int s = 0; s < warmup + steps; s++)
+{
+    if (s == warmup) clock.Start();
+    using var scope = TensorScope.Begin();
+    var loss = F.CrossEntropy(model.Forward(x), y, 0.1);
+    loss.Backward();
+    optimizer.ClipGradNorm(1.0);
+    optimizer.Step();
+    optimizer.ZeroGrad();
+    _ = loss.Item();
+}
+clock.Stop();
+var (t, b) = Torch.Threads;
+Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+    $"vit-dotnet train-step images/s {batch * steps / clock.Elapsed.TotalSeconds:F1} (threads {t}/{b}, batch {batch}, steps {steps})"));
+return 0;

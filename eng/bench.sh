@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Training-step throughput of Vit for .NET next to PyTorch eager (Debian's python3-torch), same model, sizes,
+# data and machine, run one after the other, for several thread settings. Prints images/s and the ratio.
+#   bash eng/bench.sh            # Fashion-MNIST example model and ViT-Ti/16 at 224
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash eng/install-deps.sh >/dev/null
+dotnet build benchmarks/Vit.Benchmarks -c Release -nologo -v q >/dev/null
+py=/usr/bin/python3
+dn="dotnet benchmarks/Vit.Benchmarks/bin/Release/net10.0/Vit.Benchmarks.dll train-step"
+configs=(
+  "fashion-mnist example|--image 28 --channels 1 --patch 4 --dim ${FM_DIM:-96} --depth ${FM_DEPTH:-6} --heads 4 --mlp $(( ${FM_DIM:-96} * 2 )) --classes 10 --batch 128 --steps 20"
+  "ViT-Ti/16 @224|--image 224 --channels 3 --patch 16 --dim 192 --depth 12 --heads 3 --mlp 768 --classes 1000 --batch 32 --steps 5"
+)
+threads=${THREADS:-"2/1 2/2 1/1"}
+printf '%-22s %-8s %12s %12s %8s\n' model threads "vit-dotnet" "pytorch" ratio
+for entry in "${configs[@]}"; do
+  name=${entry%%|*}; args=${entry#*|}
+  for tb in $threads; do
+    t=${tb%/*}; b=${tb#*/}
+    ours=$($dn $args --threads "$t" --blas-threads "$b" | sed -E 's/.*images\/s ([0-9.]+).*/\1/')
+    peer=$(OPENBLAS_NUM_THREADS=$b $py benchmarks/peer/train_step.py $args --threads "$t" --blas-threads "$b" | sed -E 's/.*images\/s ([0-9.]+).*/\1/')
+    printf '%-22s %-8s %12s %12s %8s\n' "$name" "$tb" "$ours" "$peer" "$(awk -v a="$ours" -v b="$peer" 'BEGIN{printf "%.2f", a/b}')"
+  done
+done
