@@ -8,6 +8,8 @@
 //  - Results come back through out-parameters. A tensor out-parameter, on success, is a new handle the
 //    caller owns.
 //  - The shim knows tensors and ops, not ViT.
+#include "vit_common.h"
+
 #include <torch/torch.h>
 #include <ATen/Parallel.h>
 
@@ -21,8 +23,6 @@
 #include <string>
 #include <vector>
 
-#define VIT_API extern "C" __attribute__((visibility("default")))
-
 // Bumped whenever an export's signature or meaning changes; checked by the C# loader.
 static constexpr int kAbiVersion = 1;
 
@@ -30,10 +30,10 @@ using T = at::Tensor;
 
 namespace {
 
-thread_local std::string g_last_error;
+using vit::check_out;
+using vit::g_last_error;
+using vit::set_error;
 std::atomic<int64_t> g_live_tensors{0};
-
-void set_error(const char* text) { g_last_error = text ? text : "(no message)"; }
 
 // Owns a new handle for the caller; counted so tests can check that nothing leaks.
 T* wrap(T value) {
@@ -133,31 +133,10 @@ void check_unit_interval(double value, const char* what) {
   throw std::invalid_argument(text.str());
 }
 
-void check_out(void* out) {
-  if (out == nullptr) throw std::invalid_argument("null out-parameter");
-}
-
 using openblas_set_fn = void (*)(int);
 using openblas_get_fn = int (*)();
 
 }  // namespace
-
-#define VIT_TRY try {
-#define VIT_CATCH                                         \
-  }                                                       \
-  catch (const c10::Error& e) {                           \
-    set_error(e.what_without_backtrace());                \
-    return 1;                                             \
-  }                                                       \
-  catch (const std::exception& e) {                       \
-    set_error(e.what());                                  \
-    return 1;                                             \
-  }                                                       \
-  catch (...) {                                           \
-    set_error("unknown C++ exception in vit_native");     \
-    return 1;                                             \
-  }                                                       \
-  return 0;
 
 // ---------------------------------------------------------------------------------------------------------
 // Library, errors, versions, threads, devices, seeds
