@@ -14,7 +14,7 @@ internal static unsafe partial class NativeMethods
     internal const string Lib = "vit_native";
 
     /// <summary>The ABI version this assembly was written against; the shim must report the same.</summary>
-    internal const int ExpectedAbiVersion = 1;
+    internal const int ExpectedAbiVersion = 2;
 
     /// <summary>The libtorch major.minor the shim is built and tested against.</summary>
     internal const string ExpectedTorchVersion = "1.13";

@@ -24,7 +24,7 @@
 #include <vector>
 
 // Bumped whenever an export's signature or meaning changes; checked by the C# loader.
-static constexpr int kAbiVersion = 1;
+static constexpr int kAbiVersion = 2;  // 2: imaging exports (vit_imaging.cpp)
 
 using T = at::Tensor;
 
