@@ -36,7 +36,7 @@ var config = new VitConfig
 var options = new TrainerOptions
 {
     Epochs = args2.Epochs, LearningRate = args2.LearningRate, WeightDecay = 0.05,
-    WarmupFraction = 0.05, LabelSmoothing = 0.1, ClipGradNorm = 1.0, Seed = args2.Seed,
+    WarmupFraction = 0.05, LabelSmoothing = args2.Smoothing, ClipGradNorm = 1.0, Seed = args2.Seed,
 }.Validate();
 
 Torch.ManualSeed(args2.Seed);
@@ -51,7 +51,7 @@ Console.WriteLine($"Training {options.Epochs} epochs, batch {args2.BatchSize}, A
 // Background pixel value after normalisation, used to fill pixels shifted in by the augmentation.
 float background = (0 - FashionMnist.Mean) / FashionMnist.Std;
 var trainBatches = new InMemoryBatchSource(train, args2.BatchSize, shuffle: true, seed: (int)args2.Seed,
-    maxShift: 2, horizontalFlip: true, padValue: background);
+    maxShift: args2.Shift, horizontalFlip: args2.Flip, padValue: background);
 var testBatches = new InMemoryBatchSource(test, 500, shuffle: false);
 
 var trainer = new Trainer(model, options);
@@ -76,24 +76,28 @@ return 0;
 
 internal sealed record Args
 {
-    public int Epochs { get; init; } = 12;
+    public int Epochs { get; init; } = 10;
     public int BatchSize { get; init; } = 128;
     public double LearningRate { get; init; } = 2e-3;
     public int Dim { get; init; } = 96;
     public int Depth { get; init; } = 6;
     public int Heads { get; init; } = 4;
-    public int Patch { get; init; } = 4;
+    public int Patch { get; init; } = 7;
     public int Threads { get; init; } = Environment.ProcessorCount;
     public ulong Seed { get; init; } = 42;
     public int Limit { get; init; }
+    public int Shift { get; init; } = 2;
+    public bool Flip { get; init; } = true;
+    public double Smoothing { get; init; } = 0.1;
     public string? DataDir { get; init; }
     public string OutDir { get; init; } = "runs/fashion-mnist";
     public bool Help { get; init; }
 
     public const string Usage = """
         Trains a ViT from scratch on Fashion-MNIST.
-        options: --epochs N (12)  --batch-size N (128)  --lr X (0.002)  --dim N (96)  --depth N (6)  --heads N (4)
-                 --patch N (4)  --threads N (cores)  --seed N (42)  --limit N (use only N images per split)
+        options: --epochs N (10)  --batch-size N (128)  --lr X (0.002)  --dim N (96)  --depth N (6)  --heads N (4)
+                 --patch N (7)  --threads N (cores)  --seed N (42)  --limit N (use only N images per split)
+                 --shift N (2, random translation in pixels)  --no-flip  --smoothing X (0.1, label smoothing)
                  --data DIR (/usr/share/datasets/fashion-mnist)  --out DIR (runs/fashion-mnist)
         """;
 
@@ -116,6 +120,9 @@ internal sealed record Args
                 "--threads" => a with { Threads = Int() },
                 "--seed" => a with { Seed = (ulong)Int() },
                 "--limit" => a with { Limit = Int() },
+                "--shift" => a with { Shift = Int() },
+                "--no-flip" => a with { Flip = false },
+                "--smoothing" => a with { Smoothing = double.Parse(Next(), CultureInfo.InvariantCulture) },
                 "--data" => a with { DataDir = Next() },
                 "--out" => a with { OutDir = Next() },
                 "-h" or "--help" => a with { Help = true },

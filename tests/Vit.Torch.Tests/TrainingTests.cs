@@ -88,14 +88,14 @@ public sealed class TrainingTests
         long liveBefore = Tensor.LiveCount;
         long rssAt100 = 0;
         var trainer = new Trainer(model, new TrainerOptions { Epochs = 125 });
-        trainer.Fit(new InMemoryBatchSource(data, 8, shuffle: true), onStep: s =>
+        trainer.Fit(new InMemoryBatchSource(data, 8, shuffle: true), progress: new SyncProgress<VitTrainingProgress>(s =>
         {
             if (s.Step == 100)
             {
                 GC.Collect();
                 rssAt100 = Rss();
             }
-        });
+        }));
         Assert.HasCount(500, trainer.StepLosses);
         GC.Collect();
         GC.WaitForPendingFinalizers();
@@ -194,4 +194,10 @@ public sealed class TrainingTests
         StringAssert.Contains(Assert.Throws<ArgumentException>(() => new TrainerOptions { LearningRate = -1 }.Validate()).Message, "learning rate");
         StringAssert.Contains(Assert.Throws<ArgumentException>(() => new TrainerOptions { LabelSmoothing = 1 }.Validate()).Message, "label smoothing");
     }
+}
+
+/// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool).</summary>
+internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
 }

@@ -55,9 +55,17 @@ public sealed record TrainerOptions
     /// <summary>Seed of libtorch's generator (dropout, drop path) set at the start of training.</summary>
     public ulong Seed { get; init; } = Defaults.Seed;
 
+    /// <summary>Stop when the evaluation metric has not improved for a while, and restore the best epoch's weights (null = off).</summary>
+    public EarlyStopping? EarlyStopping { get; init; }
+
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first invalid option.</summary>
     public TrainerOptions Validate()
     {
+        if (EarlyStopping is { } es)
+        {
+            if (es.Patience < 1) throw new ArgumentException($"early-stopping patience must be at least 1 epoch, got {es.Patience}");
+            if (!(es.MinDelta >= 0)) throw new ArgumentException($"early-stopping minimum delta must be >= 0, got {es.MinDelta}");
+        }
         if (Epochs < 1) throw new ArgumentException($"epochs must be at least 1, got {Epochs}");
         if (!(LearningRate > 0)) throw new ArgumentException($"learning rate must be positive, got {LearningRate}");
         if (!(WeightDecay >= 0)) throw new ArgumentException($"weight decay must be >= 0, got {WeightDecay}");
@@ -81,8 +89,39 @@ public sealed record TrainerOptions
 public sealed record EpochResult(int Epoch, double TrainLoss, double TrainAccuracy, EvaluationResult? Evaluation,
     double ImagesPerSecond, TimeSpan Elapsed, double LearningRate);
 
-/// <summary>Progress of one training step, reported every step.</summary>
-public sealed record StepProgress(int Epoch, long Step, long TotalSteps, double Loss, double LearningRate);
+/// <summary>Progress of training, reported after every step.</summary>
+/// <param name="Epoch">1-based epoch.</param>
+/// <param name="Epochs">Planned epochs.</param>
+/// <param name="Step">Steps done so far (1-based, over all epochs).</param>
+/// <param name="TotalSteps">Planned steps.</param>
+/// <param name="Loss">Loss of this step.</param>
+/// <param name="Accuracy">Training accuracy of the epoch so far.</param>
+/// <param name="LearningRate">Learning rate of this step.</param>
+/// <param name="ImagesPerSecond">Training throughput of the epoch so far.</param>
+/// <param name="Elapsed">Time since training started.</param>
+/// <param name="Eta">Estimated time left for the planned steps (evaluation excluded).</param>
+public sealed record VitTrainingProgress(int Epoch, int Epochs, long Step, long TotalSteps, double Loss, double Accuracy,
+    double LearningRate, double ImagesPerSecond, TimeSpan Elapsed, TimeSpan Eta);
+
+/// <summary>The metric early stopping watches on the evaluation set.</summary>
+public enum EarlyStoppingMetric
+{
+    /// <summary>Top-1 accuracy (higher is better).</summary>
+    Accuracy,
+    /// <summary>Mean cross-entropy (lower is better).</summary>
+    Loss,
+}
+
+/// <summary>Early stopping: stop after <paramref name="Patience"/> epochs without an improvement larger than
+/// <paramref name="MinDelta"/> in <paramref name="Metric"/>; the best epoch's weights are restored.</summary>
+public sealed record EarlyStopping(EarlyStoppingMetric Metric = EarlyStoppingMetric.Accuracy, int Patience = 3, double MinDelta = 0);
+
+/// <summary>The outcome of <see cref="Trainer.Fit"/>.</summary>
+/// <param name="Epochs">Per-epoch history.</param>
+/// <param name="BestEpoch">Epoch whose weights the model holds when early stopping or cancellation restored the best one; otherwise the last epoch (0 when none finished).</param>
+/// <param name="StoppedEarly">True when early stopping ended training.</param>
+/// <param name="Cancelled">True when the cancellation token ended training.</param>
+public sealed record TrainingResult(IReadOnlyList<EpochResult> Epochs, int BestEpoch, bool StoppedEarly, bool Cancelled);
 
 /// <summary>Classification metrics on a held-out set.</summary>
 /// <param name="Count">Images evaluated.</param>
@@ -123,25 +162,33 @@ public sealed class Trainer
 
     /// <summary>
     /// Runs the training. Reports every epoch through <paramref name="onEpoch"/> and every step through
-    /// <paramref name="onStep"/>; stops at the next batch when <paramref name="cancellationToken"/> fires.
+    /// <paramref name="progress"/>. When <paramref name="cancellationToken"/> fires, training stops before the next
+    /// batch and returns normally with <see cref="TrainingResult.Cancelled"/> set; the model then holds the best
+    /// evaluated epoch's weights when an evaluation set was given, else the weights of the last step.
     /// </summary>
-    public List<EpochResult> Fit(IBatchSource train, IBatchSource? evaluation = null, Action<EpochResult>? onEpoch = null,
-        Action<StepProgress>? onStep = null, CancellationToken cancellationToken = default)
+    public TrainingResult Fit(IBatchSource train, IBatchSource? evaluation = null, Action<EpochResult>? onEpoch = null,
+        IProgress<VitTrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(train);
         if (train.Count == 0) throw new ArgumentException("the training set is empty", nameof(train));
         if (train.NumClasses != model.Config.NumClasses)
             throw new ArgumentException($"the training set has {train.NumClasses} classes but the model's head has {model.Config.NumClasses}", nameof(train));
         var o = Options;
+        if (o.EarlyStopping is not null && evaluation is null)
+            throw new ArgumentException("early stopping needs an evaluation (validation) set", nameof(evaluation));
         Torch.ManualSeed(o.Seed);
         long stepsPerEpoch = train.BatchesPerEpoch;
         long totalSteps = stepsPerEpoch * o.Epochs;
         var schedule = new LearningRateSchedule(o.LearningRate, totalSteps, (long)(o.WarmupFraction * totalSteps), o.MinLearningRate, o.Schedule);
         using var optimizer = new AdamW(model.NamedParameters(), o.LearningRate, o.WeightDecay);
+        using var best = new WeightSnapshot();
         var results = new List<EpochResult>();
         var clock = Stopwatch.StartNew();
         long step = 0;
-        for (int epoch = 0; epoch < o.Epochs; epoch++)
+        int bestEpoch = 0, sinceBest = 0;
+        double bestScore = double.NegativeInfinity;
+        bool cancelled = false, stoppedEarly = false;
+        for (int epoch = 0; epoch < o.Epochs && !cancelled && !stoppedEarly; epoch++)
         {
             model.Train();
             double lossSum = 0;
@@ -150,7 +197,11 @@ public sealed class Trainer
             foreach (var batch in train.Batches(epoch))
             {
                 using var b = batch;
-                cancellationToken.ThrowIfCancellationRequested();
+                if (cancellationToken.IsCancellationRequested)
+                {
+                    cancelled = true;
+                    break;
+                }
                 double lr = schedule.At(step);
                 var (loss, right) = TrainStep(optimizer, b, lr, epoch + 1, step);
                 lossSum += loss * b.Count;
@@ -158,15 +209,42 @@ public sealed class Trainer
                 seen += b.Count;
                 step++;
                 StepLosses.Add(loss);
-                onStep?.Invoke(new StepProgress(epoch + 1, step, totalSteps, loss, lr));
+                if (progress is not null)
+                {
+                    double ips = seen / epochClock.Elapsed.TotalSeconds;
+                    var eta = TimeSpan.FromSeconds((totalSteps - step) * (clock.Elapsed.TotalSeconds / step));
+                    progress.Report(new VitTrainingProgress(epoch + 1, o.Epochs, step, totalSteps, loss, (double)correct / seen, lr, ips, clock.Elapsed, eta));
+                }
             }
-            double ips = seen / epochClock.Elapsed.TotalSeconds;
+            if (cancelled && seen == 0) break;
             var eval = evaluation is null ? null : Evaluate(model, evaluation);
-            var r = new EpochResult(epoch + 1, lossSum / seen, (double)correct / seen, eval, ips, clock.Elapsed, schedule.At(step - 1));
+            var r = new EpochResult(epoch + 1, lossSum / seen, (double)correct / seen, eval, seen / epochClock.Elapsed.TotalSeconds,
+                clock.Elapsed, schedule.At(step - 1));
             results.Add(r);
             onEpoch?.Invoke(r);
+            if (eval is not null)
+            {
+                // Higher is better for the score: accuracy, or minus the loss.
+                var metric = o.EarlyStopping?.Metric ?? EarlyStoppingMetric.Accuracy;
+                double score = metric == EarlyStoppingMetric.Accuracy ? eval.Accuracy : -eval.Loss;
+                if (score > bestScore + (o.EarlyStopping?.MinDelta ?? 0))
+                {
+                    bestScore = score;
+                    bestEpoch = epoch + 1;
+                    sinceBest = 0;
+                    if (o.EarlyStopping is not null || cancellationToken.CanBeCanceled) best.Take(model);
+                }
+                else if (o.EarlyStopping is { } es && ++sinceBest >= es.Patience)
+                {
+                    stoppedEarly = true;
+                }
+            }
         }
-        return results;
+        if ((stoppedEarly || cancelled || o.EarlyStopping is not null) && best.HasWeights)
+            best.Restore(model);
+        else
+            bestEpoch = results.Count;
+        return new TrainingResult(results, bestEpoch, stoppedEarly, cancelled);
     }
 
     private (double Loss, long Correct) TrainStep(AdamW optimizer, Batch b, double lr, int epoch, long step)
@@ -230,5 +308,34 @@ public sealed class Trainer
         {
             model.Train(wasTraining);
         }
+    }
+}
+
+/// <summary>A copy of a model's parameters, kept in libtorch memory, to restore the best epoch.</summary>
+internal sealed class WeightSnapshot : IDisposable
+{
+    private readonly Dictionary<string, Tensor> copies = new();
+
+    public bool HasWeights => copies.Count > 0;
+
+    public void Take(Modules.Module model)
+    {
+        using var _ = Torch.NoGrad();
+        foreach (var (name, p) in model.NamedParameters())
+        {
+            if (copies.TryGetValue(name, out var c)) c.CopyFrom(p);
+            else copies[name] = p.Detach().Clone().DetachFromScope();
+        }
+    }
+
+    public void Restore(Modules.Module model)
+    {
+        foreach (var (name, p) in model.NamedParameters()) p.CopyFrom(copies[name]);
+    }
+
+    public void Dispose()
+    {
+        foreach (var c in copies.Values) c.Dispose();
+        copies.Clear();
     }
 }

@@ -1,0 +1,73 @@
+// The business-app case: load a model file, classify every image in a folder with a PredictionEngine, print
+// file, label and confidence.
+//
+//   dotnet run -c Release --project examples/PredictDirectory -- model.zip photos/
+using System.Globalization;
+using Vit.MLNet;
+
+if (args.Length != 2)
+{
+    Console.Error.WriteLine("usage: PredictDirectory <model.zip> <folder>");
+    return 2;
+}
+var (modelPath, folder) = (args[0], args[1]);
+if (!File.Exists(modelPath))
+{
+    Console.Error.WriteLine($"error: model file not found: {modelPath}");
+    return 2;
+}
+if (!Directory.Exists(folder))
+{
+    Console.Error.WriteLine($"error: folder not found: {folder}");
+    return 2;
+}
+
+var ctx = new VitContext();
+ITransformer model;
+try
+{
+    model = ctx.Model.Load(modelPath, out _);
+}
+catch (InvalidDataException e)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    return 3;
+}
+var engine = ctx.Model.CreatePredictionEngine<ImageInput, ImagePrediction>(model);
+var files = Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories)
+    .Where(f => DataOperationsCatalog.ImageExtensions.Contains(Path.GetExtension(f))).Order(StringComparer.Ordinal).ToList();
+if (files.Count == 0)
+{
+    Console.Error.WriteLine($"error: no .jpg, .jpeg, .png, .bmp or .webp files in {folder}");
+    return 2;
+}
+int failed = 0;
+foreach (var file in files)
+{
+    try
+    {
+        var p = engine.Predict(new ImageInput { ImagePath = file });
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{Path.GetRelativePath(folder, file)}\t{p.PredictedLabel}\t{p.Score.Max():P1}"));
+    }
+    catch (Exception e) when (e is Vit.Torch.Imaging.ImageDecodeException or FileNotFoundException)
+    {
+        failed++;
+        Console.Error.WriteLine($"{Path.GetRelativePath(folder, file)}\terror: {e.Message}");
+    }
+}
+Console.WriteLine($"{files.Count - failed} classified, {failed} unreadable");
+return failed == 0 ? 0 : 1;
+
+/// <summary>The input row: one column, the image path.</summary>
+public sealed class ImageInput
+{
+    public string ImagePath { get; set; } = "";
+}
+
+/// <summary>The output row: the model's columns.</summary>
+public sealed class ImagePrediction
+{
+    public string PredictedLabel { get; set; } = "";
+
+    public float[] Score { get; set; } = [];
+}

@@ -1,0 +1,186 @@
+using System.Reflection;
+using System.Text;
+
+namespace Vit.MLNet;
+
+/// <summary>Names the column a property maps to (as ML.NET's ColumnNameAttribute).</summary>
+[AttributeUsage(AttributeTargets.Property | AttributeTargets.Field)]
+public sealed class ColumnNameAttribute(string name) : Attribute
+{
+    /// <summary>The column name.</summary>
+    public string Name { get; } = name;
+}
+
+/// <summary>Maps the public properties of a class to columns, by name or <see cref="ColumnNameAttribute"/>.</summary>
+internal static class ColumnMapping
+{
+    public static IReadOnlyList<(string Column, PropertyInfo Property)> Of(Type t) =>
+        t.GetProperties(BindingFlags.Public | BindingFlags.Instance)
+            .Where(p => p.GetIndexParameters().Length == 0)
+            .Select(p => (p.GetCustomAttribute<ColumnNameAttribute>()?.Name ?? p.Name, p))
+            .ToList();
+
+    public static DataViewType TypeOf(PropertyInfo p)
+    {
+        var t = p.PropertyType;
+        if (t == typeof(string)) return TextDataViewType.Instance;
+        if (t == typeof(float)) return NumberDataViewType.Single;
+        if (t == typeof(double)) return NumberDataViewType.Double;
+        if (t == typeof(int)) return NumberDataViewType.Int32;
+        if (t == typeof(long)) return NumberDataViewType.Int64;
+        if (t == typeof(bool)) return NumberDataViewType.Boolean;
+        if (t == typeof(float[])) return new VectorDataViewType(NumberDataViewType.Single);
+        if (t == typeof(byte[])) return BytesDataViewType.Instance;
+        if (t == typeof(ImageSource)) return new ImageDataViewType();
+        throw new ArgumentException(
+            $"property {p.DeclaringType?.Name}.{p.Name} has type {t.Name}; supported: string, float, double, int, long, bool, float[], byte[], ImageSource");
+    }
+}
+
+/// <summary>Loading and splitting data (ML.NET's <c>mlContext.Data</c>).</summary>
+public sealed class DataOperationsCatalog
+{
+    private readonly VitContext context;
+
+    internal DataOperationsCatalog(VitContext context) => this.context = context;
+
+    /// <summary>Image file extensions the loaders pick up.</summary>
+    public static readonly IReadOnlySet<string> ImageExtensions =
+        new HashSet<string>(StringComparer.OrdinalIgnoreCase) { ".jpg", ".jpeg", ".png", ".bmp", ".webp" };
+
+    /// <summary>
+    /// The ImageFolder convention: one subfolder per class, named after the class. Columns <c>ImagePath</c> (Text,
+    /// absolute) and <c>Label</c> (Text, the subfolder name). Files are listed in a stable (ordinal) order.
+    /// </summary>
+    public IDataView LoadFromImageFolder(string folder)
+    {
+        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"image folder not found: {folder}");
+        var rows = new List<object?[]>();
+        foreach (var classDir in Directory.GetDirectories(folder).Order(StringComparer.Ordinal))
+        {
+            var label = Path.GetFileName(classDir);
+            foreach (var file in Directory.EnumerateFiles(classDir, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+                if (ImageExtensions.Contains(Path.GetExtension(file)))
+                    rows.Add([Path.GetFullPath(file), label]);
+        }
+        if (rows.Count == 0)
+            throw new ArgumentException($"no images found in {folder}: expected one subfolder per class holding .jpg, .jpeg, .png, .bmp or .webp files");
+        return new TableDataView(new DataViewSchema([("ImagePath", TextDataViewType.Instance), ("Label", TextDataViewType.Instance)]), rows);
+    }
+
+    /// <summary>
+    /// A CSV or TSV file whose header names the columns (e.g. <c>ImagePath,Label</c>); every column is Text. Relative
+    /// paths stay relative: give LoadImages an <c>imageFolder</c> to resolve them. Quoted fields may contain the separator.
+    /// </summary>
+    public IDataView LoadFromTextFile(string path, char separator = ',', bool hasHeader = true)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"data file not found: {path}", path);
+        var lines = File.ReadAllLines(path).Where(l => l.Trim().Length > 0).ToList();
+        if (lines.Count == 0) throw new ArgumentException($"{path} is empty");
+        var header = hasHeader ? SplitLine(lines[0], separator) : Enumerable.Range(0, SplitLine(lines[0], separator).Count).Select(i => $"Column{i + 1}").ToList();
+        var rows = new List<object?[]>();
+        for (int i = hasHeader ? 1 : 0; i < lines.Count; i++)
+        {
+            var f = SplitLine(lines[i], separator);
+            if (f.Count != header.Count)
+                throw new InvalidDataException($"{path}, line {i + 1}: {f.Count} fields where the header has {header.Count}");
+            rows.Add(f.Cast<object?>().ToArray());
+        }
+        return new TableDataView(new DataViewSchema(header.Select(h => (h, (DataViewType)TextDataViewType.Instance))), rows);
+    }
+
+    private static List<string> SplitLine(string line, char sep)
+    {
+        var fields = new List<string>();
+        var cur = new StringBuilder();
+        bool quoted = false;
+        for (int i = 0; i < line.Length; i++)
+        {
+            char c = line[i];
+            if (quoted)
+            {
+                if (c == '"' && i + 1 < line.Length && line[i + 1] == '"') { cur.Append('"'); i++; }
+                else if (c == '"') quoted = false;
+                else cur.Append(c);
+            }
+            else if (c == '"') quoted = true;
+            else if (c == sep) { fields.Add(cur.ToString().Trim()); cur.Clear(); }
+            else cur.Append(c);
+        }
+        fields.Add(cur.ToString().Trim());
+        return fields;
+    }
+
+    /// <summary>A data view over objects; columns are their public properties (by name or <see cref="ColumnNameAttribute"/>).</summary>
+    public IDataView LoadFromEnumerable<T>(IEnumerable<T> data) where T : class
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        var map = ColumnMapping.Of(typeof(T));
+        var schema = new DataViewSchema(map.Select(m => (m.Column, ColumnMapping.TypeOf(m.Property))));
+        var rows = data.Select(item => map.Select(m => m.Property.GetValue(item)).ToArray()).ToList();
+        return new TableDataView(schema, rows);
+    }
+
+    /// <summary>Reads a data view back into objects of <typeparamref name="T"/> (ML.NET's CreateEnumerable).</summary>
+    public IEnumerable<T> CreateEnumerable<T>(IDataView data) where T : class, new()
+    {
+        var binder = new RowBinder<T>(data.Schema);
+        return data.GetRows().Select(binder.Read);
+    }
+
+    /// <summary>
+    /// Splits rows into a training and a test set. With a <c>Label</c> column (or <paramref name="stratificationColumn"/>)
+    /// the split is stratified: every class keeps the same proportion in both sets. Seeded by the context.
+    /// </summary>
+    public TrainTestData TrainTestSplit(IDataView data, double testFraction = 0.1, string? stratificationColumn = "Label", int? seed = null)
+    {
+        if (!(testFraction > 0 && testFraction < 1)) throw new ArgumentOutOfRangeException(nameof(testFraction), testFraction, "test fraction must be in (0, 1)");
+        var table = TableDataView.Materialize(data);
+        var rows = table.GetRows().ToList();
+        var rng = new Random(seed ?? context.Seed ?? 0);
+        var groups = stratificationColumn is not null && table.Schema.GetColumnOrNull(stratificationColumn) is { } col
+            ? rows.Select((r, i) => (Key: r[col.Index]?.ToString() ?? "", Index: i)).GroupBy(x => x.Key, x => x.Index).OrderBy(g => g.Key, StringComparer.Ordinal)
+                .Select(g => g.ToArray()).ToList()
+            : [Enumerable.Range(0, rows.Count).ToArray()];
+        var test = new HashSet<int>();
+        foreach (var g in groups)
+        {
+            rng.Shuffle(g);
+            int n = (int)Math.Round(g.Length * testFraction);
+            foreach (var i in g.Take(n)) test.Add(i);
+        }
+        object?[][] Pick(bool inTest) => Enumerable.Range(0, rows.Count).Where(i => test.Contains(i) == inTest).Select(i => rows[i].Values).ToArray();
+        return new TrainTestData(new TableDataView(table.Schema, Pick(false)), new TableDataView(table.Schema, Pick(true)));
+    }
+}
+
+/// <summary>The two halves of a split; deconstructs as <c>var (train, test) = …</c>.</summary>
+/// <param name="TrainSet">Rows for training.</param>
+/// <param name="TestSet">Rows held out.</param>
+public sealed record TrainTestData(IDataView TrainSet, IDataView TestSet);
+
+/// <summary>Fills objects of <typeparamref name="T"/> from rows, by property name / <see cref="ColumnNameAttribute"/>.</summary>
+internal sealed class RowBinder<T> where T : class, new()
+{
+    private readonly List<(int Index, PropertyInfo Property)> bindings = new();
+
+    public RowBinder(DataViewSchema schema)
+    {
+        foreach (var (column, prop) in ColumnMapping.Of(typeof(T)))
+        {
+            if (!prop.CanWrite) continue;
+            var c = schema.GetColumnOrNull(column) ?? throw new ArgumentException(
+                $"{typeof(T).Name}.{prop.Name} maps to column '{column}', which the model does not produce; available: {string.Join(", ", schema.Select(x => x.Name))}");
+            if (!prop.PropertyType.IsAssignableFrom(c.Type.RawType))
+                throw new ArgumentException($"{typeof(T).Name}.{prop.Name} is {prop.PropertyType.Name} but column '{column}' holds {c.Type}");
+            bindings.Add((c.Index, prop));
+        }
+    }
+
+    public T Read(DataViewRow row)
+    {
+        var item = new T();
+        foreach (var (index, prop) in bindings) prop.SetValue(item, row[index]);
+        return item;
+    }
+}

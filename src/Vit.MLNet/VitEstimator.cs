@@ -1,0 +1,375 @@
+using Engine = Vit.Torch.Torch;
+using Vit.Torch;
+using Vit.Torch.Checkpoints;
+using Vit.Torch.Data;
+using Vit.Torch.Imaging;
+using Vit.Torch.Model;
+using Vit.Torch.Training;
+
+namespace Vit.MLNet;
+
+/// <summary>The ViT presets of the paper (and DeiT's Tiny), or a custom <see cref="VitConfig"/>.</summary>
+public enum VitArchitecture
+{
+    /// <summary>ViT-Ti/16.</summary>
+    TinyPatch16,
+    /// <summary>ViT-Ti/32.</summary>
+    TinyPatch32,
+    /// <summary>ViT-S/16.</summary>
+    SmallPatch16,
+    /// <summary>ViT-S/32.</summary>
+    SmallPatch32,
+    /// <summary>ViT-B/16.</summary>
+    BasePatch16,
+    /// <summary>ViT-B/32.</summary>
+    BasePatch32,
+    /// <summary>ViT-L/16.</summary>
+    LargePatch16,
+    /// <summary>ViT-L/32.</summary>
+    LargePatch32,
+    /// <summary>Use <see cref="VitEstimator.Options.CustomConfig"/>.</summary>
+    Custom,
+}
+
+/// <summary>How training starts from a saved model (<see cref="VitEstimator.Options.StartFrom"/>).</summary>
+public enum FineTuneMode
+{
+    /// <summary>Train every weight; a new head when the label set differs from the saved model's.</summary>
+    Full,
+    /// <summary>Freeze the backbone and train only a new head (the backbone stays bit-identical).</summary>
+    HeadOnly,
+    /// <summary>Continue training the saved model as it is (same labels required).</summary>
+    Continue,
+}
+
+/// <summary>Per-image training augmentation.</summary>
+public enum AugmentationPreset
+{
+    /// <summary>Deterministic resize only.</summary>
+    None,
+    /// <summary>Random resized crop (scale 0.6-1) and horizontal flip.</summary>
+    Light,
+    /// <summary>Light plus RandAugment (2 ops, magnitude 9) and random erasing.</summary>
+    Standard,
+}
+
+/// <summary>
+/// Trains a Vision Transformer image classifier from an image column and a label column (ML.NET's image
+/// classification trainer, with ViT inside). <see cref="Fit"/> returns a <see cref="VitTransformer"/> that adds
+/// <c>Score</c> (softmax probabilities in label order) and <c>PredictedLabel</c>.
+/// </summary>
+public sealed class VitEstimator : IEstimator<VitTransformer>
+{
+    private readonly VitContext context;
+
+    /// <summary>All options, each with a default in <see cref="Defaults"/>.</summary>
+    public sealed class Options
+    {
+        /// <summary>Default values.</summary>
+        public static class Defaults
+        {
+            /// <summary>Preset.</summary>
+            public const VitArchitecture Architecture = VitArchitecture.TinyPatch16;
+            /// <summary>Passes over the training data.</summary>
+            public const int Epochs = 10;
+            /// <summary>Images per step.</summary>
+            public const int BatchSize = 32;
+            /// <summary>Peak learning rate.</summary>
+            public const double LearningRate = 1e-3;
+            /// <summary>AdamW weight decay.</summary>
+            public const double WeightDecay = 0.05;
+            /// <summary>Warmup share of all steps.</summary>
+            public const double WarmupFraction = 0.1;
+            /// <summary>Label smoothing.</summary>
+            public const double LabelSmoothing = 0.1;
+            /// <summary>Images per forward pass when scoring.</summary>
+            public const int ScoringBatchSize = 64;
+        }
+
+        /// <summary>The preset (ignored when <see cref="CustomConfig"/> is set).</summary>
+        public VitArchitecture Architecture { get; set; } = Defaults.Architecture;
+
+        /// <summary>A custom shape; its image size must match the image column's size when that is fixed.</summary>
+        public VitConfig? CustomConfig { get; set; }
+
+        /// <summary>The image column (from LoadImages/ResizeImages).</summary>
+        public string ImageColumnName { get; set; } = "Image";
+
+        /// <summary>The label column (Text).</summary>
+        public string LabelColumnName { get; set; } = "Label";
+
+        /// <summary>Name of the probabilities column added.</summary>
+        public string ScoreColumnName { get; set; } = "Score";
+
+        /// <summary>Name of the predicted label column added.</summary>
+        public string PredictedLabelColumnName { get; set; } = "PredictedLabel";
+
+        /// <summary>Input channels: 3 (RGB) or 1 (grayscale); images are converted as they are decoded.</summary>
+        public int Channels { get; set; } = 3;
+
+        /// <summary>Per-channel normalisation (default ImageNet's mean/std).</summary>
+        public Normalization Normalization { get; set; } = Normalization.ImageNet;
+
+        /// <summary>Passes over the training data; 0 builds the model (e.g. a fresh head on a saved backbone) without training.</summary>
+        public int Epochs { get; set; } = Defaults.Epochs;
+
+        /// <summary>Images per training step.</summary>
+        public int BatchSize { get; set; } = Defaults.BatchSize;
+
+        /// <summary>Peak learning rate of AdamW.</summary>
+        public double LearningRate { get; set; } = Defaults.LearningRate;
+
+        /// <summary>AdamW decoupled weight decay.</summary>
+        public double WeightDecay { get; set; } = Defaults.WeightDecay;
+
+        /// <summary>Share of the steps with linear warmup.</summary>
+        public double WarmupFraction { get; set; } = Defaults.WarmupFraction;
+
+        /// <summary>Learning-rate shape after warmup.</summary>
+        public ScheduleKind Schedule { get; set; } = ScheduleKind.Cosine;
+
+        /// <summary>Label smoothing ε.</summary>
+        public double LabelSmoothing { get; set; } = Defaults.LabelSmoothing;
+
+        /// <summary>Gradient clipping norm (0 = off).</summary>
+        public double ClipGradNorm { get; set; } = 1.0;
+
+        /// <summary>Per-image augmentation while training.</summary>
+        public AugmentationPreset Augmentation { get; set; } = AugmentationPreset.Light;
+
+        /// <summary>Held-out data to evaluate after every epoch (for early stopping and the history).</summary>
+        public IDataView? ValidationSet { get; set; }
+
+        /// <summary>When no <see cref="ValidationSet"/> is given: the share of the training rows held out (stratified; 0 = none).</summary>
+        public double ValidationFraction { get; set; }
+
+        /// <summary>Early stopping on the validation set (restores the best epoch's weights); null = off.</summary>
+        public EarlyStopping? EarlyStopping { get; set; }
+
+        /// <summary>Receives epoch, step, loss, accuracy, learning rate, images/s and ETA after every step.</summary>
+        public IProgress<VitTrainingProgress>? Progress { get; set; }
+
+        /// <summary>Stops training within one batch; Fit still returns the best model so far.</summary>
+        public CancellationToken CancellationToken { get; set; }
+
+        /// <summary>A model file (from <c>ctx.Model.Save</c>) or a safetensors checkpoint to start from; null = from scratch.</summary>
+        public string? StartFrom { get; set; }
+
+        /// <summary>How to start from <see cref="StartFrom"/>.</summary>
+        public FineTuneMode FineTune { get; set; } = FineTuneMode.Full;
+
+        /// <summary>Device to train and score on.</summary>
+        public Device Device { get; set; } = Device.Cpu;
+
+        /// <summary>When the device is not available: fall back to the CPU (true) or fail (false).</summary>
+        public bool FallbackToCpu { get; set; } = true;
+
+        /// <summary>Images per forward pass when scoring (Transform).</summary>
+        public int ScoringBatchSize { get; set; } = Defaults.ScoringBatchSize;
+
+        /// <summary>Decode/augment worker threads.</summary>
+        public int Workers { get; set; } = Math.Max(1, Environment.ProcessorCount - 1);
+
+        /// <summary>What to do with an unreadable training image.</summary>
+        public BadImagePolicy OnBadImage { get; set; } = BadImagePolicy.Skip;
+
+        /// <summary>Seed (default: the context's seed, else 0).</summary>
+        public int? Seed { get; set; }
+    }
+
+    /// <summary>Creates the estimator with <paramref name="options"/> (defaults when null).</summary>
+    public VitEstimator(VitContext context, Options? options = null)
+    {
+        this.context = context ?? throw new ArgumentNullException(nameof(context));
+        TrainingOptions = options ?? new Options();
+    }
+
+    /// <summary>Creates the estimator from flat parameters.</summary>
+    public VitEstimator(VitContext context, VitArchitecture architecture, int epochs = Options.Defaults.Epochs,
+        int batchSize = Options.Defaults.BatchSize, double learningRate = Options.Defaults.LearningRate,
+        string labelColumnName = "Label", string imageColumnName = "Image")
+        : this(context, new Options
+        {
+            Architecture = architecture, Epochs = epochs, BatchSize = batchSize, LearningRate = learningRate,
+            LabelColumnName = labelColumnName, ImageColumnName = imageColumnName,
+        })
+    {
+    }
+
+    /// <summary>The options in use.</summary>
+    public Options TrainingOptions { get; }
+
+    /// <inheritdoc />
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
+    {
+        var o = TrainingOptions;
+        inputSchema.Require(o.ImageColumnName, "image", t => t is ImageDataViewType, "an image column (add LoadImages first)");
+        inputSchema.Require(o.LabelColumnName, "label", t => t is TextDataViewType, "Text");
+        return inputSchema.With(
+            new DataViewSchemaColumn(o.ScoreColumnName, new VectorDataViewType(NumberDataViewType.Single), 0),
+            new DataViewSchemaColumn(o.PredictedLabelColumnName, TextDataViewType.Instance, 0));
+    }
+
+    private VitConfig BaseConfig() => TrainingOptions.Architecture switch
+    {
+        VitArchitecture.Custom => TrainingOptions.CustomConfig ?? throw new ArgumentException("Architecture is Custom but CustomConfig is not set"),
+        _ when TrainingOptions.CustomConfig is not null => TrainingOptions.CustomConfig,
+        VitArchitecture.TinyPatch16 => VitConfig.TinyPatch16,
+        VitArchitecture.TinyPatch32 => VitConfig.TinyPatch32,
+        VitArchitecture.SmallPatch16 => VitConfig.SmallPatch16,
+        VitArchitecture.SmallPatch32 => VitConfig.SmallPatch32,
+        VitArchitecture.BasePatch16 => VitConfig.BasePatch16,
+        VitArchitecture.BasePatch32 => VitConfig.BasePatch32,
+        VitArchitecture.LargePatch16 => VitConfig.LargePatch16,
+        VitArchitecture.LargePatch32 => VitConfig.LargePatch32,
+        _ => throw new ArgumentException($"unknown architecture {TrainingOptions.Architecture}"),
+    };
+
+    private void ValidateOptions()
+    {
+        var o = TrainingOptions;
+        if (o.Epochs < 0) throw new ArgumentException($"Epochs must be 0 or more, got {o.Epochs}");
+        if (o.BatchSize < 1) throw new ArgumentException($"BatchSize must be at least 1, got {o.BatchSize}");
+        if (o.ScoringBatchSize < 1) throw new ArgumentException($"ScoringBatchSize must be at least 1, got {o.ScoringBatchSize}");
+        if (o.Channels is not (1 or 3)) throw new ArgumentException($"Channels must be 1 or 3, got {o.Channels}");
+        if (!(o.ValidationFraction >= 0 && o.ValidationFraction < 1)) throw new ArgumentException($"ValidationFraction must be in [0, 1), got {o.ValidationFraction}");
+        if (o.EarlyStopping is not null && o.ValidationSet is null && o.ValidationFraction == 0)
+            throw new ArgumentException("EarlyStopping needs a ValidationSet or a ValidationFraction > 0");
+    }
+
+    /// <summary>Trains the model and returns the fitted transformer.</summary>
+    public VitTransformer Fit(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ValidateOptions();
+        GetOutputSchema(input.Schema);
+        var o = TrainingOptions;
+        int seed = o.Seed ?? context.Seed ?? 0;
+        var rows = ReadRows(input, "training data");
+        var labels = rows.Select(r => r.Label).Distinct().Order(StringComparer.Ordinal).ToList();
+        if (labels.Count < 2)
+            throw new ArgumentException($"the training data has {labels.Count} distinct label(s) ({string.Join(", ", labels)}); a classifier needs at least two classes");
+        var index = labels.Select((l, i) => (l, i)).ToDictionary(x => x.l, x => (long)x.i);
+        var train = new ImageDataset(rows.Select(r => (IImageSample)new SourceSample(r.Source, index[r.Label])).ToList(), labels);
+        ImageDataset? validation = null;
+        if (o.ValidationSet is { } vs)
+        {
+            GetOutputSchema(vs.Schema);
+            var vrows = ReadRows(vs, "validation set");
+            var unknown = vrows.Select(r => r.Label).Where(l => !index.ContainsKey(l)).Distinct().ToList();
+            if (unknown.Count > 0)
+                throw new ArgumentException($"the validation set has labels the training data lacks: {string.Join(", ", unknown)}");
+            validation = new ImageDataset(vrows.Select(r => (IImageSample)new SourceSample(r.Source, index[r.Label])).ToList(), labels);
+        }
+        else if (o.ValidationFraction > 0)
+        {
+            (train, validation) = train.StratifiedSplit(o.ValidationFraction, seed);
+        }
+
+        var device = Engine.ResolveDevice(o.Device, o.FallbackToCpu);
+        var imageType = (ImageDataViewType)input.Schema[o.ImageColumnName].Type;
+        Engine.ManualSeed((ulong)seed);
+        VisionTransformer model = CreateModel(labels, imageType);
+        try
+        {
+            var cfg = model.Config;
+            var loaderOptions = new ImageLoaderOptions
+            {
+                BatchSize = o.BatchSize, Shuffle = true, Seed = seed, Workers = o.Workers, Channels = cfg.Channels,
+                ImageSize = cfg.ImageSize, Normalization = o.Normalization, OnBadImage = o.OnBadImage,
+                Augment = Augmentations.For(o.Augmentation, cfg.ImageSize),
+            };
+            var trainLoader = new ImageBatchLoader(train, loaderOptions);
+            var evalLoader = validation is null ? null
+                : new ImageBatchLoader(validation, loaderOptions with { Shuffle = false, Augment = null, BatchSize = o.ScoringBatchSize });
+            var trainer = new Trainer(model, new TrainerOptions
+            {
+                Epochs = Math.Max(1, o.Epochs), LearningRate = o.LearningRate, WeightDecay = o.WeightDecay, WarmupFraction = o.WarmupFraction,
+                MinLearningRate = Math.Min(1e-6, o.LearningRate), Schedule = o.Schedule, LabelSmoothing = o.LabelSmoothing,
+                ClipGradNorm = o.ClipGradNorm, Seed = (ulong)seed, EarlyStopping = o.EarlyStopping,
+            });
+            var result = o.Epochs == 0 ? new TrainingResult([], 0, false, false)
+                : trainer.Fit(trainLoader, evalLoader, progress: o.Progress, cancellationToken: o.CancellationToken);
+            model.Eval();
+            var history = new TrainingHistory(result, trainLoader.SkippedCount, trainLoader.Warnings.ToList());
+            return new VitTransformer(model, labels, new VitPreprocessing(cfg.ImageSize, cfg.Channels, o.Normalization),
+                new VitColumns(o.ImageColumnName, o.ScoreColumnName, o.PredictedLabelColumnName), o.ScoringBatchSize, history, device);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    private VisionTransformer CreateModel(List<string> labels, ImageDataViewType imageType)
+    {
+        var o = TrainingOptions;
+        if (o.StartFrom is null)
+        {
+            var cfg = BaseConfig() with { NumClasses = labels.Count, Channels = o.Channels };
+            if (imageType.Height > 0)
+            {
+                if (imageType.Height != imageType.Width)
+                    throw new ArgumentException($"ViT needs square images; the image column is {imageType.Width}x{imageType.Height}: resize to a square");
+                cfg = cfg with { ImageSize = imageType.Height };
+            }
+            return new VisionTransformer(cfg.Validate());
+        }
+        var start = PretrainedModel.Load(o.StartFrom, o.Channels);
+        var model = start.Model;
+        try
+        {
+            if (imageType.Height > 0 && imageType.Height != model.Config.ImageSize)
+                throw new ArgumentException(
+                    $"the saved model expects {model.Config.ImageSize}x{model.Config.ImageSize} images but the image column is resized to {imageType.Width}x{imageType.Height}");
+            bool sameLabels = start.Labels is not null && start.Labels.SequenceEqual(labels);
+            if (o.FineTune == FineTuneMode.Continue)
+            {
+                if (!sameLabels)
+                    throw new ArgumentException($"FineTune = Continue needs the saved model's labels ({string.Join(", ", start.Labels ?? [])}); the data has {string.Join(", ", labels)}");
+            }
+            else if (!sameLabels || o.FineTune == FineTuneMode.HeadOnly)
+            {
+                model.ReplaceHead(labels.Count);
+            }
+            if (o.FineTune == FineTuneMode.HeadOnly)
+                foreach (var (name, p) in model.NamedParameters())
+                    p.RequiresGrad = name.StartsWith("head.", StringComparison.Ordinal);
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    private List<(ImageSource Source, string Label)> ReadRows(IDataView data, string what)
+    {
+        var o = TrainingOptions;
+        int img = data.Schema[o.ImageColumnName].Index, lab = data.Schema[o.LabelColumnName].Index;
+        var rows = new List<(ImageSource, string)>();
+        int r = 0;
+        foreach (var row in data.GetRows())
+        {
+            var label = row[lab] as string;
+            if (string.IsNullOrWhiteSpace(label)) throw new ArgumentException($"{what}, row {r}: empty label in column '{o.LabelColumnName}'");
+            if (row[img] is not ImageSource source) throw new ArgumentException($"{what}, row {r}: no image in column '{o.ImageColumnName}'");
+            if (source.Path is not null && !File.Exists(source.Path))
+                throw new FileNotFoundException($"{what}, row {r}: image file not found: {source.Path}", source.Path);
+            rows.Add((source, label));
+            r++;
+        }
+        if (rows.Count == 0) throw new ArgumentException($"the {what} is empty");
+        return rows;
+    }
+
+    /// <summary>A row's image as a loader sample: decoded (and resized as the pipeline says) on a worker.</summary>
+    private sealed record SourceSample(ImageSource Source, long Label) : IImageSample
+    {
+        public string Name => Source.Description;
+
+        public Image Load(ImageDecodeOptions options) => Source.Decode(channels: 0, options.MaxPixels);
+    }
+}

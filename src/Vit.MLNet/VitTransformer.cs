@@ -1,0 +1,132 @@
+using Engine = Vit.Torch.Torch;
+using Vit.Torch;
+using Vit.Torch.Imaging;
+using Vit.Torch.Model;
+using Vit.Torch.Training;
+
+namespace Vit.MLNet;
+
+/// <summary>How images become model input: size, channels and normalisation.</summary>
+/// <param name="ImageSize">Side of the square model input.</param>
+/// <param name="Channels">1 or 3.</param>
+/// <param name="Normalization">Per-channel mean/std.</param>
+public sealed record VitPreprocessing(int ImageSize, int Channels, Normalization Normalization);
+
+/// <summary>Column names a <see cref="VitTransformer"/> reads and writes.</summary>
+/// <param name="Image">The image column read.</param>
+/// <param name="Score">The probabilities column written.</param>
+/// <param name="PredictedLabel">The label column written.</param>
+public sealed record VitColumns(string Image, string Score, string PredictedLabel);
+
+/// <summary>What training did: per-epoch history, best epoch, stop reason, skipped images.</summary>
+/// <param name="Result">The trainer's result.</param>
+/// <param name="SkippedImages">Training images left out because they could not be read.</param>
+/// <param name="Warnings">One line per skipped image.</param>
+public sealed record TrainingHistory(TrainingResult Result, int SkippedImages, IReadOnlyList<string> Warnings);
+
+/// <summary>
+/// A trained ViT classifier as a pipeline step: adds <c>Score</c> (float[] of softmax probabilities in the order of
+/// <see cref="Labels"/>) and <c>PredictedLabel</c>. Scores in batches of <see cref="ScoringBatchSize"/>. Safe to use
+/// from several threads at once (the model is only read); dispose it to free native memory.
+/// </summary>
+public sealed class VitTransformer : ITransformer, IDisposable
+{
+    internal VitTransformer(VisionTransformer model, IReadOnlyList<string> labels, VitPreprocessing preprocessing, VitColumns columns,
+        int scoringBatchSize, TrainingHistory? history, Device device)
+    {
+        Model = model;
+        Labels = labels;
+        Preprocessing = preprocessing;
+        Columns = columns;
+        ScoringBatchSize = scoringBatchSize;
+        History = history;
+        Device = device;
+        model.Eval();
+    }
+
+    /// <summary>The network.</summary>
+    public VisionTransformer Model { get; }
+
+    /// <summary>The labels, in the order of the <c>Score</c> vector.</summary>
+    public IReadOnlyList<string> Labels { get; }
+
+    /// <summary>Input size, channels and normalisation.</summary>
+    public VitPreprocessing Preprocessing { get; }
+
+    /// <summary>Columns read and written.</summary>
+    public VitColumns Columns { get; }
+
+    /// <summary>Images per forward pass in <see cref="Transform"/>.</summary>
+    public int ScoringBatchSize { get; set; }
+
+    /// <summary>Training history (null for a model loaded without one).</summary>
+    public TrainingHistory? History { get; internal set; }
+
+    /// <summary>Device the model runs on.</summary>
+    public Device Device { get; }
+
+    /// <inheritdoc />
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
+    {
+        inputSchema.Require(Columns.Image, "image", t => t is ImageDataViewType, "an image column (add LoadImages first)");
+        var slotNames = new Dictionary<string, object> { ["SlotNames"] = Labels };
+        return inputSchema.With(
+            new DataViewSchemaColumn(Columns.Score, new VectorDataViewType(NumberDataViewType.Single, Labels.Count), 0) { Annotations = slotNames },
+            new DataViewSchemaColumn(Columns.PredictedLabel, TextDataViewType.Instance, 0) { Annotations = slotNames });
+    }
+
+    /// <inheritdoc />
+    public IDataView Transform(IDataView input)
+    {
+        var schema = GetOutputSchema(input.Schema);
+        int image = input.Schema[Columns.Image].Index;
+        return new MappedDataView(input, [schema[^2], schema[^1]],
+            rows => Score(rows.Select(r => r[image] as ImageSource).ToList()), ScoringBatchSize);
+    }
+
+    /// <summary>Scores images: (probabilities, predicted label) per image; a null source gives (null, null).</summary>
+    internal IReadOnlyList<object?[]> Score(IReadOnlyList<ImageSource?> sources)
+    {
+        var results = new object?[sources.Count][];
+        var present = Enumerable.Range(0, sources.Count).Where(i => sources[i] is not null).ToList();
+        for (int i = 0; i < results.Length; i++) results[i] = [null, null];
+        if (present.Count == 0) return results;
+        var p = Preprocessing;
+        var images = new List<Image>(present.Count);
+        try
+        {
+            foreach (var i in present)
+            {
+                var s = sources[i]!;
+                if (s.Path is not null && !File.Exists(s.Path))
+                    throw new FileNotFoundException($"image file not found: {s.Path}", s.Path);
+                using var decoded = s.Decode(p.Channels);
+                images.Add(decoded.Width == p.ImageSize && decoded.Height == p.ImageSize
+                    ? decoded.Clone()
+                    : decoded.Resize(p.ImageSize, p.ImageSize, ResizeMode.Crop, Interpolation.Bilinear));
+            }
+            using var scope = TensorScope.Begin();
+            using var noGrad = Engine.NoGrad();
+            var batch = Tensor.Empty([images.Count, p.Channels, p.ImageSize, p.ImageSize]);
+            ImageBatch.WriteNormalized(images, p.Normalization, batch);
+            var input = Device.Type == DeviceType.Cpu ? batch : batch.To(Device);
+            var probs = F.Softmax(Model.Forward(input), 1).To(DType.Float32, Vit.Torch.Device.Cpu).ToArray<float>();  // (B, classes)
+            int k = Labels.Count;
+            for (int j = 0; j < present.Count; j++)
+            {
+                var score = probs.AsSpan(j * k, k).ToArray();
+                int best = 0;
+                for (int c = 1; c < k; c++) if (score[c] > score[best]) best = c;
+                results[present[j]] = [score, Labels[best]];
+            }
+            return results;
+        }
+        finally
+        {
+            foreach (var im in images) im.Dispose();
+        }
+    }
+
+    /// <summary>Frees the model's native memory.</summary>
+    public void Dispose() => Model.Dispose();
+}
