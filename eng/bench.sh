@@ -23,3 +23,12 @@ for entry in "${configs[@]}"; do
     printf '%-22s %-8s %12s %12s %8s\n' "$name" "$tb" "$ours" "$peer" "$(awk -v a="$ours" -v b="$peer" 'BEGIN{printf "%.2f", a/b}')"
   done
 done
+
+# Does the image loader keep up with training? Decode + resize + Standard augmentation of 224x224 JPEGs with the
+# default worker count, next to the ViT-Ti/16 training step at 224 (default threads).
+loader=$(dotnet benchmarks/Vit.Benchmarks/bin/Release/net10.0/Vit.Benchmarks.dll loader --images 256 --epochs 2)
+train=$($dn --image 224 --channels 3 --patch 16 --dim 192 --depth 12 --heads 3 --mlp 768 --classes 1000 --batch 32 --steps 5)
+echo "$loader"
+echo "$train"
+l=$(sed -E 's/.*images\/s ([0-9.]+).*/\1/' <<<"$loader"); t=$(sed -E 's/.*images\/s ([0-9.]+).*/\1/' <<<"$train")
+echo "loader / ViT-Ti/16 training consumption: $(awk -v a="$l" -v b="$t" 'BEGIN{printf "%.1fx", a/b}') (needs >= 2x)"

@@ -7,6 +7,7 @@ using System.Globalization;
 using Vit.Torch;
 using Vit.Torch.Checkpoints;
 using Vit.Torch.Data;
+using Vit.Torch.Imaging;
 using Vit.Torch.Model;
 using Vit.Torch.Training;
 
@@ -19,12 +20,12 @@ if (args2.Help)
 
 var total = Stopwatch.StartNew();
 Torch.SetThreads(args2.Threads);
-var train = FashionMnist.Load(train: true, args2.DataDir);
-var test = FashionMnist.Load(train: false, args2.DataDir);
+var train = FashionMnist.LoadImages(train: true, args2.DataDir);
+var test = FashionMnist.LoadImages(train: false, args2.DataDir);
 if (args2.Limit > 0)
 {
-    train = train.Subset(Enumerable.Range(0, Math.Min(args2.Limit, train.Count)).ToArray());
-    test = test.Subset(Enumerable.Range(0, Math.Min(args2.Limit, test.Count)).ToArray());
+    train = new ImageDataset(train.Samples.Take(args2.Limit).ToList(), train.ClassNames);
+    test = new ImageDataset(test.Samples.Take(args2.Limit).ToList(), test.ClassNames);
 }
 
 var config = new VitConfig
@@ -48,11 +49,14 @@ Console.WriteLine($"ViT: patch {config.PatchSize} ({config.NumPatches} patches),
 Console.WriteLine($"Training {options.Epochs} epochs, batch {args2.BatchSize}, AdamW lr {options.LearningRate} wd {options.WeightDecay}, " +
                   $"warmup+cosine, label smoothing {options.LabelSmoothing}");
 
-// Background pixel value after normalisation, used to fill pixels shifted in by the augmentation.
-float background = (0 - FashionMnist.Mean) / FashionMnist.Std;
-var trainBatches = new InMemoryBatchSource(train, args2.BatchSize, shuffle: true, seed: (int)args2.Seed,
-    maxShift: args2.Shift, horizontalFlip: args2.Flip, padValue: background);
-var testBatches = new InMemoryBatchSource(test, 500, shuffle: false);
+// Images go through the background loader: decoded pixels -> augmentation -> normalised batch tensors.
+var loader = new ImageLoaderOptions
+{
+    BatchSize = args2.BatchSize, Shuffle = true, Seed = (int)args2.Seed, Channels = 1, ImageSize = 28,
+    Normalization = FashionMnist.Normalization, Augment = Augmentation(args2),
+};
+var trainBatches = new ImageBatchLoader(train, loader);
+var testBatches = new ImageBatchLoader(test, loader with { Shuffle = false, Augment = null, BatchSize = 500 });
 
 var trainer = new Trainer(model, options);
 trainer.Fit(trainBatches, testBatches, onEpoch: r =>
@@ -74,6 +78,17 @@ Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
     $"final test accuracy: {final.Accuracy:P2} (top-5 {final.Top5Accuracy:P2}) in {total.Elapsed:mm\\:ss}"));
 return 0;
 
+// Random horizontal flip and (optionally) a small random translation; black (the background) fills the border.
+static Func<Image, Random, Image>? Augmentation(Args a)
+{
+    if (!a.Flip && a.Shift == 0) return null;
+    return (image, rng) =>
+    {
+        using var shifted = a.Shift > 0 ? Augment.RandomAffine(image, rng, maxDegrees: 0, maxTranslate: a.Shift / 28.0) : image.Clone();
+        return a.Flip ? Augment.RandomHorizontalFlip(shifted, rng) : shifted.Clone();
+    };
+}
+
 internal sealed record Args
 {
     public int Epochs { get; init; } = 10;
@@ -86,9 +101,9 @@ internal sealed record Args
     public int Threads { get; init; } = Environment.ProcessorCount;
     public ulong Seed { get; init; } = 42;
     public int Limit { get; init; }
-    public int Shift { get; init; } = 2;
+    public int Shift { get; init; }
     public bool Flip { get; init; } = true;
-    public double Smoothing { get; init; } = 0.1;
+    public double Smoothing { get; init; }
     public string? DataDir { get; init; }
     public string OutDir { get; init; } = "runs/fashion-mnist";
     public bool Help { get; init; }
@@ -97,7 +112,7 @@ internal sealed record Args
         Trains a ViT from scratch on Fashion-MNIST.
         options: --epochs N (10)  --batch-size N (128)  --lr X (0.002)  --dim N (96)  --depth N (6)  --heads N (4)
                  --patch N (7)  --threads N (cores)  --seed N (42)  --limit N (use only N images per split)
-                 --shift N (2, random translation in pixels)  --no-flip  --smoothing X (0.1, label smoothing)
+                 --shift N (0, random translation in pixels)  --no-flip  --smoothing X (0, label smoothing)
                  --data DIR (/usr/share/datasets/fashion-mnist)  --out DIR (runs/fashion-mnist)
         """;
 

@@ -23,7 +23,7 @@ var config = new VitConfig { ImageSize = 28, PatchSize = 7, Channels = 1, Dim = 
 var options = new VitEstimator.Options
 {
     Architecture = VitArchitecture.Custom, CustomConfig = config, Channels = 1, Normalization = Normalization.Half,
-    Epochs = epochs, BatchSize = 64, LearningRate = 2e-3, Augmentation = AugmentationPreset.None,
+    Epochs = epochs, BatchSize = 64, LearningRate = 2e-3, Augmentation = AugmentPreset.None,
     Progress = new Progress<Vit.Torch.Training.VitTrainingProgress>(p =>
     {
         if (p.Step % 50 == 0) Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

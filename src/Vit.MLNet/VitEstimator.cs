@@ -42,17 +42,6 @@ public enum FineTuneMode
     Continue,
 }
 
-/// <summary>Per-image training augmentation.</summary>
-public enum AugmentationPreset
-{
-    /// <summary>Deterministic resize only.</summary>
-    None,
-    /// <summary>Random resized crop (scale 0.6-1) and horizontal flip.</summary>
-    Light,
-    /// <summary>Light plus RandAugment (2 ops, magnitude 9) and random erasing.</summary>
-    Standard,
-}
-
 /// <summary>
 /// Trains a Vision Transformer image classifier from an image column and a label column (ML.NET's image
 /// classification trainer, with ViT inside). <see cref="Fit"/> returns a <see cref="VitTransformer"/> that adds
@@ -134,8 +123,12 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         /// <summary>Gradient clipping norm (0 = off).</summary>
         public double ClipGradNorm { get; set; } = 1.0;
 
-        /// <summary>Per-image augmentation while training.</summary>
-        public AugmentationPreset Augmentation { get; set; } = AugmentationPreset.Light;
+        /// <summary>Per-image augmentation while training: None (resize only), Light (random resized crop, flip,
+        /// colour jitter) or Standard (DeiT's: crop, flip, RandAugment, random erasing).</summary>
+        public AugmentPreset Augmentation { get; set; } = AugmentPreset.Light;
+
+        /// <summary>Whether augmentation may flip images left-right (turn off for text, digits, left/right classes).</summary>
+        public bool HorizontalFlip { get; set; } = true;
 
         /// <summary>Held-out data to evaluate after every epoch (for early stopping and the history).</summary>
         public IDataView? ValidationSet { get; set; }
@@ -277,7 +270,8 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
             {
                 BatchSize = o.BatchSize, Shuffle = true, Seed = seed, Workers = o.Workers, Channels = cfg.Channels,
                 ImageSize = cfg.ImageSize, Normalization = o.Normalization, OnBadImage = o.OnBadImage,
-                Augment = Augmentations.For(o.Augmentation, cfg.ImageSize),
+                Augment = o.Augmentation == AugmentPreset.None ? null
+                    : AugmentationPipeline.Training(o.Augmentation, cfg.ImageSize, cfg.ImageSize, cfg.Channels, o.HorizontalFlip).Apply,
             };
             var trainLoader = new ImageBatchLoader(train, loaderOptions);
             var evalLoader = validation is null ? null

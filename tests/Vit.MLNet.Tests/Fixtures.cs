@@ -59,7 +59,7 @@ internal static class Fixtures
     public static VitEstimator.Options TinyOptions(int epochs = 4) => new()
     {
         Architecture = VitArchitecture.Custom, CustomConfig = TinyConfig, Epochs = epochs, BatchSize = 8,
-        LearningRate = 3e-3, Augmentation = AugmentationPreset.None, Workers = 1,
+        LearningRate = 3e-3, Augmentation = AugmentPreset.None, Workers = 1,
     };
 
     public static EstimatorChain<VitTransformer> Pipeline(VitContext ctx, VitEstimator.Options options) =>

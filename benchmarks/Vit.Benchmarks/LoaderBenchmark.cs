@@ -1,0 +1,62 @@
+using System.Diagnostics;
+using System.Globalization;
+using Vit.Torch;
+using Vit.Torch.Data;
+using Vit.Torch.Imaging;
+
+/// <summary>
+/// Decode + resize + augment + normalise throughput of <see cref="ImageBatchLoader"/> on JPEG files it writes to a
+/// temporary folder (photo-like content: smooth gradients plus noise), with the default worker count.
+/// </summary>
+internal static class LoaderBenchmark
+{
+    public static int Run(Func<string, int, int> get, string presetName)
+    {
+        int count = get("images", 256), sourceSize = get("source-size", 224), size = get("size", 224);
+        int batch = get("batch", 32), epochs = get("epochs", 2);
+        var preset = Enum.Parse<AugmentPreset>(presetName, ignoreCase: true);
+        var dir = Directory.CreateTempSubdirectory("vit-loader-bench-").FullName;
+        try
+        {
+            var rng = new Random(1);
+            var samples = new List<IImageSample>();
+            var px = new byte[sourceSize * sourceSize * 3];
+            for (int i = 0; i < count; i++)
+            {
+                for (int y = 0; y < sourceSize; y++)
+                    for (int x = 0; x < sourceSize; x++)
+                        for (int c = 0; c < 3; c++)
+                            px[(y * sourceSize + x) * 3 + c] = (byte)Math.Clamp((x * (c + 1) + y * (3 - c) + i * 7) % 256 + rng.Next(-20, 21), 0, 255);
+                using var img = Image.FromPixels(px, sourceSize, sourceSize, 3);
+                var path = Path.Combine(dir, $"{i:D5}.jpg");
+                File.WriteAllBytes(path, img.EncodeJpeg(90));
+                samples.Add(new FileImageSample(path, i % 10));
+            }
+            var data = new ImageDataset(samples, Enumerable.Range(0, 10).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToList());
+            var options = new ImageLoaderOptions
+            {
+                BatchSize = batch, ImageSize = size, Channels = 3, Seed = 1,
+                Augment = preset == AugmentPreset.None ? null : AugmentationPipeline.Training(preset, size, size).Apply,
+            };
+            if (opts("workers") is int w) options = options with { Workers = w };
+            var loader = new ImageBatchLoader(data, options);
+            foreach (var b in loader.Batches(0)) b.Dispose();  // warm-up: page cache, OpenCV, JIT
+            var clock = Stopwatch.StartNew();
+            long images = 0;
+            for (int e = 1; e <= epochs; e++)
+                foreach (var b in loader.Batches(e))
+                    using (b)
+                        images += b.Count;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"vit-dotnet loader images/s {images / clock.Elapsed.TotalSeconds:F1} ({sourceSize}x{sourceSize} JPEG -> {size}x{size}, " +
+                $"augmentation {preset}, workers {options.Workers}, batch {batch}, {images} images)"));
+            return 0;
+
+            int? opts(string key) => get(key, -1) is var v && v >= 0 ? v : null;
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}
