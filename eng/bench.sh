@@ -32,3 +32,8 @@ echo "$loader"
 echo "$train"
 l=$(sed -E 's/.*images\/s ([0-9.]+).*/\1/' <<<"$loader"); t=$(sed -E 's/.*images\/s ([0-9.]+).*/\1/' <<<"$train")
 echo "loader / ViT-Ti/16 training consumption: $(awk -v a="$l" -v b="$t" 'BEGIN{printf "%.1fx", a/b}') (needs >= 2x)"
+
+# Serving: single-image latency through PredictionEngine (JPEG decode + resize + forward) and batch scoring,
+# next to PyTorch eager's forward on ready tensors (a lower bound: no decoding).
+dotnet benchmarks/Vit.Benchmarks/bin/Release/net10.0/Vit.Benchmarks.dll predict --requests 200 --images 256
+OPENBLAS_NUM_THREADS=1 $py benchmarks/peer/infer.py 2

@@ -1,0 +1,71 @@
+using System.Diagnostics;
+using System.Globalization;
+using Vit.MLNet;
+using Vit.Torch.Imaging;
+
+/// <summary>
+/// Serving figures for ViT-Ti/16 at 224 through the ML.NET-style API: single-image latency of
+/// <see cref="PredictionEngine{TSrc,TDst}.Predict"/> (decode + resize + normalise + forward), p50 and p99, and batch
+/// scoring throughput of <see cref="ITransformer.Transform"/>. The weights are untrained (speed does not depend on them).
+/// </summary>
+internal static class PredictBenchmark
+{
+    public sealed class Input
+    {
+        public string ImagePath { get; set; } = "";
+    }
+
+    public sealed class Output
+    {
+        public string PredictedLabel { get; set; } = "";
+        public float[] Score { get; set; } = [];
+    }
+
+    public static int Run(Func<string, int, int> get)
+    {
+        int requests = get("requests", 200), count = get("images", 256), batch = get("batch", 64);
+        var dir = Directory.CreateTempSubdirectory("vit-predict-bench-").FullName;
+        try
+        {
+            var rng = new Random(1);
+            var px = new byte[256 * 256 * 3];
+            string[] classes = ["a", "b", "c"];
+            foreach (var c in classes) Directory.CreateDirectory(Path.Combine(dir, c));
+            for (int i = 0; i < count; i++)
+            {
+                rng.NextBytes(px);
+                using var img = Image.FromPixels(px, 256, 256, 3);
+                File.WriteAllBytes(Path.Combine(dir, classes[i % 3], $"{i:D5}.jpg"), img.EncodeJpeg(90));
+            }
+            var ctx = new VitContext(seed: 1);
+            var data = ctx.Data.LoadFromImageFolder(dir);
+            using var model = ctx.Transforms.LoadImages("Image", "", "ImagePath")
+                .Append(ctx.Transforms.ResizeImages("Image", 224, 224, resizing: ResizeMode.Crop))
+                .Append(new VitEstimator(ctx, new VitEstimator.Options { Architecture = VitArchitecture.TinyPatch16, Epochs = 0, ScoringBatchSize = batch }))
+                .Fit(data);
+            var files = Directory.GetFiles(dir, "*.jpg", SearchOption.AllDirectories);
+            var engine = ctx.Model.CreatePredictionEngine<Input, Output>(model);
+            for (int i = 0; i < 10; i++) engine.Predict(new Input { ImagePath = files[i % files.Length] });
+            var times = new double[requests];
+            for (int i = 0; i < requests; i++)
+            {
+                var t = Stopwatch.GetTimestamp();
+                engine.Predict(new Input { ImagePath = files[i % files.Length] });
+                times[i] = Stopwatch.GetElapsedTime(t).TotalMilliseconds;
+            }
+            Array.Sort(times);
+            double P(double q) => times[Math.Min(times.Length - 1, (int)Math.Ceiling(q * times.Length) - 1)];
+            var clock = Stopwatch.StartNew();
+            int scored = model.Transform(data).GetRows().Count();
+            double ips = scored / clock.Elapsed.TotalSeconds;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"vit-dotnet predict ViT-Ti/16@224 single-image latency p50 {P(0.5):F1} ms p99 {P(0.99):F1} ms ({requests} requests); " +
+                $"batch scoring images/s {ips:F1} (batch {batch}, {scored} JPEGs 256x256)"));
+            return 0;
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}
