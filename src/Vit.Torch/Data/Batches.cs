@@ -103,10 +103,16 @@ public sealed class InMemoryBatchSource : IBatchSource
     public int BatchesPerEpoch => (data.Count + BatchSize - 1) / BatchSize;
 
     /// <summary>The sample order of an epoch.</summary>
-    public int[] Order(int epoch)
+    public int[] Order(int epoch) => EpochOrder(data.Count, Shuffle, Seed, epoch);
+
+    /// <summary>
+    /// The sample order of an epoch: 0..count-1, shuffled by a generator seeded with (seed, epoch) when
+    /// <paramref name="shuffle"/>; shared by every batch source so that equal seeds give equal orders.
+    /// </summary>
+    public static int[] EpochOrder(int count, bool shuffle, int seed, int epoch)
     {
-        var order = Enumerable.Range(0, data.Count).ToArray();
-        if (Shuffle) new Random(HashCode.Combine(Seed, epoch)).Shuffle(order);
+        var order = Enumerable.Range(0, count).ToArray();
+        if (shuffle) new Random(HashCode.Combine(seed, epoch)).Shuffle(order);
         return order;
     }
 

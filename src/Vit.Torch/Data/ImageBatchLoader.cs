@@ -112,12 +112,7 @@ public sealed class ImageBatchLoader : IBatchSource
     public Action<string> OnWarning { get; init; } = w => Console.Error.WriteLine(w);
 
     /// <summary>The sample order of an epoch.</summary>
-    public int[] Order(int epoch)
-    {
-        var order = Enumerable.Range(0, data.Count).ToArray();
-        if (Options.Shuffle) new Random(HashCode.Combine(Options.Seed, epoch)).Shuffle(order);
-        return order;
-    }
+    public int[] Order(int epoch) => InMemoryBatchSource.EpochOrder(data.Count, Options.Shuffle, Options.Seed, epoch);
 
     /// <inheritdoc />
     public IEnumerable<Batch> Batches(int epoch) => Batches(epoch, CancellationToken.None);
