@@ -33,10 +33,20 @@ internal static class LoaderBenchmark
                 samples.Add(new FileImageSample(path, i % 10));
             }
             var data = new ImageDataset(samples, Enumerable.Range(0, 10).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToList());
+            if (get("fashion", 0) > 0)
+            {
+                // Fashion-MNIST as the example feeds it: decoded 28x28 pixels, flip only.
+                var fm = FashionMnist.LoadImages(train: true);
+                data = new ImageDataset(fm.Samples.Take(get("fashion", 0)).ToList(), fm.ClassNames);
+                size = 28;
+            }
             var options = new ImageLoaderOptions
             {
-                BatchSize = batch, ImageSize = size, Channels = 3, Seed = 1,
-                Augment = preset == AugmentPreset.None ? null : AugmentationPipeline.Training(preset, size, size).Apply,
+                BatchSize = batch, ImageSize = size, Channels = get("fashion", 0) > 0 ? 1 : 3, Seed = 1,
+                Normalization = get("fashion", 0) > 0 ? FashionMnist.Normalization : Normalization.ImageNet,
+                Augment = preset == AugmentPreset.None ? null
+                    : get("fashion", 0) > 0 ? (img, r) => Augment.RandomHorizontalFlip(img, r)
+                    : AugmentationPipeline.Training(preset, size, size).Apply,
             };
             if (opts("workers") is int w) options = options with { Workers = w };
             var loader = new ImageBatchLoader(data, options);

@@ -28,12 +28,21 @@ try
 {
     model = ctx.Model.Load(modelPath, out _);
 }
-catch (InvalidDataException e)
+catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
 {
-    Console.Error.WriteLine($"error: {e.Message}");
+    Console.Error.WriteLine($"error: cannot load the model: {e.Message}");
     return 3;
 }
-var engine = ctx.Model.CreatePredictionEngine<ImageInput, ImagePrediction>(model);
+PredictionEngine<ImageInput, ImagePrediction> engine;
+try
+{
+    engine = ctx.Model.CreatePredictionEngine<ImageInput, ImagePrediction>(model);
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine($"error: this model does not read image files by path: {e.Message}");
+    return 3;
+}
 var files = Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories)
     .Where(f => DataOperationsCatalog.ImageExtensions.Contains(Path.GetExtension(f))).Order(StringComparer.Ordinal).ToList();
 if (files.Count == 0)

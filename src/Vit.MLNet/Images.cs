@@ -34,9 +34,17 @@ public sealed record ImageSource
         var image = Path is not null ? Image.Decode(Path, options)
             : Bytes is not null ? Image.Decode(Bytes, options)
             : throw new InvalidOperationException("an image source needs a path or bytes");
-        if (channels != 0 && image.Channels != channels) image = Replace(image, image.ToChannels(channels));
-        if (Resize is { } r) image = Replace(image, image.Resize(r.Width, r.Height, r.Mode, r.Interpolation));
-        return image;
+        try
+        {
+            if (channels != 0 && image.Channels != channels) image = Replace(image, image.ToChannels(channels));
+            if (Resize is { } r) image = Replace(image, image.Resize(r.Width, r.Height, r.Mode, r.Interpolation));
+            return image;
+        }
+        catch
+        {
+            image.Dispose();
+            throw;
+        }
     }
 
     private static Image Replace(Image old, Image replacement)

@@ -49,7 +49,9 @@ internal static class ModelFile
             ["pipeline"] = new JsonArray(steps.Select(StepJson).ToArray()),
             ["input_schema"] = new JsonArray(inputSchema.Select(c => (JsonNode?)new JsonObject { ["name"] = c.Name, ["type"] = TypeName(c.Type) }).ToArray()),
         };
-        var training = new JsonObject { ["history"] = HistoryJson(vit.History) };
+        var training = vit.History is null && vit.TrainingJson is not null
+            ? JsonNode.Parse(vit.TrainingJson)!   // a loaded model keeps the history it was saved with
+            : new JsonObject { ["history"] = HistoryJson(vit.History) };
 
         var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
         Directory.CreateDirectory(dir);
@@ -94,25 +96,36 @@ internal static class ModelFile
             var modelEntry = zip.GetEntry("model.json") ?? throw new InvalidDataException(
                 $"{path} is not a Vit for .NET model file: it has no model.json (entries: {string.Join(", ", zip.Entries.Take(10).Select(e => e.FullName))})");
             var json = ReadJson(modelEntry, path);
-            if ((string?)json["format"] != Magic)
-                throw new InvalidDataException($"{path} is not a Vit for .NET model file: model.json has format '{json["format"]}', expected '{Magic}'");
-            int version = (int?)json["format_version"] ?? throw new InvalidDataException($"{path}: model.json lacks format_version");
-            if (version > FormatVersion)
-                throw new InvalidDataException($"{path} has model format version {version}, newer than this library reads ({FormatVersion}); update Vit for .NET");
-            if (version < 1) throw new InvalidDataException($"{path}: invalid format_version {version}");
             try
             {
-                var config = ConfigFromJson(json["architecture"] ?? throw new InvalidDataException("model.json lacks 'architecture'"));
-                var labels = json["labels"]!.AsArray().Select(n => (string)n!).ToList();
+                if (json is not JsonObject || (string?)json["format"] != Magic)
+                    throw new InvalidDataException($"{path} is not a Vit for .NET model file: model.json does not say format '{Magic}'");
+                int version = Need(json, "format_version").GetValue<int>();
+                if (version > FormatVersion)
+                    throw new InvalidDataException($"{path} has model format version {version}, newer than this library reads ({FormatVersion}); update Vit for .NET");
+                if (version < 1) throw new InvalidDataException($"{path}: invalid format_version {version}");
+                var config = ConfigFromJson(Need(json, "architecture"));
+                var labels = Need(json, "labels").AsArray().Select(n => n!.GetValue<string>()).ToList();
                 if (labels.Count != config.NumClasses)
                     throw new InvalidDataException($"model.json lists {labels.Count} labels for a {config.NumClasses}-class head");
-                var pre = json["preprocessing"]!;
+                var pre = Need(json, "preprocessing");
                 var normalization = new Normalization(
-                    pre["mean"]!.AsArray().Select(n => (float)n!).ToArray(), pre["std"]!.AsArray().Select(n => (float)n!).ToArray());
-                var preprocessing = new VitPreprocessing((int)pre["image_size"]!, (int)pre["channels"]!, normalization);
-                inputSchema = new DataViewSchema(json["input_schema"]!.AsArray().Select(c => ((string)c!["name"]!, TypeFromName((string)c["type"]!))));
+                    Need(pre, "mean").AsArray().Select(n => n!.GetValue<float>()).ToArray(), Need(pre, "std").AsArray().Select(n => n!.GetValue<float>()).ToArray());
+                var preprocessing = new VitPreprocessing(Need(pre, "image_size").GetValue<int>(), Need(pre, "channels").GetValue<int>(), normalization);
+                if (preprocessing.ImageSize != config.ImageSize || preprocessing.Channels != config.Channels)
+                    throw new InvalidDataException($"preprocessing ({preprocessing.ImageSize}px, {preprocessing.Channels} channels) does not match the architecture ({config.ImageSize}px, {config.Channels} channels)");
+                normalization.ForChannels(config.Channels);
+                inputSchema = new DataViewSchema(Need(json, "input_schema").AsArray()
+                    .Select(c => (Need(c!, "name").GetValue<string>(), TypeFromName(Need(c!, "type").GetValue<string>()))));
 
                 var weightsEntry = zip.GetEntry("weights.safetensors") ?? throw new InvalidDataException("it has no weights.safetensors");
+                // The weights of this architecture in float32, plus room for the header: a larger entry is not ours.
+                long expected = new VitParameterCount(config).Bytes;
+                if (weightsEntry.Length > expected + (1 << 20))
+                    throw new InvalidDataException($"weights.safetensors is {weightsEntry.Length} bytes, more than this architecture's {expected}");
+                string? trainingJson = null;
+                if (zip.GetEntry("training.json") is { } te && te.Length <= MaxJsonBytes)
+                    using (var r = new StreamReader(te.Open())) trainingJson = r.ReadToEnd();
                 var model = new VisionTransformer(config);
                 try
                 {
@@ -127,17 +140,19 @@ internal static class ModelFile
                         File.Delete(tmp);
                     }
                     var steps = new List<ITransformer>();
-                    foreach (var step in json["pipeline"]!.AsArray())
+                    foreach (var node in Need(json, "pipeline").AsArray())
                     {
-                        var type = (string?)step!["type"];
+                        var step = node ?? throw new InvalidDataException("an empty pipeline step");
+                        var type = Need(step, "type").GetValue<string>();
+                        string S(string key) => Need(step, key).GetValue<string>();
                         steps.Add(type switch
                         {
-                            "LoadImages" => new ImageLoadingTransformer((string)step["output"]!, (string?)step["image_folder"], (string)step["input"]!),
-                            "ResizeImages" => new ImageResizingTransformer((string)step["output"]!, new ImageResize((int)step["width"]!, (int)step["height"]!,
-                                Enum.Parse<ResizeMode>((string)step["mode"]!), Enum.Parse<Interpolation>((string)step["interpolation"]!)), (string)step["input"]!),
-                            "Vit" => new VitTransformer(model, labels, preprocessing,
-                                new VitColumns((string)step["image_column"]!, (string)step["score_column"]!, (string)step["predicted_label_column"]!),
-                                (int?)step["scoring_batch_size"] ?? 64, null, Device.Cpu),
+                            "LoadImages" => new ImageLoadingTransformer(S("output"), (string?)step["image_folder"], S("input")),
+                            "ResizeImages" => new ImageResizingTransformer(S("output"), new ImageResize(Need(step, "width").GetValue<int>(), Need(step, "height").GetValue<int>(),
+                                Enum.Parse<ResizeMode>(S("mode")), Enum.Parse<Interpolation>(S("interpolation"))), S("input")),
+                            "Vit" when steps.OfType<VitTransformer>().Any() => throw new InvalidDataException("its pipeline has two Vit steps"),
+                            "Vit" => new VitTransformer(model, labels, preprocessing, new VitColumns(S("image_column"), S("score_column"), S("predicted_label_column")),
+                                (int?)step["scoring_batch_size"] ?? 64, null, Device.Cpu) { TrainingJson = trainingJson },
                             _ => throw new InvalidDataException($"unknown pipeline step '{type}'"),
                         });
                     }
@@ -160,6 +175,10 @@ internal static class ModelFile
             }
         }
     }
+
+    private static JsonNode Need(JsonNode node, string key) =>
+        (node as JsonObject ?? throw new InvalidDataException($"model.json: expected an object holding '{key}'"))[key]
+        ?? throw new InvalidDataException($"model.json lacks '{key}'");
 
     /// <summary>Reads the labels and config of a model file (for StartFrom) and builds the model with its weights.</summary>
     public static (VisionTransformer Model, IReadOnlyList<string> Labels, VitPreprocessing Preprocessing) LoadModel(string path)
@@ -204,7 +223,7 @@ internal static class ModelFile
         Pooling = Enum.Parse<VitPooling>((string)j["pooling"]!), QkvBias = (bool)j["qkv_bias"]!, LayerNormEps = (double)j["layer_norm_eps"]!,
     }.Validate();
 
-    private static JsonNode HistoryJson(TrainingHistory? h) => h is null ? new JsonArray() : new JsonObject
+    private static JsonNode HistoryJson(TrainingHistory? h) => h is null ? new JsonObject() : new JsonObject
     {
         ["best_epoch"] = h.Result.BestEpoch,
         ["stopped_early"] = h.Result.StoppedEarly,
@@ -212,11 +231,13 @@ internal static class ModelFile
         ["skipped_images"] = h.SkippedImages,
         ["epochs"] = new JsonArray(h.Result.Epochs.Select(e => (JsonNode?)new JsonObject
         {
-            ["epoch"] = e.Epoch, ["train_loss"] = e.TrainLoss, ["train_accuracy"] = e.TrainAccuracy,
+            ["epoch"] = e.Epoch, ["train_loss"] = Finite(e.TrainLoss), ["train_accuracy"] = Finite(e.TrainAccuracy),
             ["validation_accuracy"] = e.Evaluation?.Accuracy, ["validation_loss"] = e.Evaluation?.Loss,
             ["images_per_second"] = e.ImagesPerSecond, ["elapsed_seconds"] = e.Elapsed.TotalSeconds, ["learning_rate"] = e.LearningRate,
         }).ToArray()),
     };
+
+    private static double? Finite(double v) => double.IsFinite(v) ? v : null;
 
     private static string TypeName(DataViewType t) => t switch
     {

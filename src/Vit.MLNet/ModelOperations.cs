@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Vit.Torch.Checkpoints;
+using Vit.Torch.Imaging;
 using Vit.Torch.Model;
 
 namespace Vit.MLNet;
@@ -102,20 +103,20 @@ public sealed class PredictionEnginePool<TSrc, TDst> where TSrc : class where TD
 }
 
 /// <summary>A model to start training from: one of our model files, or a safetensors checkpoint (timm names).</summary>
-internal sealed record PretrainedModel(VisionTransformer Model, IReadOnlyList<string>? Labels)
+internal sealed record PretrainedModel(VisionTransformer Model, IReadOnlyList<string>? Labels, Normalization? Normalization)
 {
-    public static PretrainedModel Load(string path, int channels)
+    public static PretrainedModel Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"StartFrom: file not found: {path}", path);
         if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
         {
             var header = Safetensors.ReadHeader(path);
-            var config = InferConfig(header, channels, path);
+            var config = InferConfig(header, path);
             var model = new VisionTransformer(config);
             try
             {
                 model.LoadSafetensors(path);
-                return new PretrainedModel(model, null);
+                return new PretrainedModel(model, null, null);
             }
             catch
             {
@@ -123,12 +124,12 @@ internal sealed record PretrainedModel(VisionTransformer Model, IReadOnlyList<st
                 throw;
             }
         }
-        var (m, labels, _) = ModelFile.LoadModel(path);
-        return new PretrainedModel(m, labels);
+        var (m, labels, pre) = ModelFile.LoadModel(path);
+        return new PretrainedModel(m, labels, pre.Normalization);
     }
 
     /// <summary>Reads a ViT's shape from its tensor shapes (timm names), as timm checkpoints carry no config.</summary>
-    private static VitConfig InferConfig(SafetensorsHeader header, int channels, string path)
+    private static VitConfig InferConfig(SafetensorsHeader header, string path)
     {
         var shapes = header.Entries.ToDictionary(e => e.Name, e => e.Shape.ToArray());
         long[] Need(string name) => shapes.TryGetValue(name, out var s) ? s
@@ -144,7 +145,6 @@ internal sealed record PretrainedModel(VisionTransformer Model, IReadOnlyList<st
         int tokens = (int)pos[1] - (cls ? 1 : 0);
         int grid = (int)Math.Round(Math.Sqrt(tokens));
         if (grid * grid != tokens) throw new InvalidDataException($"{path}: pos_embed has {tokens} patch positions, not a square grid");
-        if (patch[1] != channels) throw new InvalidDataException($"{path} expects {patch[1]}-channel images but Channels is {channels}");
         // Head count is not stored in the weights; the presets' D/64 rule (Ti 3, S 6, B 12, L 16) covers the published models.
         int heads = dim switch { 192 => 3, 384 => 6, 768 => 12, 1024 => 16, _ => Math.Max(1, dim / 64) };
         return new VitConfig

@@ -93,11 +93,19 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         /// <summary>Name of the predicted label column added.</summary>
         public string PredictedLabelColumnName { get; set; } = "PredictedLabel";
 
-        /// <summary>Input channels: 3 (RGB) or 1 (grayscale); images are converted as they are decoded.</summary>
-        public int Channels { get; set; } = 3;
+        /// <summary>Input channels, 3 (RGB) or 1 (grayscale); images are converted as they are decoded. Null: the
+        /// saved model's (with <see cref="StartFrom"/>), else <see cref="CustomConfig"/>'s, else 3.</summary>
+        public int? Channels { get; set; }
 
-        /// <summary>Per-channel normalisation (default ImageNet's mean/std).</summary>
-        public Normalization Normalization { get; set; } = Normalization.ImageNet;
+        /// <summary>Per-channel normalisation. Null: the saved model's (with <see cref="StartFrom"/>), else ImageNet's
+        /// mean/std for RGB and 0.5/0.5 for grayscale.</summary>
+        public Normalization? Normalization { get; set; }
+
+        /// <summary>Mixup's Beta(α, α) parameter (0 = off; DeiT uses 0.8). With mixup or cutmix on, targets are soft.</summary>
+        public double MixupAlpha { get; set; }
+
+        /// <summary>CutMix's Beta(α, α) parameter (0 = off; DeiT uses 1.0).</summary>
+        public double CutMixAlpha { get; set; }
 
         /// <summary>Passes over the training data; 0 builds the model (e.g. a fresh head on a saved backbone) without training.</summary>
         public int Epochs { get; set; } = Defaults.Epochs;
@@ -224,7 +232,11 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         if (o.Epochs < 0) throw new ArgumentException($"Epochs must be 0 or more, got {o.Epochs}");
         if (o.BatchSize < 1) throw new ArgumentException($"BatchSize must be at least 1, got {o.BatchSize}");
         if (o.ScoringBatchSize < 1) throw new ArgumentException($"ScoringBatchSize must be at least 1, got {o.ScoringBatchSize}");
-        if (o.Channels is not (1 or 3)) throw new ArgumentException($"Channels must be 1 or 3, got {o.Channels}");
+        if (o.Channels is not (null or 1 or 3)) throw new ArgumentException($"Channels must be 1 or 3, got {o.Channels}");
+        if (o.Workers < 1) throw new ArgumentException($"Workers must be at least 1, got {o.Workers}");
+        if (!(o.MixupAlpha >= 0) || !(o.CutMixAlpha >= 0)) throw new ArgumentException("MixupAlpha and CutMixAlpha must be >= 0");
+        if (o.Normalization is { } n && o.Channels is { } c && n.Mean.Length != 1 && n.Mean.Length != c)
+            throw new ArgumentException($"Normalization has {n.Mean.Length} means for {c} channels");
         if (!(o.ValidationFraction >= 0 && o.ValidationFraction < 1)) throw new ArgumentException($"ValidationFraction must be in [0, 1), got {o.ValidationFraction}");
         if (o.EarlyStopping is not null && o.ValidationSet is null && o.ValidationFraction == 0)
             throw new ArgumentException("EarlyStopping needs a ValidationSet or a ValidationFraction > 0");
@@ -257,19 +269,25 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         else if (o.ValidationFraction > 0)
         {
             (train, validation) = train.StratifiedSplit(o.ValidationFraction, seed);
+            if (validation.Count == 0)
+                throw new ArgumentException($"ValidationFraction {o.ValidationFraction} of {rows.Count} rows leaves no validation rows; raise it or pass a ValidationSet");
+            var missing = labels.Where((_, i) => !train.Samples.Any(x => x.Label == i)).ToList();
+            if (missing.Count > 0)
+                throw new ArgumentException($"ValidationFraction {o.ValidationFraction} leaves no training rows for: {string.Join(", ", missing)}; lower it or add images");
         }
 
         var device = Engine.ResolveDevice(o.Device, o.FallbackToCpu);
         var imageType = (ImageDataViewType)input.Schema[o.ImageColumnName].Type;
         Engine.ManualSeed((ulong)seed);
-        VisionTransformer model = CreateModel(labels, imageType);
+        var (model, normalization) = CreateModel(labels, imageType);
         try
         {
+            model.To(device);
             var cfg = model.Config;
             var loaderOptions = new ImageLoaderOptions
             {
                 BatchSize = o.BatchSize, Shuffle = true, Seed = seed, Workers = o.Workers, Channels = cfg.Channels,
-                ImageSize = cfg.ImageSize, Normalization = o.Normalization, OnBadImage = o.OnBadImage,
+                ImageSize = cfg.ImageSize, Normalization = normalization, OnBadImage = o.OnBadImage,
                 Augment = o.Augmentation == AugmentPreset.None ? null
                     : AugmentationPipeline.Training(o.Augmentation, cfg.ImageSize, cfg.ImageSize, cfg.Channels, o.HorizontalFlip).Apply,
             };
@@ -281,12 +299,15 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
                 Epochs = Math.Max(1, o.Epochs), LearningRate = o.LearningRate, WeightDecay = o.WeightDecay, WarmupFraction = o.WarmupFraction,
                 MinLearningRate = Math.Min(1e-6, o.LearningRate), Schedule = o.Schedule, LabelSmoothing = o.LabelSmoothing,
                 ClipGradNorm = o.ClipGradNorm, Seed = (ulong)seed, EarlyStopping = o.EarlyStopping,
+                Mixing = o.MixupAlpha > 0 || o.CutMixAlpha > 0
+                    ? new BatchMixing { MixupAlpha = o.MixupAlpha, CutMixAlpha = o.CutMixAlpha, LabelSmoothing = o.LabelSmoothing }
+                    : null,
             });
             var result = o.Epochs == 0 ? new TrainingResult([], 0, false, false)
                 : trainer.Fit(trainLoader, evalLoader, progress: o.Progress, cancellationToken: o.CancellationToken);
             model.Eval();
             var history = new TrainingHistory(result, trainLoader.SkippedCount, trainLoader.Warnings.ToList());
-            return new VitTransformer(model, labels, new VitPreprocessing(cfg.ImageSize, cfg.Channels, o.Normalization),
+            return new VitTransformer(model, labels, new VitPreprocessing(cfg.ImageSize, cfg.Channels, normalization),
                 new VitColumns(o.ImageColumnName, o.ScoreColumnName, o.PredictedLabelColumnName), o.ScoringBatchSize, history, device);
         }
         catch
@@ -296,27 +317,34 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         }
     }
 
-    private VisionTransformer CreateModel(List<string> labels, ImageDataViewType imageType)
+    private (VisionTransformer Model, Normalization Normalization) CreateModel(List<string> labels, ImageDataViewType imageType)
     {
         var o = TrainingOptions;
         if (o.StartFrom is null)
         {
-            var cfg = BaseConfig() with { NumClasses = labels.Count, Channels = o.Channels };
+            var cfg = BaseConfig() with { NumClasses = labels.Count };
+            if (o.Channels is { } c) cfg = cfg with { Channels = c };
             if (imageType.Height > 0)
             {
                 if (imageType.Height != imageType.Width)
                     throw new ArgumentException($"ViT needs square images; the image column is {imageType.Width}x{imageType.Height}: resize to a square");
                 cfg = cfg with { ImageSize = imageType.Height };
             }
-            return new VisionTransformer(cfg.Validate());
+            var norm = (o.Normalization ?? DefaultNormalization(cfg.Channels)).ForChannels(cfg.Channels);
+            return (new VisionTransformer(cfg.Validate()), norm);
         }
-        var start = PretrainedModel.Load(o.StartFrom, o.Channels);
+        var start = PretrainedModel.Load(o.StartFrom);
         var model = start.Model;
         try
         {
-            if (imageType.Height > 0 && imageType.Height != model.Config.ImageSize)
+            var cfg = model.Config;
+            if (o.Channels is { } ch && ch != cfg.Channels)
+                throw new ArgumentException($"Channels is {ch} but the saved model {o.StartFrom} takes {cfg.Channels}-channel images");
+            if (imageType.Height > 0 && imageType.Height != cfg.ImageSize)
                 throw new ArgumentException(
-                    $"the saved model expects {model.Config.ImageSize}x{model.Config.ImageSize} images but the image column is resized to {imageType.Width}x{imageType.Height}");
+                    $"the saved model expects {cfg.ImageSize}x{cfg.ImageSize} images but the image column is resized to {imageType.Width}x{imageType.Height}");
+            // Keep the input scaling the backbone was trained with, unless the user says otherwise.
+            var norm = (o.Normalization ?? start.Normalization ?? DefaultNormalization(cfg.Channels)).ForChannels(cfg.Channels);
             bool sameLabels = start.Labels is not null && start.Labels.SequenceEqual(labels);
             if (o.FineTune == FineTuneMode.Continue)
             {
@@ -330,7 +358,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
             if (o.FineTune == FineTuneMode.HeadOnly)
                 foreach (var (name, p) in model.NamedParameters())
                     p.RequiresGrad = name.StartsWith("head.", StringComparison.Ordinal);
-            return model;
+            return (model, norm);
         }
         catch
         {
@@ -338,6 +366,9 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
             throw;
         }
     }
+
+    /// <summary>ImageNet's statistics for RGB; 0.5/0.5 for grayscale (ImageNet has no one-channel statistics).</summary>
+    private static Normalization DefaultNormalization(int channels) => channels == 1 ? Normalization.Half : Normalization.ImageNet;
 
     private List<(ImageSource Source, string Label)> ReadRows(IDataView data, string what)
     {

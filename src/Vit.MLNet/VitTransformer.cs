@@ -62,6 +62,9 @@ public sealed class VitTransformer : ITransformer, IDisposable
     /// <summary>Training history (null for a model loaded without one).</summary>
     public TrainingHistory? History { get; internal set; }
 
+    /// <summary>The training.json a loaded model was saved with (kept so that saving it again keeps its history).</summary>
+    internal string? TrainingJson { get; init; }
+
     /// <summary>Device the model runs on.</summary>
     public Device Device { get; }
 
@@ -84,9 +87,11 @@ public sealed class VitTransformer : ITransformer, IDisposable
             rows => Score(rows.Select(r => r[image] as ImageSource).ToList()), ScoringBatchSize);
     }
 
-    /// <summary>Scores images: (probabilities, predicted label) per image; a null source gives (null, null).</summary>
+    /// <summary>Scores images: (probabilities, predicted label) per image.</summary>
     internal IReadOnlyList<object?[]> Score(IReadOnlyList<ImageSource?> sources)
     {
+        if (sources.Any(s => s is null))
+            throw new ArgumentException($"a row to score has no image in column '{Columns.Image}' (an empty path or no bytes); every row needs an image");
         var results = new object?[sources.Count][];
         var present = Enumerable.Range(0, sources.Count).Where(i => sources[i] is not null).ToList();
         for (int i = 0; i < results.Length; i++) results[i] = [null, null];

@@ -19,6 +19,7 @@ public sealed class ModelTests
     {
         using var model = new VisionTransformer(VitConfig.FromName(preset));
         Assert.AreEqual(expected, model.ParameterCount());
+        Assert.AreEqual(expected, new VitParameterCount(VitConfig.FromName(preset)).Count);
     }
 
     [TestMethod]

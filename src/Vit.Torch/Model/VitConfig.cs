@@ -148,3 +148,23 @@ public sealed record VitConfig
         return this;
     }
 }
+
+/// <summary>The parameter count of a config, from the architecture's formula (no model is built).</summary>
+public readonly record struct VitParameterCount(VitConfig Config)
+{
+    /// <summary>Number of parameters.</summary>
+    public long Count
+    {
+        get
+        {
+            long d = Config.Dim, m = Config.MlpDim, p = Config.PatchSize;
+            long patch = Config.Channels * p * p * d + d;
+            long tokens = (Config.Pooling == VitPooling.ClassToken ? d : 0) + (long)Config.NumTokens * d;
+            long block = 4 * d + 3 * d * d + (Config.QkvBias ? 3 * d : 0) + d * d + d + d * m + m + m * d + d;
+            return patch + tokens + Config.Depth * block + 2 * d + d * Config.NumClasses + Config.NumClasses;
+        }
+    }
+
+    /// <summary>Bytes of the parameters in float32.</summary>
+    public long Bytes => Count * 4;
+}

@@ -101,6 +101,20 @@ public abstract class Module : IDisposable
         }
     }
 
+    /// <summary>Moves every parameter to <paramref name="device"/> in place (the parameter objects stay the same).</summary>
+    public void To(Device device)
+    {
+        foreach (var p in Parameters())
+        {
+            if (p.Device == device) continue;
+            using var moved = p.To(device);
+            p.SetData(moved);
+        }
+    }
+
+    /// <summary>The device of the first parameter (the module's device).</summary>
+    public Device Device => Parameters().FirstOrDefault()?.Device ?? Device.Cpu;
+
     /// <summary>Drops the gradients of all parameters.</summary>
     public void ZeroGrad()
     {

@@ -55,6 +55,9 @@ public sealed record TrainerOptions
     /// <summary>Seed of libtorch's generator (dropout, drop path) set at the start of training.</summary>
     public ulong Seed { get; init; } = Defaults.Seed;
 
+    /// <summary>Batch-level mixup/cutmix (soft targets; label smoothing then comes from the mixing); null = off.</summary>
+    public Imaging.BatchMixing? Mixing { get; init; }
+
     /// <summary>Stop when the evaluation metric has not improved for a while, and restore the best epoch's weights (null = off).</summary>
     public EarlyStopping? EarlyStopping { get; init; }
 
@@ -146,6 +149,7 @@ public sealed class TrainingDivergedException : Exception
 public sealed class Trainer
 {
     private readonly VisionTransformer model;
+    private Random? mixRng;
 
     /// <summary>The options in use.</summary>
     public TrainerOptions Options { get; }
@@ -216,8 +220,14 @@ public sealed class Trainer
                     progress.Report(new VitTrainingProgress(epoch + 1, o.Epochs, step, totalSteps, loss, (double)correct / seen, lr, ips, clock.Elapsed, eta));
                 }
             }
-            if (cancelled && seen == 0) break;
-            var eval = evaluation is null ? null : Evaluate(model, evaluation);
+            if (seen == 0)
+            {
+                if (cancelled) break;
+                throw new ArgumentException("no training images could be used in this epoch (all were skipped as unreadable); see the loader's warnings", nameof(train));
+            }
+            // A cancelled, partial epoch is not evaluated: that would delay the stop by a full pass over the
+            // evaluation set, and a partial epoch should not become the "best" one.
+            var eval = evaluation is null || cancelled ? null : Evaluate(model, evaluation);
             var r = new EpochResult(epoch + 1, lossSum / seen, (double)correct / seen, eval, seen / epochClock.Elapsed.TotalSeconds,
                 clock.Elapsed, schedule.At(step - 1));
             results.Add(r);
@@ -250,8 +260,22 @@ public sealed class Trainer
     private (double Loss, long Correct) TrainStep(AdamW optimizer, Batch b, double lr, int epoch, long step)
     {
         using var scope = TensorScope.Begin();
-        var logits = model.Forward(b.Images);                                  // (B, classes)
-        var loss = F.CrossEntropy(logits, b.Labels, Options.LabelSmoothing);
+        var device = model.Device;
+        var images = device.Type == DeviceType.Cpu ? b.Images : b.Images.To(device);
+        var labels = device.Type == DeviceType.Cpu ? b.Labels : b.Labels.To(device);
+        Tensor loss, logits;
+        if (Options.Mixing is { } mixing)
+        {
+            // Mixup/CutMix blend the images in place and return soft targets (B, classes) that sum to 1.
+            var targets = mixing.Apply(images, labels, model.Config.NumClasses, mixRng ??= new Random(HashCode.Combine(Options.Seed, 0x6d1c)));
+            logits = model.Forward(images);                                    // (B, classes)
+            loss = F.CrossEntropy(logits, targets);
+        }
+        else
+        {
+            logits = model.Forward(images);                                    // (B, classes)
+            loss = F.CrossEntropy(logits, labels, Options.LabelSmoothing);
+        }
         double value = loss.Item();
         if (!double.IsFinite(value))
             throw new TrainingDivergedException(
@@ -271,7 +295,7 @@ public sealed class Trainer
         optimizer.ZeroGrad();
         using (Torch.NoGrad())
         {
-            long correct = (long)logits.ArgMax(1).Eq(b.Labels).Sum().Item();
+            long correct = (long)logits.ArgMax(1).Eq(labels).Sum().Item();
             return (value, correct);
         }
     }
@@ -294,11 +318,13 @@ public sealed class Trainer
             {
                 using var b = batch;
                 using var scope = TensorScope.Begin();
-                var logits = model.Forward(b.Images);
-                lossSum += F.CrossEntropy(logits, b.Labels, 0, F.Reduction.Sum).Item();
-                top1 += (long)logits.ArgMax(1).Eq(b.Labels).Sum().Item();
+                var device = model.Device;
+                var labels = device.Type == DeviceType.Cpu ? b.Labels : b.Labels.To(device);
+                var logits = model.Forward(device.Type == DeviceType.Cpu ? b.Images : b.Images.To(device));
+                lossSum += F.CrossEntropy(logits, labels, 0, F.Reduction.Sum).Item();
+                top1 += (long)logits.ArgMax(1).Eq(labels).Sum().Item();
                 var (_, idx) = logits.TopK(k, 1);                                  // (B, k)
-                topk += (long)idx.Eq(b.Labels.Unsqueeze(1)).Sum().Item();
+                topk += (long)idx.Eq(labels.Unsqueeze(1)).Sum().Item();
                 n += b.Count;
             }
             if (n == 0) throw new ArgumentException("the evaluation set is empty", nameof(data));
