@@ -213,7 +213,7 @@ public sealed class ImageBatchLoader : IBatchSource
                     using var decoded = sample.Load(decode);
                     using var channels = decoded.ToChannels(Options.Channels);
                     ready = Options.Augment is { } augment
-                        ? augment(channels, new Random(HashCode.Combine(Options.Seed, epoch, index)))
+                        ? augment(channels, new Random(StableSeed.Combine(Options.Seed, epoch, index)))
                         : channels.Resize(Options.ImageSize, Options.ImageSize, Options.ResizeMode, Options.Interpolation);
                     if (ready.Width != Options.ImageSize || ready.Height != Options.ImageSize)
                         throw new InvalidOperationException($"the augmentation returned a {ready.Width}x{ready.Height} image; the model needs {Options.ImageSize}x{Options.ImageSize}");
