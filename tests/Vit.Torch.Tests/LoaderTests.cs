@@ -333,6 +333,27 @@ public sealed class LoaderTests
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="consume"/> on another thread and fails, instead of hanging, if it has not ended within
+    /// 10 s (workers that were never told to stop would block the enumerator's clean-up for ever); then rethrows
+    /// what it threw.
+    /// </summary>
+    private static void EndsWithin10s(Action consume)
+    {
+        var task = Task.Run(consume);
+        bool ended;
+        try
+        {
+            ended = task.Wait(10_000);
+        }
+        catch (AggregateException)
+        {
+            ended = true;
+        }
+        Assert.IsTrue(ended, "the enumeration ended");
+        task.GetAwaiter().GetResult();
+    }
+
     [TestMethod]
     public void Loader_BreakingEarly_StopsTheWorkers_AndFreesTheBatchesInFlight()
     {
@@ -343,11 +364,14 @@ public sealed class LoaderTests
         var loader = new ImageBatchLoader(Counting(400, counter, delayMs: 2),
             new() { BatchSize = 2, Prefetch = 50, Workers = 2, ImageSize = 4, Channels = 1, Normalization = Half });
         int taken = 0;
-        foreach (var batch in loader.Batches(0))
+        EndsWithin10s(() =>
         {
-            batch.Dispose();
-            if (++taken == 2) break;
-        }
+            foreach (var batch in loader.Batches(0))
+            {
+                batch.Dispose();
+                if (++taken == 2) break;
+            }
+        });
         int atBreak = counter.Loads;
         Thread.Sleep(150);
         Assert.AreEqual(atBreak, counter.Loads, "no decodes after the enumeration ended");
@@ -356,11 +380,11 @@ public sealed class LoaderTests
         Assert.AreEqual(images, Image.LiveCount, "no decoded image left behind");
 
         // An exception in the consumer's loop stops the workers the same way.
-        Assert.ThrowsExactly<InvalidOperationException>(() =>
+        Assert.ThrowsExactly<InvalidOperationException>(() => EndsWithin10s(() =>
         {
             foreach (var batch in loader.Batches(1))
                 using (batch) throw new InvalidOperationException("training step failed");
-        });
+        }));
         int atThrow = counter.Loads;
         Thread.Sleep(100);
         Assert.AreEqual(atThrow, counter.Loads);
@@ -379,12 +403,12 @@ public sealed class LoaderTests
         using var cts = new CancellationTokenSource();
         var clock = Stopwatch.StartNew();
         int received = 0;
-        Assert.Throws<OperationCanceledException>(() =>
+        Assert.Throws<OperationCanceledException>(() => EndsWithin10s(() =>
         {
             foreach (var batch in loader.Batches(0, cts.Token))
                 using (batch)
                     if (++received == 2) cts.CancelAfter(50);
-        });
+        }));
         clock.Stop();
         Assert.IsGreaterThanOrEqualTo(2, received);
         Assert.IsLessThan(1000, clock.ElapsedMilliseconds, "cancelled well before the end of the epoch");
@@ -401,7 +425,7 @@ public sealed class LoaderTests
     }
 
     [TestMethod]
-    public void Loader_AugmentationOfTheWrongSize_IsAClearError_AndLeaksNothing()
+    public void Loader_AugmentationOfTheWrongShape_IsAClearError_AndLeaksNothing()
     {
         long tensors = SettledTensorCount();
         long images = Image.LiveCount;
@@ -411,6 +435,13 @@ public sealed class LoaderTests
         Assert.AreEqual("the augmentation returned a 5x5 image; the model needs 4x4", e.Message);
         Assert.AreEqual(tensors, Tensor.LiveCount);
         Assert.AreEqual(images, Image.LiveCount, "the wrong-sized image is freed too");
+
+        var wrongChannels = new ImageBatchLoader(Counting(6, new Counter()),
+            new() { BatchSize = 3, ImageSize = 4, Channels = 1, Normalization = Half, Augment = (img, _) => img.ToChannels(3) });
+        var e2 = Assert.ThrowsExactly<ArgumentException>(() => wrongChannels.Batches(0).ToList());
+        Assert.Contains("image 0 is 4x4 with 3 channel(s), but the batch holds 4x4 with 1", e2.Message);
+        Assert.AreEqual(tensors, Tensor.LiveCount, "the batch tensor is freed");
+        Assert.AreEqual(images, Image.LiveCount);
     }
 
     [TestMethod]

@@ -227,13 +227,26 @@ public sealed class ImageBatchLoader : IBatchSource
                     OnWarning(w);
                     continue;
                 }
+                catch
+                {
+                    ready?.Dispose();  // e.g. an augmentation that returned the wrong size
+                    throw;
+                }
                 images.Add(ready);
                 labels.Add(sample.Label);
             }
             if (images.Count == 0) return null;
             var tensor = Tensor.Empty([images.Count, Options.Channels, Options.ImageSize, Options.ImageSize]);
-            ImageBatch.WriteNormalized(images, Options.Normalization, tensor);
-            return new Batch(tensor, Tensor.FromArray(labels.ToArray(), labels.Count));
+            try
+            {
+                ImageBatch.WriteNormalized(images, Options.Normalization, tensor);  // throws for an image of the wrong channel count
+                return new Batch(tensor, Tensor.FromArray(labels.ToArray(), labels.Count));
+            }
+            catch
+            {
+                tensor.Dispose();
+                throw;
+            }
         }
         finally
         {
