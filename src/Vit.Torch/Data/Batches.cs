@@ -112,7 +112,7 @@ public sealed class InMemoryBatchSource : IBatchSource
     public static int[] EpochOrder(int count, bool shuffle, int seed, int epoch)
     {
         var order = Enumerable.Range(0, count).ToArray();
-        if (shuffle) new Random(HashCode.Combine(seed, epoch)).Shuffle(order);
+        if (shuffle) new Random(StableSeed.Combine(seed, epoch, -1)).Shuffle(order);  // -1: not a sample index (ImageBatchLoader seeds samples with their index)
         return order;
     }
 
@@ -120,7 +120,7 @@ public sealed class InMemoryBatchSource : IBatchSource
     public IEnumerable<Batch> Batches(int epoch)
     {
         var order = Order(epoch);
-        var rng = new Random(HashCode.Combine(Seed, epoch, 0x5eed));
+        var rng = new Random(StableSeed.Combine(Seed, epoch, 0x5eed));
         var (c, h, w) = data.ImageShape;
         for (int start = 0; start < order.Length; start += BatchSize)
         {

@@ -213,7 +213,7 @@ public sealed class ImageBatchLoader : IBatchSource
                     using var decoded = sample.Load(decode);
                     using var channels = decoded.ToChannels(Options.Channels);
                     ready = Options.Augment is { } augment
-                        ? augment(channels, new Random(HashCode.Combine(Options.Seed, epoch, index)))
+                        ? augment(channels, new Random(StableSeed.Combine(Options.Seed, epoch, index)))
                         : channels.Resize(Options.ImageSize, Options.ImageSize, Options.ResizeMode, Options.Interpolation);
                     if (ready.Width != Options.ImageSize || ready.Height != Options.ImageSize)
                         throw new InvalidOperationException($"the augmentation returned a {ready.Width}x{ready.Height} image; the model needs {Options.ImageSize}x{Options.ImageSize}");
@@ -227,13 +227,26 @@ public sealed class ImageBatchLoader : IBatchSource
                     OnWarning(w);
                     continue;
                 }
+                catch
+                {
+                    ready?.Dispose();  // e.g. an augmentation that returned the wrong size
+                    throw;
+                }
                 images.Add(ready);
                 labels.Add(sample.Label);
             }
             if (images.Count == 0) return null;
             var tensor = Tensor.Empty([images.Count, Options.Channels, Options.ImageSize, Options.ImageSize]);
-            ImageBatch.WriteNormalized(images, Options.Normalization, tensor);
-            return new Batch(tensor, Tensor.FromArray(labels.ToArray(), labels.Count));
+            try
+            {
+                ImageBatch.WriteNormalized(images, Options.Normalization, tensor);  // throws for an image of the wrong channel count
+                return new Batch(tensor, Tensor.FromArray(labels.ToArray(), labels.Count));
+            }
+            catch
+            {
+                tensor.Dispose();
+                throw;
+            }
         }
         finally
         {

@@ -105,13 +105,14 @@ public sealed class ImageDataset
     public static ImageDataset FromCsv(string csvPath, string? imageFolder = null, char separator = ',')
     {
         if (!File.Exists(csvPath)) throw new FileNotFoundException($"CSV file not found: {csvPath}", csvPath);
-        var lines = File.ReadAllLines(csvPath).Where(l => l.Trim().Length > 0).ToList();
+        // Blank lines are skipped but keep their place in the numbering, so an error names the line an editor shows.
+        var lines = File.ReadAllLines(csvPath).Select((Text, Index) => (Text, Number: Index + 1)).Where(l => l.Text.Trim().Length > 0).ToList();
         if (lines.Count < 2) throw new InvalidDataException($"{csvPath} has no data rows (a header line, then path{separator}label lines)");
         var items = new List<(string, string)>();
-        for (int i = 1; i < lines.Count; i++)
+        foreach (var (text, number) in lines.Skip(1))
         {
-            var f = lines[i].Split(separator);
-            if (f.Length < 2) throw new InvalidDataException($"{csvPath}, line {i + 1}: expected path{separator}label, got '{lines[i]}'");
+            var f = text.Split(separator);
+            if (f.Length < 2) throw new InvalidDataException($"{csvPath}, line {number}: expected path{separator}label, got '{text}'");
             items.Add((f[0].Trim().Trim('"'), f[1].Trim().Trim('"')));
         }
         return FromList(items, imageFolder ?? Path.GetDirectoryName(Path.GetFullPath(csvPath)));
