@@ -267,7 +267,7 @@ public sealed class Trainer
         if (Options.Mixing is { } mixing)
         {
             // Mixup/CutMix blend the images in place and return soft targets (B, classes) that sum to 1.
-            var targets = mixing.Apply(images, labels, model.Config.NumClasses, mixRng ??= new Random(HashCode.Combine(Options.Seed, 0x6d1c)));
+            var targets = mixing.Apply(images, labels, model.Config.NumClasses, mixRng ??= new Random(Data.StableSeed.Combine((int)Options.Seed, (int)(Options.Seed >> 32), 0x6d1c)));
             logits = model.Forward(images);                                    // (B, classes)
             loss = F.CrossEntropy(logits, targets);
         }
