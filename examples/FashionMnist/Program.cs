@@ -91,11 +91,11 @@ static Func<Image, Random, Image>? Augmentation(Args a)
 
 internal sealed record Args
 {
-    public int Epochs { get; init; } = 10;
+    public int Epochs { get; init; } = 12;
     public int BatchSize { get; init; } = 128;
     public double LearningRate { get; init; } = 2e-3;
     public int Dim { get; init; } = 96;
-    public int Depth { get; init; } = 6;
+    public int Depth { get; init; } = 4;
     public int Heads { get; init; } = 4;
     public int Patch { get; init; } = 7;
     public int Threads { get; init; } = Environment.ProcessorCount;
@@ -110,7 +110,7 @@ internal sealed record Args
 
     public const string Usage = """
         Trains a ViT from scratch on Fashion-MNIST.
-        options: --epochs N (10)  --batch-size N (128)  --lr X (0.002)  --dim N (96)  --depth N (6)  --heads N (4)
+        options: --epochs N (12)  --batch-size N (128)  --lr X (0.002)  --dim N (96)  --depth N (4)  --heads N (4)
                  --patch N (7)  --threads N (cores)  --seed N (42)  --limit N (use only N images per split)
                  --shift N (0, random translation in pixels)  --no-flip  --smoothing X (0, label smoothing)
                  --data DIR (/usr/share/datasets/fashion-mnist)  --out DIR (runs/fashion-mnist)

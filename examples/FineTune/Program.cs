@@ -1,7 +1,9 @@
 // Pretrain a small ViT on Fashion-MNIST classes 0-4, save it, then fine-tune only a new head on classes 5-9
 // starting from the saved model; print test accuracy on classes 5-9 before and after fine-tuning.
+// The images are written as PNG files under runs/finetune/ (as a user's photos would be), and the fine-tuned
+// model is saved as runs/finetune/model.zip, ready for examples/PredictDirectory.
 //
-//   dotnet run -c Release --project examples/FineTune -- [--per-class 1200] [--epochs 4]
+//   dotnet run -c Release --project examples/FineTune -- [--per-class 1200] [--epochs 4] [--out runs/finetune]
 using System.Globalization;
 using Vit.MLNet;
 using Vit.Torch.Data;
@@ -9,15 +11,16 @@ using Vit.Torch.Imaging;
 using Vit.Torch.Model;
 
 int perClass = Arg("--per-class", 1200), epochs = Arg("--epochs", 4);
+var outDir = Path.GetFullPath(ArgText("--out", "runs/finetune"));
 var ctx = new VitContext(seed: 1);
 var train = FashionMnist.Load(train: true);
 var test = FashionMnist.Load(train: false);
 
-// Fashion-MNIST comes as pixels; encode each image as PNG bytes, as an app would receive uploads.
-IDataView Rows(InMemoryDataset d, int from, int to, int max) => ctx.Data.LoadFromEnumerable(
+// Fashion-MNIST comes as pixels; write each image as a PNG file in <out>/<split>/<class>/, like a user's photos.
+IDataView Rows(InMemoryDataset d, string split, int from, int to, int max) => ctx.Data.LoadFromEnumerable(
     Enumerable.Range(0, d.Count).Where(i => d.Label(i) >= from && d.Label(i) <= to)
         .GroupBy(i => d.Label(i)).SelectMany(g => g.Take(max))
-        .Select(i => new Row { ImageBytes = Png(d, i), Label = FashionMnist.ClassNames[(int)d.Label(i)] }).ToList());
+        .Select(i => new Row { ImagePath = WritePng(d, i, Path.Combine(outDir, split)), Label = ClassName(d.Label(i)) }).ToList());
 
 var config = new VitConfig { ImageSize = 28, PatchSize = 7, Channels = 1, Dim = 64, Depth = 4, Heads = 4, MlpDim = 128 };
 var options = new VitEstimator.Options
@@ -30,19 +33,20 @@ var options = new VitEstimator.Options
             $"  epoch {p.Epoch}/{p.Epochs} step {p.Step}/{p.TotalSteps} loss {p.Loss:F3} acc {p.Accuracy:P1} {p.ImagesPerSecond:F0} img/s eta {p.Eta:mm\\:ss}"));
     }),
 };
-var load = ctx.Transforms.LoadImages("Image", imageFolder: null, inputColumnName: "ImageBytes");
+var load = ctx.Transforms.LoadImages("Image", imageFolder: null, inputColumnName: "ImagePath");
 
 Console.WriteLine($"1) pretraining on classes 0-4 ({perClass} images per class)");
-var pre = load.Append(new VitEstimator(ctx, options)).Fit(Rows(train, 0, 4, perClass));
-var preAcc = ctx.MulticlassClassification.Evaluate(pre.Transform(Rows(test, 0, 4, int.MaxValue))).MicroAccuracy;
+var preData = Rows(train, "train", 0, 4, perClass);
+var pre = load.Append(new VitEstimator(ctx, options)).Fit(preData);
+var preAcc = ctx.MulticlassClassification.Evaluate(pre.Transform(Rows(test, "test", 0, 4, int.MaxValue))).MicroAccuracy;
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"   test accuracy on classes 0-4: {preAcc:P2}"));
-var saved = Path.Combine(Path.GetTempPath(), "vit-finetune-pretrained.zip");
-ctx.Model.Save(pre, Rows(train, 0, 0, 1).Schema, saved);
+var saved = Path.Combine(outDir, "pretrained.zip");
+ctx.Model.Save(pre, preData.Schema, saved);
 pre.Dispose();
 
 Console.WriteLine("2) fine-tuning only a new head on classes 5-9, starting from the saved model");
-var fineData = Rows(train, 5, 9, perClass);
-var testNew = Rows(test, 5, 9, int.MaxValue);
+var fineData = Rows(train, "train", 5, 9, perClass);
+var testNew = Rows(test, "test", 5, 9, int.MaxValue);
 // "Before": the saved backbone with a fresh, untrained head for the new classes (0 epochs: built, not trained).
 var before = load.Append(new VitEstimator(ctx, new VitEstimator.Options
 {
@@ -56,18 +60,33 @@ options.FineTune = FineTuneMode.HeadOnly;
 options.LearningRate = 5e-3;
 var after = load.Append(new VitEstimator(ctx, options)).Fit(fineData);
 var afterAcc = ctx.MulticlassClassification.Evaluate(after.Transform(testNew)).MicroAccuracy;
+var modelPath = Path.Combine(outDir, "model.zip");
+ctx.Model.Save(after, fineData.Schema, modelPath);
+after.Dispose();
+Console.WriteLine($"saved the fine-tuned model to {modelPath}; try: dotnet run -c Release --project examples/PredictDirectory -- {modelPath} {Path.Combine(outDir, "test", "Sandal")}");
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
     $"test accuracy on classes 5-9: before fine-tuning {beforeAcc:P2}, after fine-tuning the head {afterAcc:P2}"));
-after.Dispose();
 return 0;
 
-static byte[] Png(InMemoryDataset d, int i)
+static string ClassName(long label) => FashionMnist.ClassNames[(int)label].Replace('/', '-');
+
+static string WritePng(InMemoryDataset d, int i, string root)
 {
+    var dir = Directory.CreateDirectory(Path.Combine(root, ClassName(d.Label(i)))).FullName;
+    var path = Path.Combine(dir, $"{i:D5}.png");
+    if (File.Exists(path)) return path;
     var px = new byte[28 * 28];
     var src = d.Image(i);
     for (int k = 0; k < px.Length; k++) px[k] = (byte)Math.Clamp(MathF.Round((src[k] * FashionMnist.Std + FashionMnist.Mean) * 255f), 0, 255);
     using var img = Image.FromPixels(px, 28, 28, 1);
-    return img.EncodePng();
+    File.WriteAllBytes(path, img.EncodePng());
+    return path;
+}
+
+string ArgText(string name, string fallback)
+{
+    int i = Array.IndexOf(args, name);
+    return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
 }
 
 int Arg(string name, int fallback)
@@ -78,7 +97,7 @@ int Arg(string name, int fallback)
 
 internal sealed class Row
 {
-    public byte[] ImageBytes { get; set; } = [];
+    public string ImagePath { get; set; } = "";
 
     public string Label { get; set; } = "";
 }
