@@ -9,7 +9,7 @@ dotnet build benchmarks/Vit.Benchmarks -c Release -nologo -v q >/dev/null
 py=/usr/bin/python3
 dn="dotnet benchmarks/Vit.Benchmarks/bin/Release/net10.0/Vit.Benchmarks.dll train-step"
 configs=(
-  "fashion-mnist example|--image 28 --channels 1 --patch 4 --dim ${FM_DIM:-96} --depth ${FM_DEPTH:-6} --heads 4 --mlp $(( ${FM_DIM:-96} * 2 )) --classes 10 --batch 128 --steps 20"
+  "fashion-mnist example|--image 28 --channels 1 --patch 7 --dim ${FM_DIM:-96} --depth ${FM_DEPTH:-4} --heads 4 --mlp $(( ${FM_DIM:-96} * 2 )) --classes 10 --batch 128 --steps 20"
   "ViT-Ti/16 @224|--image 224 --channels 3 --patch 16 --dim 192 --depth 12 --heads 3 --mlp 768 --classes 1000 --batch 32 --steps 5"
 )
 threads=${THREADS:-"2/1 2/2 1/1"}

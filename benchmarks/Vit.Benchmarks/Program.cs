@@ -30,7 +30,7 @@ var cfg = new VitConfig
     Depth = Get("depth", 12), Heads = Get("heads", 3), MlpDim = Get("mlp", 768), NumClasses = Get("classes", 1000),
 }.Validate();
 int batch = Get("batch", 64), warmup = Get("warmup", 3), steps = Get("steps", 10);
-Torch.SetThreads(Get("threads", Environment.ProcessorCount), Get("blas-threads", Get("threads", Environment.ProcessorCount)));
+Torch.SetThreads(Get("threads", Environment.ProcessorCount), Get("blas-threads", 1));
 Torch.ManualSeed(0);
 using var model = new VisionTransformer(cfg);
 using var optimizer = new AdamW(model.NamedParameters(), 1e-3, 0.05);

@@ -58,6 +58,7 @@ before.Dispose();
 options.StartFrom = saved;
 options.FineTune = FineTuneMode.HeadOnly;
 options.LearningRate = 5e-3;
+options.Epochs = 2 * epochs;  // only the head trains: each epoch is cheap, and a linear probe needs a few more
 var after = load.Append(new VitEstimator(ctx, options)).Fit(fineData);
 var afterAcc = ctx.MulticlassClassification.Evaluate(after.Transform(testNew)).MicroAccuracy;
 var modelPath = Path.Combine(outDir, "model.zip");
