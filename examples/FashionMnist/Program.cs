@@ -74,6 +74,8 @@ model.SaveSafetensors(weightsPath, new Dictionary<string, string>
     ["test_accuracy"] = final.Accuracy.ToString("R", CultureInfo.InvariantCulture),
 });
 Console.WriteLine($"saved weights to {weightsPath}");
+if (trainBatches.SkippedCount + testBatches.SkippedCount > 0)
+    Console.WriteLine($"skipped {trainBatches.SkippedCount + testBatches.SkippedCount} unreadable images (see the warnings above)");
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
     $"final test accuracy: {final.Accuracy:P2} (top-5 {final.Top5Accuracy:P2}) in {total.Elapsed:mm\\:ss}"));
 return 0;

@@ -247,6 +247,35 @@ public sealed class PipelineTests
         Assert.AreEqual(2L, tuned.LastTransformer.Model.Head.Weight.Size(0));
     }
 
+    [TestMethod]
+    public void ContinueTrainingStartsFromTheSavedWeightsAndNeedsTheSameLabels()
+    {
+        var ctx = new VitContext(seed: 1);
+        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
+        var saved = Path.Combine(Directory.CreateTempSubdirectory().FullName, "pre.zip");
+        using (var pre = Fixtures.Pipeline(ctx, Fixtures.TinyOptions(epochs: 1)).Fit(data))
+            ctx.Model.Save(pre, data.Schema, saved);
+        using var loaded = (TransformerChain<ITransformer>)ctx.Model.Load(saved, out _);
+        var expected = Snapshot((VitTransformer)loaded.LastTransformer);
+
+        var options = Fixtures.TinyOptions(epochs: 0);
+        options.StartFrom = saved;
+        options.FineTune = FineTuneMode.Continue;
+        using (var resumed = Fixtures.Pipeline(ctx, options).Fit(data))
+            foreach (var (name, values) in Snapshot(resumed.LastTransformer))
+                CollectionAssert.AreEqual(expected[name], values, name);   // head included: nothing re-initialised
+
+        options.Epochs = 1;
+        using (var trained = Fixtures.Pipeline(ctx, options).Fit(data))
+            CollectionAssert.AreNotEqual(expected["head.weight"], Snapshot(trained.LastTransformer)["head.weight"]);
+
+        var twoClasses = ctx.Data.LoadFromEnumerable(Directory.GetFiles(Path.Combine(Fixtures.Folder, "red"))
+            .Select(f => new Labeled { ImagePath = f, Label = "warm" })
+            .Concat(Directory.GetFiles(Path.Combine(Fixtures.Folder, "blue")).Select(f => new Labeled { ImagePath = f, Label = "cold" })).ToList());
+        var e = Assert.Throws<ArgumentException>(() => Fixtures.Pipeline(ctx, options).Fit(twoClasses));
+        StringAssert.Contains(e.Message, "FineTune = Continue needs the saved model's labels");
+    }
+
     private static Dictionary<string, float[]> Snapshot(VitTransformer v) =>
         v.Model.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter.ToArray<float>());
 
