@@ -6,7 +6,8 @@ namespace Vit.Torch.Tests;
 [TestClass]
 public sealed class DataTests
 {
-    private static byte[] IdxBytes(byte[] data, params int[] shape)
+    /// <summary>An unsigned-byte IDX file: 0, 0, type 0x08, rank, then big-endian int32 sizes, then the data.</summary>
+    internal static byte[] IdxBytes(byte[] data, params int[] shape)
     {
         var ms = new MemoryStream();
         ms.Write([0, 0, 0x08, (byte)shape.Length]);

@@ -175,15 +175,7 @@ public sealed class ImageDatasetTests
 
     // ------------------------------------------------------------------ IDX
 
-    /// <summary>An unsigned-byte IDX file: 0, 0, type 0x08, rank, then big-endian int32 sizes, then the data.</summary>
-    private static byte[] Idx(byte[] data, params int[] shape)
-    {
-        var o = new MemoryStream();
-        o.Write([0, 0, 0x08, (byte)shape.Length]);
-        foreach (var d in shape) o.Write([(byte)(d >> 24), (byte)(d >> 16), (byte)(d >> 8), (byte)d]);
-        o.Write(data);
-        return o.ToArray();
-    }
+    private static byte[] Idx(byte[] data, params int[] shape) => DataTests.IdxBytes(data, shape);
 
     [TestMethod]
     public void FromIdx_ReadsImagesRowMajorWithTheirLabels()
