@@ -1,5 +1,6 @@
 using System.Reflection;
 using System.Text;
+using Vit.Torch.Data;
 
 namespace Vit.MLNet;
 
@@ -45,8 +46,7 @@ public sealed class DataOperationsCatalog
     internal DataOperationsCatalog(VitContext context) => this.context = context;
 
     /// <summary>Image file extensions the loaders pick up.</summary>
-    public static readonly IReadOnlySet<string> ImageExtensions =
-        new HashSet<string>(StringComparer.OrdinalIgnoreCase) { ".jpg", ".jpeg", ".png", ".bmp", ".webp" };
+    public static IReadOnlySet<string> ImageExtensions => ImageDataset.Extensions;
 
     /// <summary>
     /// The ImageFolder convention: one subfolder per class, named after the class. Columns <c>ImagePath</c> (Text,
@@ -137,18 +137,11 @@ public sealed class DataOperationsCatalog
         if (!(testFraction > 0 && testFraction < 1)) throw new ArgumentOutOfRangeException(nameof(testFraction), testFraction, "test fraction must be in (0, 1)");
         var table = TableDataView.Materialize(data);
         var rows = table.GetRows().ToList();
-        var rng = new Random(seed ?? context.Seed ?? 0);
-        var groups = stratificationColumn is not null && table.Schema.GetColumnOrNull(stratificationColumn) is { } col
-            ? rows.Select((r, i) => (Key: r[col.Index]?.ToString() ?? "", Index: i)).GroupBy(x => x.Key, x => x.Index).OrderBy(g => g.Key, StringComparer.Ordinal)
-                .Select(g => g.ToArray()).ToList()
-            : [Enumerable.Range(0, rows.Count).ToArray()];
-        var test = new HashSet<int>();
-        foreach (var g in groups)
-        {
-            rng.Shuffle(g);
-            int n = (int)Math.Round(g.Length * testFraction);
-            foreach (var i in g.Take(n)) test.Add(i);
-        }
+        // Without a stratification column every row has the same key: one group, a plain seeded shuffle.
+        var keys = stratificationColumn is not null && table.Schema.GetColumnOrNull(stratificationColumn) is { } col
+            ? rows.Select(r => r[col.Index]?.ToString() ?? "").ToList()
+            : rows.Select(_ => "").ToList();
+        var test = Stratified.Split(keys, testFraction, new Random(seed ?? context.Seed ?? 0), StringComparer.Ordinal).HeldOut.ToHashSet();
         object?[][] Pick(bool inTest) => Enumerable.Range(0, rows.Count).Where(i => test.Contains(i) == inTest).Select(i => rows[i].Values).ToArray();
         return new TrainTestData(new TableDataView(table.Schema, Pick(false)), new TableDataView(table.Schema, Pick(true)));
     }

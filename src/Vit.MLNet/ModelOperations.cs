@@ -8,9 +8,7 @@ namespace Vit.MLNet;
 /// <summary>Saving and loading model files, and prediction engines (ML.NET's <c>mlContext.Model</c>).</summary>
 public sealed class ModelOperationsCatalog
 {
-    private readonly VitContext context;
-
-    internal ModelOperationsCatalog(VitContext context) => this.context = context;
+    internal ModelOperationsCatalog() { }
 
     /// <summary>
     /// Saves a fitted pipeline (LoadImages/ResizeImages steps and the ViT) with the schema of its input to a model

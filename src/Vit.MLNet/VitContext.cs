@@ -14,7 +14,7 @@ public sealed class VitContext
         Data = new DataOperationsCatalog(this);
         Transforms = new TransformsCatalog();
         MulticlassClassification = new MulticlassClassificationCatalog();
-        Model = new ModelOperationsCatalog(this);
+        Model = new ModelOperationsCatalog();
     }
 
     /// <summary>The seed, or null for a fixed default.</summary>

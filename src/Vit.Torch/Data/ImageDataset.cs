@@ -71,7 +71,7 @@ public sealed class ImageDataset
     public int Count => Samples.Count;
 
     /// <summary>Image file extensions picked up from folders.</summary>
-    public static readonly IReadOnlySet<string> Extensions =
+    public static IReadOnlySet<string> Extensions { get; } =
         new HashSet<string>(StringComparer.OrdinalIgnoreCase) { ".jpg", ".jpeg", ".png", ".bmp", ".webp" };
 
     /// <summary>The ImageFolder convention: <c>root/class_name/*.jpg</c>; classes in ordinal order of their names.</summary>
@@ -141,17 +141,9 @@ public sealed class ImageDataset
     {
         if (!(validationFraction > 0 && validationFraction < 1))
             throw new ArgumentOutOfRangeException(nameof(validationFraction), validationFraction, "validation fraction must be in (0, 1)");
-        var rng = new Random(seed);
-        var train = new List<IImageSample>();
-        var val = new List<IImageSample>();
-        foreach (var group in Samples.GroupBy(s => s.Label).OrderBy(g => g.Key))
-        {
-            var items = group.ToArray();
-            rng.Shuffle(items);
-            int n = (int)Math.Round(items.Length * validationFraction);
-            val.AddRange(items.Take(n));
-            train.AddRange(items.Skip(n));
-        }
+        var (kept, heldOut) = Stratified.Split(Samples.Select(s => s.Label).ToList(), validationFraction, new Random(seed));
+        var train = kept.Select(i => Samples[i]).ToList();
+        var val = heldOut.Select(i => Samples[i]).ToList();
         return (new ImageDataset(train, ClassNames), new ImageDataset(val, ClassNames));
     }
 }
