@@ -401,7 +401,6 @@ public sealed class LoaderTests
         var loader = new ImageBatchLoader(Counting(200, counter, delayMs: 20),
             new() { BatchSize = 4, Workers = 2, ImageSize = 4, Channels = 1, Normalization = Half });
         using var cts = new CancellationTokenSource();
-        var clock = Stopwatch.StartNew();
         int received = 0;
         Assert.Throws<OperationCanceledException>(() => EndsWithin10s(() =>
         {
@@ -409,9 +408,10 @@ public sealed class LoaderTests
                 using (batch)
                     if (++received == 2) cts.CancelAfter(50);
         }));
-        clock.Stop();
         Assert.IsGreaterThanOrEqualTo(2, received);
-        Assert.IsLessThan(1000, clock.ElapsedMilliseconds, "cancelled well before the end of the epoch");
+        // Counted, not timed (a busy machine stretches wall time): prefetch bounds how far workers run ahead, so a
+        // prompt stop leaves most of the 200 images never decoded.
+        Assert.IsLessThan(100, counter.Loads, "cancelled well before the end of the epoch");
         int atCancel = counter.Loads;
         Thread.Sleep(100);
         Assert.AreEqual(atCancel, counter.Loads, "no decodes after cancellation");
