@@ -243,20 +243,60 @@ public static unsafe class Safetensors
     /// <exception cref="InvalidDataException">The file is not a valid safetensors file; the message names the file and the problem.</exception>
     public static Dictionary<string, Tensor> Load(string path)
     {
+        using var file = Open(path);
+        var result = new Dictionary<string, Tensor>(file.Tensors.Count, StringComparer.Ordinal);
+        try
+        {
+            foreach (var e in file.Tensors) result.Add(e.Name, file.Read(e.Name));
+            return result;
+        }
+        catch
+        {
+            foreach (var t in result.Values) t.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Opens <paramref name="path"/> and validates its header, without reading tensor data: the returned file lists
+    /// the tensors and reads them one at a time (<see cref="ITensorFile.Read"/>). Dispose it to close the file.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The file is not a valid safetensors file; the message names the file and the problem.</exception>
+    public static ITensorFile Open(string path)
+    {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!BitConverter.IsLittleEndian)
             throw new PlatformNotSupportedException("safetensors stores little-endian data; this machine is big-endian");
         // No FileStream buffer: the data is read straight into tensor memory.
-        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
-        var header = ReadHeader(fs, path);
-        var result = new Dictionary<string, Tensor>(header.Entries.Count, StringComparer.Ordinal);
+        var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.RandomAccess);
         try
         {
-            foreach (var e in header.Entries)
+            return new SafetensorsFile(path, fs, ReadHeader(fs, path));
+        }
+        catch
+        {
+            fs.Dispose();
+            throw;
+        }
+    }
+
+    private sealed class SafetensorsFile(string path, FileStream fs, SafetensorsHeader header) : ITensorFile
+    {
+        private readonly Dictionary<string, SafetensorsEntry> byName = header.Entries.ToDictionary(e => e.Name, StringComparer.Ordinal);
+
+        public string Path => path;
+
+        public IReadOnlyList<TensorInfo> Tensors { get; } = header.Entries.Select(e => new TensorInfo(e.Name, e.DType, e.Shape)).ToList();
+
+        public IReadOnlyDictionary<string, string> Metadata => header.Metadata;
+
+        public Tensor Read(string name)
+        {
+            if (!byName.TryGetValue(name, out var e)) throw new KeyNotFoundException($"'{path}' has no tensor '{name}'");
+            var t = Tensor.Empty([.. e.Shape], e.DType);
+            try
             {
-                var t = Tensor.Empty([.. e.Shape], e.DType);
-                result.Add(e.Name, t);
-                if (e.ByteLength == 0) continue;
+                if (e.ByteLength == 0) return t;
                 fs.Position = header.DataStart + e.Begin;
                 var p = (byte*)t.DataPointer();
                 for (long done = 0; done < e.ByteLength;)
@@ -275,14 +315,16 @@ public static unsafe class Safetensors
                         throw Bad(path, $"tensor '{e.Name}' is BOOL but holds the byte {span[bad]} (only 0 and 1 are booleans)");
                     done += n;
                 }
+                return t;
             }
-            return result;
+            catch
+            {
+                t.Dispose();
+                throw;
+            }
         }
-        catch
-        {
-            foreach (var t in result.Values) t.Dispose();
-            throw;
-        }
+
+        public void Dispose() => fs.Dispose();
     }
 
     private static InvalidDataException Bad(string path, string problem) =>
