@@ -39,6 +39,23 @@ public static unsafe class F
     public static Tensor Dropout(Tensor x, double p, bool training) =>
         Tensor.Wrap(vit_nn_dropout(x.Handle, p, training ? 1 : 0, out var o), o);
 
+    /// <summary>
+    /// Resizes the spatial dimensions of (N, C, H, W) to (<paramref name="height"/>, <paramref name="width"/>) as
+    /// <c>torch.nn.functional.interpolate(x, size, mode, align_corners=False, antialias)</c>: bilinear or bicubic
+    /// (<see cref="Imaging.Interpolation.Bilinear"/>, <see cref="Imaging.Interpolation.Bicubic"/>); with
+    /// <paramref name="antialias"/> the kernel widens when shrinking, as PIL's. Differentiable.
+    /// </summary>
+    public static Tensor Interpolate(Tensor x, long height, long width, Imaging.Interpolation mode, bool antialias = false)
+    {
+        int code = mode switch
+        {
+            Imaging.Interpolation.Bilinear => 1,
+            Imaging.Interpolation.Bicubic => 2,
+            _ => throw new ArgumentException($"Interpolate supports bilinear and bicubic, not {mode}", nameof(mode)),
+        };
+        return Tensor.Wrap(vit_nn_interpolate(x.Handle, code, height, width, antialias ? 1 : 0, out var o), o);
+    }
+
     /// <summary>How a loss is reduced over the batch.</summary>
     public enum Reduction
     {

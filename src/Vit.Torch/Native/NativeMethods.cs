@@ -14,7 +14,7 @@ internal static unsafe partial class NativeMethods
     internal const string Lib = "vit_native";
 
     /// <summary>The ABI version this assembly was written against; the shim must report the same.</summary>
-    internal const int ExpectedAbiVersion = 2;
+    internal const int ExpectedAbiVersion = 3;
 
     /// <summary>The libtorch major.minor the shim is built and tested against.</summary>
     internal const string ExpectedTorchVersion = "1.13";
@@ -222,6 +222,7 @@ internal static unsafe partial class NativeMethods
     // ---- neural-network ops ----
     [LibraryImport(Lib)] internal static partial int vit_nn_linear(TensorHandle x, TensorHandle w, TensorHandle b, out IntPtr o);
     [LibraryImport(Lib)] internal static partial int vit_nn_conv2d(TensorHandle x, TensorHandle w, TensorHandle b, long strideH, long strideW, long padH, long padW, out IntPtr o);
+    [LibraryImport(Lib)] internal static partial int vit_nn_interpolate(TensorHandle x, int mode, long outH, long outW, int antialias, out IntPtr o);
     [LibraryImport(Lib)] internal static partial int vit_nn_layer_norm(TensorHandle x, long* dims, int n, TensorHandle w, TensorHandle b, double eps, out IntPtr o);
     [LibraryImport(Lib)] internal static partial int vit_nn_softmax(TensorHandle x, long dim, out IntPtr o);
     [LibraryImport(Lib)] internal static partial int vit_nn_log_softmax(TensorHandle x, long dim, out IntPtr o);
@@ -237,6 +238,6 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(Lib)] internal static partial int vit_tensor_normal_(TensorHandle t, double mean, double std);
     [LibraryImport(Lib)] internal static partial int vit_tensor_uniform_(TensorHandle t, double lo, double hi);
     [LibraryImport(Lib)] internal static partial int vit_tensor_trunc_normal_(TensorHandle t, double mean, double std, double lo, double hi);
-    [LibraryImport(Lib)] internal static partial int vit_optim_adamw_step(IntPtr* parms, IntPtr* expAvg, IntPtr* expAvgSq, double* weightDecay, int n, double lr, double beta1, double beta2, double eps, long step);
+    [LibraryImport(Lib)] internal static partial int vit_optim_adamw_step(IntPtr* parms, IntPtr* expAvg, IntPtr* expAvgSq, double* weightDecay, double* lrScale, int n, double lr, double beta1, double beta2, double eps, long step);
     [LibraryImport(Lib)] internal static partial int vit_optim_clip_grad_norm(IntPtr* parms, int n, double maxNorm, out double totalNorm);
 }

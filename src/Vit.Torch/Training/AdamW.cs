@@ -13,6 +13,7 @@ public sealed unsafe class AdamW : IDisposable
     private readonly Tensor[] expAvg;
     private readonly Tensor[] expAvgSq;
     private readonly double[] weightDecay;
+    private readonly double[] learningRateScale;
 
     /// <summary>Learning rate of the next step (a schedule sets it every step).</summary>
     public double LearningRate { get; set; }
@@ -26,17 +27,19 @@ public sealed unsafe class AdamW : IDisposable
     /// <summary>Steps taken so far.</summary>
     public long StepCount { get; private set; }
 
-    /// <summary>The parameters, with their names, in the order the optimizer holds them.</summary>
-    public IReadOnlyList<(string Name, Tensor Parameter, double WeightDecay)> Groups { get; }
+    /// <summary>The parameters, with their names, weight decay and learning-rate scale, in the order the optimizer holds them.</summary>
+    public IReadOnlyList<(string Name, Tensor Parameter, double WeightDecay, double LearningRateScale)> Groups { get; }
 
     /// <summary>
     /// Creates the optimizer over named parameters. Parameters whose <see cref="Tensor.RequiresGrad"/> is false
     /// (frozen) are left out. <paramref name="decays"/> decides per name whether weight decay applies
-    /// (default <see cref="DecaysByDefault"/>).
+    /// (default <see cref="DecaysByDefault"/>). <paramref name="learningRateScale"/> gives a parameter's multiplier of
+    /// the learning rate (default 1; e.g. <see cref="LayerDecay"/>), which scales its weight decay too, as a
+    /// torch.optim parameter group's own lr does.
     /// </summary>
     public AdamW(IEnumerable<(string Name, Tensor Parameter)> namedParameters, double learningRate = 1e-3,
         double weightDecay = 0.05, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
-        Func<string, Tensor, bool>? decays = null)
+        Func<string, Tensor, bool>? decays = null, Func<string, double>? learningRateScale = null)
     {
         if (!(learningRate >= 0)) throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, "learning rate must be >= 0");
         if (!(weightDecay >= 0)) throw new ArgumentOutOfRangeException(nameof(weightDecay), weightDecay, "weight decay must be >= 0");
@@ -45,10 +48,15 @@ public sealed unsafe class AdamW : IDisposable
         if (!(eps > 0)) throw new ArgumentOutOfRangeException(nameof(eps), eps, "eps must be > 0");
         decays ??= DecaysByDefault;
         var groups = namedParameters.Where(p => p.Parameter.RequiresGrad)
-            .Select(p => (p.Name, p.Parameter, decays(p.Name, p.Parameter) ? weightDecay : 0.0)).ToList();
+            .Select(p => (p.Name, p.Parameter, decays(p.Name, p.Parameter) ? weightDecay : 0.0, learningRateScale?.Invoke(p.Name) ?? 1.0))
+            .ToList();
+        foreach (var g in groups)
+            if (!(g.Item4 >= 0 && double.IsFinite(g.Item4)))
+                throw new ArgumentOutOfRangeException(nameof(learningRateScale), g.Item4, $"the learning-rate scale of {g.Name} must be finite and >= 0");
         Groups = groups;
         parameters = groups.Select(g => g.Parameter).ToArray();
         this.weightDecay = groups.Select(g => g.Item3).ToArray();
+        this.learningRateScale = groups.Select(g => g.Item4).ToArray();
         expAvg = new Tensor[parameters.Length];
         expAvgSq = new Tensor[parameters.Length];
         for (int i = 0; i < parameters.Length; i++)
@@ -73,6 +81,26 @@ public sealed unsafe class AdamW : IDisposable
         return parameter.Dim > 1;
     }
 
+    /// <summary>
+    /// Layer-wise learning-rate decay for a ViT (BEiT, Bao et al. 2021; used by MAE and timm fine-tuning): the scale of
+    /// a parameter is decay^(depth + 1 - layer), where the layer is 0 for the patch embedding, class token and position
+    /// embedding, i + 1 for <c>blocks.i</c>, and depth + 1 (scale 1) for the final norm and the head. Names are ours
+    /// (timm's).
+    /// </summary>
+    public static Func<string, double> LayerDecay(double decay, int depth)
+    {
+        if (!(decay > 0 && decay <= 1)) throw new ArgumentOutOfRangeException(nameof(decay), decay, "layer decay must be in (0, 1]");
+        if (depth < 0) throw new ArgumentOutOfRangeException(nameof(depth), depth, "depth must be >= 0");
+        return name =>
+        {
+            int layer;
+            if (name.StartsWith("patch_embed.", StringComparison.Ordinal) || name is "cls_token" or "pos_embed") layer = 0;
+            else if (name.StartsWith("blocks.", StringComparison.Ordinal)) layer = int.Parse(name.AsSpan(7, name.IndexOf('.', 7) - 7)) + 1;
+            else layer = depth + 1;
+            return Math.Pow(decay, depth + 1 - layer);
+        };
+    }
+
     /// <summary>Applies one update to every parameter that has a gradient.</summary>
     public void Step()
     {
@@ -81,7 +109,8 @@ public sealed unsafe class AdamW : IDisposable
         using var m = new HandleArray(expAvg);
         using var v = new HandleArray(expAvgSq);
         fixed (double* wd = weightDecay)
-            Check(vit_optim_adamw_step(p.Pointer, m.Pointer, v.Pointer, wd, parameters.Length,
+        fixed (double* scale = learningRateScale)
+            Check(vit_optim_adamw_step(p.Pointer, m.Pointer, v.Pointer, wd, scale, parameters.Length,
                 LearningRate, Betas.Beta1, Betas.Beta2, Eps, StepCount));
     }
 

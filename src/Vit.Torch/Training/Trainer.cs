@@ -61,6 +61,10 @@ public sealed record TrainerOptions
     /// <summary>Stop when the evaluation metric has not improved for a while, and restore the best epoch's weights (null = off).</summary>
     public EarlyStopping? EarlyStopping { get; init; }
 
+    /// <summary>Layer-wise learning-rate decay for fine-tuning (BEiT/MAE; typical 0.65-0.75): block i of L learns at
+    /// decay^(L - i) times the rate, the head at the full rate (<see cref="AdamW.LayerDecay"/>); null = off.</summary>
+    public double? LayerDecay { get; init; }
+
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first invalid option.</summary>
     public TrainerOptions Validate()
     {
@@ -77,6 +81,7 @@ public sealed record TrainerOptions
             throw new ArgumentException($"minimum learning rate must be in [0, {LearningRate}], got {MinLearningRate}");
         if (!(LabelSmoothing >= 0 && LabelSmoothing < 1)) throw new ArgumentException($"label smoothing must be in [0, 1), got {LabelSmoothing}");
         if (!(ClipGradNorm >= 0)) throw new ArgumentException($"gradient clipping norm must be >= 0, got {ClipGradNorm}");
+        if (LayerDecay is { } ld && !(ld > 0 && ld <= 1)) throw new ArgumentException($"layer decay must be in (0, 1], got {ld}");
         return this;
     }
 }
@@ -184,7 +189,8 @@ public sealed class Trainer
         long stepsPerEpoch = train.BatchesPerEpoch;
         long totalSteps = stepsPerEpoch * o.Epochs;
         var schedule = new LearningRateSchedule(o.LearningRate, totalSteps, (long)(o.WarmupFraction * totalSteps), o.MinLearningRate, o.Schedule);
-        using var optimizer = new AdamW(model.NamedParameters(), o.LearningRate, o.WeightDecay);
+        using var optimizer = new AdamW(model.NamedParameters(), o.LearningRate, o.WeightDecay,
+            learningRateScale: o.LayerDecay is { } decay ? AdamW.LayerDecay(decay, model.Config.Depth) : null);
         using var best = new WeightSnapshot();
         var results = new List<EpochResult>();
         var clock = Stopwatch.StartNew();

@@ -24,7 +24,7 @@
 #include <vector>
 
 // Bumped whenever an export's signature or meaning changes; checked by the C# loader.
-static constexpr int kAbiVersion = 2;  // 2: imaging exports (vit_imaging.cpp)
+static constexpr int kAbiVersion = 3;  // 2: imaging exports (vit_imaging.cpp); 3: interpolate, AdamW lr scales
 
 using T = at::Tensor;
 
@@ -759,6 +759,30 @@ VIT_API int vit_nn_dropout(const T* x, double p, int train, T** out) {
   VIT_CATCH
 }
 
+// Resizes the spatial dims of x (N, C, H, W) to (out_h, out_w), as torch.nn.functional.interpolate with
+// align_corners=False and no scale factors: mode 1 bilinear, 2 bicubic. antialias != 0 low-pass filters when
+// shrinking (PIL-like; libtorch's _upsample_*_aa kernels). Differentiable.
+VIT_API int vit_nn_interpolate(const T* x, int mode, int64_t out_h, int64_t out_w, int antialias, T** out) {
+  VIT_TRY
+  check_out(out);
+  const auto& input = ref(x);
+  if (input.dim() != 4) throw std::invalid_argument("interpolate expects a 4-d tensor (N, C, H, W)");
+  if (out_h < 1 || out_w < 1) throw std::invalid_argument("interpolate: output size must be positive");
+  const std::vector<int64_t> size{out_h, out_w};
+  switch (mode) {
+    case 1:
+      *out = wrap(antialias ? at::_upsample_bilinear2d_aa(input, size, false, c10::nullopt, c10::nullopt)
+                            : at::upsample_bilinear2d(input, size, false, c10::nullopt, c10::nullopt));
+      break;
+    case 2:
+      *out = wrap(antialias ? at::_upsample_bicubic2d_aa(input, size, false, c10::nullopt, c10::nullopt)
+                            : at::upsample_bicubic2d(input, size, false, c10::nullopt, c10::nullopt));
+      break;
+    default: throw std::invalid_argument("interpolate: unknown mode (1 bilinear, 2 bicubic)");
+  }
+  VIT_CATCH
+}
+
 // Cross-entropy of logits (N, C). target is either int64 class indices (N) or float class probabilities
 // (N, C) (soft targets, e.g. mixup). reduction: 0 none, 1 mean, 2 sum.
 VIT_API int vit_nn_cross_entropy(const T* logits, const T* target, double label_smoothing, int reduction, T** out) {
@@ -858,22 +882,24 @@ VIT_API int vit_tensor_trunc_normal_(T* t, double mean, double std, double lo, d
 
 // One AdamW step (Loshchilov & Hutter; same update as torch.optim.AdamW) over n parameters. Parameters
 // without a gradient are skipped. exp_avg and exp_avg_sq are the per-parameter state tensors (updated in
-// place); weight_decay[i] is the decoupled decay of parameter i; step is the 1-based step count.
+// place); weight_decay[i] is the decoupled decay of parameter i; lr_scale[i] multiplies lr for parameter i
+// (layer-wise decay; NULL = 1 for all); step is the 1-based step count.
 VIT_API int vit_optim_adamw_step(T* const* params, T* const* exp_avg, T* const* exp_avg_sq,
-                                 const double* weight_decay, int n, double lr, double beta1, double beta2,
-                                 double eps, int64_t step) {
+                                 const double* weight_decay, const double* lr_scale, int n, double base_lr,
+                                 double beta1, double beta2, double eps, int64_t step) {
   VIT_TRY
   at::NoGradGuard guard;
   if (n < 0) throw std::invalid_argument("negative parameter count");
   if (step < 1) throw std::invalid_argument("AdamW step must be >= 1");
   const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
   const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
-  const double step_size = lr / bc1;
   const double bc2_sqrt = std::sqrt(bc2);
   for (int i = 0; i < n; ++i) {
     auto& p = mref(params[i]);
     const auto& g = p.grad();
     if (!g.defined()) continue;
+    const double lr = lr_scale == nullptr ? base_lr : base_lr * lr_scale[i];
+    const double step_size = lr / bc1;
     auto& m = mref(exp_avg[i]);
     auto& v = mref(exp_avg_sq[i]);
     p.mul_(1.0 - lr * weight_decay[i]);
