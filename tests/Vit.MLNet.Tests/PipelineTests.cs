@@ -244,7 +244,7 @@ public sealed class PipelineTests
         foreach (var (name, values) in backbone.Where(kv => !kv.Key.StartsWith("head.", StringComparison.Ordinal)))
             CollectionAssert.AreEqual(values, after[name], name);
         CollectionAssert.AreEqual(new[] { "cold", "warm" }, tuned.LastTransformer.Labels.ToArray());
-        Assert.AreEqual(2L, tuned.LastTransformer.Model.Head.Weight.Size(0));
+        Assert.AreEqual(2L, tuned.LastTransformer.Model.Head!.Weight.Size(0));
     }
 
     [TestMethod]

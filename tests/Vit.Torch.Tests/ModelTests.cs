@@ -55,7 +55,7 @@ public sealed class ModelTests
     [TestMethod]
     public void OtherInvalidOptionsAreNamed()
     {
-        StringAssert.Contains(Assert.Throws<ArgumentException>(() => (Tiny() with { NumClasses = 0 }).Validate()).Message, "class count");
+        StringAssert.Contains(Assert.Throws<ArgumentException>(() => (Tiny() with { NumClasses = -1 }).Validate()).Message, "class count");
         StringAssert.Contains(Assert.Throws<ArgumentException>(() => (Tiny() with { Dropout = 1.0 }).Validate()).Message, "dropout must be in [0, 1)");
         StringAssert.Contains(Assert.Throws<ArgumentException>(() => (Tiny() with { DropPath = -0.1 }).Validate()).Message, "drop path");
         StringAssert.Contains(Assert.Throws<ArgumentException>(() => VitConfig.FromName("XL/14")).Message, "unknown ViT preset 'XL/14'");
@@ -117,7 +117,7 @@ public sealed class ModelTests
         var before = model.PosEmbed.ToArray<float>();
         model.ReplaceHead(7);
         Assert.AreEqual(7, model.Config.NumClasses);
-        CollectionAssert.AreEqual(new long[] { 7, 16 }, model.Head.Weight.Shape);
+        CollectionAssert.AreEqual(new long[] { 7, 16 }, model.Head!.Weight.Shape);
         CollectionAssert.AreEqual(before, model.PosEmbed.ToArray<float>());
     }
 

@@ -203,7 +203,7 @@ public sealed class SafetensorsTests
         var sd = model.StateDict();
         Assert.HasCount(model.NamedParameters().Count(), sd);
         sd["head.bias"].Dispose();  // disposing a state-dict handle does not free the parameter
-        CollectionAssert.AreEqual(new float[3], model.Head.Bias!.ToArray<float>());
+        CollectionAssert.AreEqual(new float[3], model.Head!.Bias!.ToArray<float>());
 
         // A float64 checkpoint goes into a float32 model, converted.
         var doubled = model.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter.To(DType.Float64) * 2);

@@ -33,12 +33,18 @@ public static class StateDictExtensions
 
     /// <summary>
     /// Saves the module's parameters to a safetensors file under their checkpoint names, atomically
-    /// (see <see cref="Safetensors.Save"/>).
+    /// (see <see cref="Safetensors.Save"/>). The metadata holds what the module says about itself (a
+    /// <see cref="Model.VisionTransformer"/> its config, so that <see cref="PretrainedVit.Load"/> rebuilds it exactly),
+    /// then <paramref name="metadata"/>, whose keys win.
     /// </summary>
     public static void SaveSafetensors(this Module module, string path, IReadOnlyDictionary<string, string>? metadata = null)
     {
         ArgumentNullException.ThrowIfNull(module);
-        Safetensors.Save(path, module.NamedParameters(), metadata);
+        var all = new Dictionary<string, string>(StringComparer.Ordinal);
+        module.DescribeInto(all);
+        if (metadata is not null)
+            foreach (var (k, v) in metadata) all[k] = v;
+        Safetensors.Save(path, module.NamedParameters(), all);
     }
 
     /// <summary>

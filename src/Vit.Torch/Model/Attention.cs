@@ -19,15 +19,15 @@ public sealed class Attention : Module
     /// <summary>Output projection D -> D.</summary>
     public Linear Proj { get; }
 
-    /// <summary>Creates the layer for the given config.</summary>
-    public Attention(VitConfig config)
+    /// <summary>Creates the layer for the given config (uninitialised when <paramref name="initialize"/> is false).</summary>
+    public Attention(VitConfig config, bool initialize = true)
     {
         heads = config.Heads;
         scale = 1.0 / Math.Sqrt(config.HeadDim);
         attentionDropout = config.AttentionDropout;
         projDropout = config.Dropout;
-        Qkv = RegisterModule("qkv", new Linear(config.Dim, 3L * config.Dim, config.QkvBias));
-        Proj = RegisterModule("proj", new Linear(config.Dim, config.Dim));
+        Qkv = RegisterModule("qkv", new Linear(config.Dim, 3L * config.Dim, config.QkvBias, initialize));
+        Proj = RegisterModule("proj", new Linear(config.Dim, config.Dim, bias: true, initialize));
     }
 
     /// <summary>

@@ -22,14 +22,15 @@ public sealed class EncoderBlock : Module
     /// <summary>The MLP.</summary>
     public Mlp Mlp { get; }
 
-    /// <summary>Creates the block; <paramref name="dropPath"/> is this block's stochastic-depth rate.</summary>
-    public EncoderBlock(VitConfig config, double dropPath)
+    /// <summary>Creates the block; <paramref name="dropPath"/> is this block's stochastic-depth rate (uninitialised
+    /// when <paramref name="initialize"/> is false).</summary>
+    public EncoderBlock(VitConfig config, double dropPath, bool initialize = true)
     {
         this.dropPath = dropPath;
         Norm1 = RegisterModule("norm1", new LayerNorm(config.Dim, config.LayerNormEps));
-        Attn = RegisterModule("attn", new Attention(config));
+        Attn = RegisterModule("attn", new Attention(config, initialize));
         Norm2 = RegisterModule("norm2", new LayerNorm(config.Dim, config.LayerNormEps));
-        Mlp = RegisterModule("mlp", new Mlp(config));
+        Mlp = RegisterModule("mlp", new Mlp(config, initialize));
     }
 
     /// <summary>(B, N, D) -> (B, N, D); optionally returns this block's attention map (B, H, N, N).</summary>

@@ -13,12 +13,12 @@ public sealed class Mlp : Module
     /// <summary>MLP size -> D.</summary>
     public Linear Fc2 { get; }
 
-    /// <summary>Creates the MLP for the given config.</summary>
-    public Mlp(VitConfig config)
+    /// <summary>Creates the MLP for the given config (uninitialised when <paramref name="initialize"/> is false).</summary>
+    public Mlp(VitConfig config, bool initialize = true)
     {
         dropout = config.Dropout;
-        Fc1 = RegisterModule("fc1", new Linear(config.Dim, config.MlpDim));
-        Fc2 = RegisterModule("fc2", new Linear(config.MlpDim, config.Dim));
+        Fc1 = RegisterModule("fc1", new Linear(config.Dim, config.MlpDim, bias: true, initialize));
+        Fc2 = RegisterModule("fc2", new Linear(config.MlpDim, config.Dim, bias: true, initialize));
     }
 
     /// <summary>(B, N, D) -> (B, N, D).</summary>

@@ -16,16 +16,18 @@ public sealed class PatchEmbedding : Module
     /// <summary>Bias (D).</summary>
     public Tensor Bias { get; }
 
-    /// <summary>Creates the projection with PyTorch's default Conv2d initialisation (uniform ±1/√fan_in).</summary>
-    public PatchEmbedding(VitConfig config)
+    /// <summary>Creates the projection with PyTorch's default Conv2d initialisation (uniform ±1/√fan_in), or, with
+    /// <paramref name="initialize"/> false, uninitialised for weights loaded next.</summary>
+    public PatchEmbedding(VitConfig config, bool initialize = true)
     {
         this.config = config;
         var proj = RegisterModule("proj", new ParameterGroup());
         long fanIn = (long)config.Channels * config.PatchSize * config.PatchSize;
         double bound = 1.0 / Math.Sqrt(fanIn);
         Weight = proj.Add("weight", Tensor.Empty([config.Dim, config.Channels, config.PatchSize, config.PatchSize]));
-        Weight.UniformInit(-bound, bound);
         Bias = proj.Add("bias", Tensor.Empty([config.Dim]));
+        if (!initialize) return;
+        Weight.UniformInit(-bound, bound);
         Bias.UniformInit(-bound, bound);
     }
 

@@ -1,3 +1,6 @@
+using System.Text.Json.Nodes;
+using Vit.Torch.Checkpoints;
+
 namespace Vit.Torch.Model;
 
 /// <summary>How the encoder's output tokens become one vector for the head.</summary>
@@ -5,7 +8,8 @@ public enum VitPooling
 {
     /// <summary>The class token's final state (ViT paper, eq. 4).</summary>
     ClassToken,
-    /// <summary>The mean of all patch tokens; the model then has no class token (as in "simple ViT", Beyer et al. 2022).</summary>
+    /// <summary>The mean of the patch tokens (the class token, if any, left out). Without a class token this is "simple
+    /// ViT" (Beyer et al. 2022); with one, timm's <c>global_pool='avg'</c> fine-tunes (MAE, BEiT).</summary>
     Mean,
 }
 
@@ -36,7 +40,8 @@ public sealed record VitConfig
     /// <summary>Hidden size of each block's MLP.</summary>
     public int MlpDim { get; init; } = 3072;
 
-    /// <summary>Number of output classes of the head.</summary>
+    /// <summary>Number of output classes of the head; 0 for a headless backbone whose forward returns the pooled
+    /// features (timm's <c>num_classes=0</c>).</summary>
     public int NumClasses { get; init; } = 1000;
 
     /// <summary>Dropout after the position embedding and inside the MLP and attention projection.</summary>
@@ -51,6 +56,14 @@ public sealed record VitConfig
     /// <summary>Class-token or mean pooling.</summary>
     public VitPooling Pooling { get; init; } = VitPooling.ClassToken;
 
+    /// <summary>Whether a learned class token is prepended to the patches. Null: exactly when <see cref="Pooling"/> is
+    /// <see cref="VitPooling.ClassToken"/>. Set true with mean pooling for timm's average-pool fine-tunes.</summary>
+    public bool? ClassToken { get; init; }
+
+    /// <summary>Where the final LayerNorm sits: false, on every token before pooling (<c>norm</c>, eq. 4); true, on the
+    /// pooled vector (<c>fc_norm</c>, timm's average-pool variants).</summary>
+    public bool FcNorm { get; init; }
+
     /// <summary>Whether the qkv projection has a bias (true in the paper and timm).</summary>
     public bool QkvBias { get; init; } = true;
 
@@ -63,8 +76,11 @@ public sealed record VitConfig
     /// <summary>Number of patch tokens N = (image / patch)^2.</summary>
     public int NumPatches => GridSize * GridSize;
 
-    /// <summary>Tokens entering the encoder (patches plus the class token when used).</summary>
-    public int NumTokens => NumPatches + (Pooling == VitPooling.ClassToken ? 1 : 0);
+    /// <summary>Whether the model has a class token (<see cref="ClassToken"/>, or its default).</summary>
+    public bool HasClassToken => ClassToken ?? Pooling == VitPooling.ClassToken;
+
+    /// <summary>Tokens entering the encoder (patches plus the class token when there is one).</summary>
+    public int NumTokens => NumPatches + (HasClassToken ? 1 : 0);
 
     /// <summary>Per-head size D / heads.</summary>
     public int HeadDim => Dim / Heads;
@@ -115,7 +131,26 @@ public sealed record VitConfig
         };
     }
 
-    /// <summary>Throws an <see cref="ArgumentException"/> that names the first problem found.</summary>
+    /// <summary>Largest hidden size accepted (ViT-22B has 6144): a larger one is a damaged or hostile file.</summary>
+    public const int MaxDim = 16384;
+
+    /// <summary>Deepest model accepted.</summary>
+    public const int MaxDepth = 256;
+
+    /// <summary>Largest image side accepted.</summary>
+    public const int MaxImageSize = 8192;
+
+    /// <summary>Most patches accepted (a 256 x 256 grid).</summary>
+    public const int MaxPatches = 65536;
+
+    /// <summary>Most classes accepted.</summary>
+    public const int MaxClasses = 1 << 20;
+
+    /// <summary>Most parameters accepted (4 billion, 16 GB in float32).</summary>
+    public const long MaxParameters = 4_000_000_000;
+
+    /// <summary>Throws an <see cref="ArgumentException"/> that names the first problem found, including sizes beyond the
+    /// limits above (checked before anything is allocated for them).</summary>
     public VitConfig Validate()
     {
         static void Positive(int v, string what)
@@ -133,7 +168,17 @@ public sealed record VitConfig
         Positive(Depth, "depth");
         Positive(Heads, "head count");
         Positive(MlpDim, "MLP size");
-        Positive(NumClasses, "class count");
+        if (NumClasses < 0) throw new ArgumentException($"class count must be 0 (headless) or more, got {NumClasses}");
+        static void AtMost(long v, long max, string what)
+        {
+            if (v > max) throw new ArgumentException($"{what} {v} is larger than the limit {max}");
+        }
+        AtMost(ImageSize, MaxImageSize, "image size");
+        AtMost(Channels, 4, "channel count");
+        AtMost(Dim, MaxDim, "hidden size");
+        AtMost(Depth, MaxDepth, "depth");
+        AtMost(MlpDim, 8L * MaxDim, "MLP size");
+        AtMost(NumClasses, MaxClasses, "class count");
         if (PatchSize > ImageSize)
             throw new ArgumentException($"patch size {PatchSize} is larger than image size {ImageSize}");
         if (ImageSize % PatchSize != 0)
@@ -145,23 +190,68 @@ public sealed record VitConfig
         Rate(DropPath, "drop path rate");
         if (!(LayerNormEps > 0)) throw new ArgumentException($"layer norm epsilon must be positive, got {LayerNormEps}");
         if (!Enum.IsDefined(Pooling)) throw new ArgumentException($"unknown pooling {Pooling}");
+        if (Pooling == VitPooling.ClassToken && ClassToken == false)
+            throw new ArgumentException("class-token pooling needs a class token (ClassToken is false)");
+        AtMost((long)GridSize * GridSize, MaxPatches, "patch count");
+        AtMost(new VitParameterCount(this).Count, MaxParameters, "parameter count");
         return this;
+    }
+
+    /// <summary>The config as JSON, as our model files and safetensors metadata store it (snake_case keys).</summary>
+    public JsonObject ToJson() => new()
+    {
+        ["image_size"] = ImageSize, ["patch_size"] = PatchSize, ["channels"] = Channels, ["dim"] = Dim, ["depth"] = Depth,
+        ["heads"] = Heads, ["mlp_dim"] = MlpDim, ["num_classes"] = NumClasses, ["dropout"] = Dropout,
+        ["attention_dropout"] = AttentionDropout, ["drop_path"] = DropPath, ["pooling"] = Pooling.ToString(),
+        ["class_token"] = HasClassToken, ["fc_norm"] = FcNorm, ["qkv_bias"] = QkvBias, ["layer_norm_eps"] = LayerNormEps,
+    };
+
+    /// <summary>
+    /// Reads a config written by <see cref="ToJson"/> (files from before <c>class_token</c> and <c>fc_norm</c> existed
+    /// read as they were written: a class token exactly with class-token pooling, the norm before pooling), validated.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A field is missing, mistyped or out of range; the message names <paramref name="source"/>.</exception>
+    public static VitConfig FromJson(JsonNode? node, string source)
+    {
+        var o = JsonFields.Object(node, source);
+        var config = new VitConfig
+        {
+            ImageSize = JsonFields.Int(o, "image_size", source), PatchSize = JsonFields.Int(o, "patch_size", source),
+            Channels = JsonFields.Int(o, "channels", source), Dim = JsonFields.Int(o, "dim", source), Depth = JsonFields.Int(o, "depth", source),
+            Heads = JsonFields.Int(o, "heads", source), MlpDim = JsonFields.Int(o, "mlp_dim", source),
+            NumClasses = JsonFields.Int(o, "num_classes", source), Dropout = JsonFields.Double(o, "dropout", source),
+            AttentionDropout = JsonFields.Double(o, "attention_dropout", source), DropPath = JsonFields.Double(o, "drop_path", source),
+            Pooling = JsonFields.Enum<VitPooling>(o, "pooling", source), ClassToken = JsonFields.OptBool(o, "class_token", source),
+            FcNorm = JsonFields.OptBool(o, "fc_norm", source) ?? false, QkvBias = JsonFields.Bool(o, "qkv_bias", source),
+            LayerNormEps = JsonFields.Double(o, "layer_norm_eps", source),
+        };
+        try
+        {
+            return config.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{source}: {e.Message}", e);
+        }
     }
 }
 
 /// <summary>The parameter count of a config, from the architecture's formula (no model is built).</summary>
 public readonly record struct VitParameterCount(VitConfig Config)
 {
-    /// <summary>Number of parameters.</summary>
+    /// <summary>Number of parameters (checked arithmetic: an <see cref="OverflowException"/> rather than a wrong count).</summary>
     public long Count
     {
         get
         {
-            long d = Config.Dim, m = Config.MlpDim, p = Config.PatchSize;
-            long patch = Config.Channels * p * p * d + d;
-            long tokens = (Config.Pooling == VitPooling.ClassToken ? d : 0) + (long)Config.NumTokens * d;
-            long block = 4 * d + 3 * d * d + (Config.QkvBias ? 3 * d : 0) + d * d + d + d * m + m + m * d + d;
-            return patch + tokens + Config.Depth * block + 2 * d + d * Config.NumClasses + Config.NumClasses;
+            checked
+            {
+                long d = Config.Dim, m = Config.MlpDim, p = Config.PatchSize, grid = Config.ImageSize / Math.Max(1, Config.PatchSize);
+                long patch = Config.Channels * p * p * d + d;
+                long tokens = (Config.HasClassToken ? d : 0) + (grid * grid + (Config.HasClassToken ? 1 : 0)) * d;
+                long block = 4 * d + 3 * d * d + (Config.QkvBias ? 3 * d : 0) + d * d + d + d * m + m + m * d + d;
+                return patch + tokens + Config.Depth * block + 2 * d + d * Config.NumClasses + Config.NumClasses;
+            }
         }
     }
 

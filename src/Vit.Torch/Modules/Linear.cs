@@ -9,12 +9,13 @@ public sealed class Linear : Module
     /// <summary>Bias (out), or null.</summary>
     public Tensor? Bias { get; }
 
-    /// <summary>Creates the layer with timm's ViT initialisation: weight ~ trunc_normal(std .02), bias 0.</summary>
-    public Linear(long inFeatures, long outFeatures, bool bias = true)
+    /// <summary>Creates the layer with timm's ViT initialisation: weight ~ trunc_normal(std .02), bias 0; with
+    /// <paramref name="initialize"/> false the values are left as allocated (for weights loaded next).</summary>
+    public Linear(long inFeatures, long outFeatures, bool bias = true, bool initialize = true)
     {
         Weight = RegisterParameter("weight", Tensor.Empty([outFeatures, inFeatures]));
-        Weight.TruncNormalInit(0, 0.02);
-        if (bias) Bias = RegisterParameter("bias", Tensor.Zeros([outFeatures]));
+        if (initialize) Weight.TruncNormalInit(0, 0.02);
+        if (bias) Bias = RegisterParameter("bias", initialize ? Tensor.Zeros([outFeatures]) : Tensor.Empty([outFeatures]));
     }
 
     /// <summary>(..., in) -> (..., out).</summary>

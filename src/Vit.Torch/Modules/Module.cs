@@ -75,8 +75,17 @@ public abstract class Module : IDisposable
     /// <summary>Total number of parameter elements.</summary>
     public long ParameterCount() => Parameters().Sum(p => p.NumElements);
 
+    /// <summary>
+    /// Adds what this module's safetensors files should say about it (see <see cref="Checkpoints.StateDictExtensions.SaveSafetensors"/>),
+    /// e.g. a model's config, so that a file can be read back without being told the model's shape. Default: nothing.
+    /// </summary>
+    protected internal virtual void DescribeInto(IDictionary<string, string> metadata) { }
+
+    /// <summary>The direct children with their names, in registration order.</summary>
+    protected IEnumerable<(string Name, Module Module)> Children => children;
+
     /// <summary>Training mode on (true) or off, for this module and all children.</summary>
-    public void Train(bool on = true)
+    public virtual void Train(bool on = true)
     {
         Training = on;
         foreach (var (_, m) in children) m.Train(on);

@@ -1,0 +1,142 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Vit.Torch.Checkpoints;
+
+/// <summary>
+/// Typed reads of JSON fields from untrusted files (config.json, preprocessor_config.json, our metadata): every
+/// missing or mistyped field is an <see cref="InvalidDataException"/> that names the file and the field.
+/// </summary>
+internal static class JsonFields
+{
+    /// <summary>Longest JSON document read from a checkpoint (configs are a few KB; id2label of 22k classes ~1 MB).</summary>
+    public const int MaxBytes = 16 << 20;
+
+    /// <summary>Parses a JSON object from a file of at most <see cref="MaxBytes"/> bytes.</summary>
+    public static JsonObject ReadFile(string path)
+    {
+        var info = new FileInfo(path);
+        if (!info.Exists) throw new FileNotFoundException($"'{path}' does not exist", path);
+        if (info.Length > MaxBytes) throw new InvalidDataException($"'{path}' is {info.Length} bytes, more than a configuration file can be ({MaxBytes})");
+        using var fs = File.OpenRead(path);
+        return Parse(fs, path);
+    }
+
+    /// <summary>Parses a JSON object from a stream, reading at most <see cref="MaxBytes"/> bytes whatever the stream claims.</summary>
+    public static JsonObject Parse(Stream stream, string source)
+    {
+        var buffer = new MemoryStream();
+        var chunk = new byte[81920];
+        int n;
+        while ((n = stream.Read(chunk)) > 0)
+        {
+            if (buffer.Length + n > MaxBytes) throw new InvalidDataException($"{source} is larger than a configuration can be ({MaxBytes} bytes)");
+            buffer.Write(chunk, 0, n);
+        }
+        JsonNode? node;
+        try
+        {
+            node = JsonNode.Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length), documentOptions: new JsonDocumentOptions { MaxDepth = 64 });
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{source} is not valid JSON ({e.Message})", e);
+        }
+        return node as JsonObject ?? throw new InvalidDataException($"{source} is not a JSON object");
+    }
+
+    /// <summary>Parses a JSON value held in a string (e.g. safetensors metadata).</summary>
+    public static JsonNode ParseValue(string text, string source)
+    {
+        try
+        {
+            return JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { MaxDepth = 64 })
+                   ?? throw new InvalidDataException($"{source} is JSON null");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{source} is not valid JSON ({e.Message})", e);
+        }
+    }
+
+    public static JsonObject Object(JsonNode? node, string source) =>
+        node as JsonObject ?? throw new InvalidDataException($"{source} is not a JSON object");
+
+    private static JsonValue Value(JsonObject o, string key, string source, string kind) =>
+        o[key] as JsonValue ?? throw new InvalidDataException(o.ContainsKey(key)
+            ? $"{source}: '{key}' is not a {kind}"
+            : $"{source} lacks '{key}'");
+
+    public static bool Has(JsonObject o, string key) => o[key] is not null;
+
+    public static int Int(JsonObject o, string key, string source) =>
+        Value(o, key, source, "number") is var v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<int>(out var i)
+            ? i
+            : throw new InvalidDataException($"{source}: '{key}' is not a 32-bit integer ({o[key]!.ToJsonString()})");
+
+    public static int? OptInt(JsonObject o, string key, string source) => Has(o, key) ? Int(o, key, source) : null;
+
+    public static double Double(JsonObject o, string key, string source) =>
+        Value(o, key, source, "number") is var v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<double>(out var d) && double.IsFinite(d)
+            ? d
+            : throw new InvalidDataException($"{source}: '{key}' is not a finite number ({o[key]!.ToJsonString()})");
+
+    public static double? OptDouble(JsonObject o, string key, string source) => Has(o, key) ? Double(o, key, source) : null;
+
+    public static bool Bool(JsonObject o, string key, string source) =>
+        Value(o, key, source, "boolean") is var v && v.GetValueKind() is JsonValueKind.True or JsonValueKind.False
+            ? v.GetValue<bool>()
+            : throw new InvalidDataException($"{source}: '{key}' is not true or false ({o[key]!.ToJsonString()})");
+
+    public static bool? OptBool(JsonObject o, string key, string source) => Has(o, key) ? Bool(o, key, source) : null;
+
+    public static string String(JsonObject o, string key, string source) =>
+        Value(o, key, source, "string") is var v && v.GetValueKind() == JsonValueKind.String
+            ? v.GetValue<string>()
+            : throw new InvalidDataException($"{source}: '{key}' is not a string ({o[key]!.ToJsonString()})");
+
+    public static string? OptString(JsonObject o, string key, string source) => Has(o, key) ? String(o, key, source) : null;
+
+    /// <summary>An array of numbers (e.g. image_mean), or a single number given as one value.</summary>
+    public static float[] Floats(JsonObject o, string key, string source)
+    {
+        var node = o[key] ?? throw new InvalidDataException($"{source} lacks '{key}'");
+        if (node is JsonValue)
+        {
+            return [(float)Double(o, key, source)];
+        }
+        if (node is not JsonArray a || a.Count is 0 or > 4)
+            throw new InvalidDataException($"{source}: '{key}' is not an array of 1 to 4 numbers ({node.ToJsonString()})");
+        var result = new float[a.Count];
+        for (int i = 0; i < a.Count; i++)
+        {
+            if (a[i] is not JsonValue v || v.GetValueKind() != JsonValueKind.Number || !v.TryGetValue<double>(out var d) || !float.IsFinite((float)d))
+                throw new InvalidDataException($"{source}: '{key}'[{i}] is not a finite number");
+            result[i] = (float)d;
+        }
+        return result;
+    }
+
+    /// <summary>An array of strings.</summary>
+    public static List<string> Strings(JsonNode? node, string what, string source)
+    {
+        if (node is not JsonArray a) throw new InvalidDataException($"{source}: {what} is not an array of strings");
+        var result = new List<string>(a.Count);
+        for (int i = 0; i < a.Count; i++)
+        {
+            if (a[i] is not JsonValue v || v.GetValueKind() != JsonValueKind.String)
+                throw new InvalidDataException($"{source}: {what}[{i}] is not a string");
+            result.Add(v.GetValue<string>());
+        }
+        return result;
+    }
+
+    /// <summary>An enum value written by name.</summary>
+    public static TEnum Enum<TEnum>(JsonObject o, string key, string source) where TEnum : struct, Enum
+    {
+        var s = String(o, key, source);
+        return System.Enum.TryParse<TEnum>(s, ignoreCase: false, out var v) && System.Enum.IsDefined(v) && !char.IsDigit(s[0])
+            ? v
+            : throw new InvalidDataException($"{source}: '{key}' is '{s}', not one of {string.Join(", ", System.Enum.GetNames<TEnum>())}");
+    }
+}
