@@ -42,6 +42,9 @@ public sealed record ImageLoaderOptions
     /// <summary>Resampling filter.</summary>
     public Interpolation Interpolation { get; init; } = Interpolation.Bilinear;
 
+    /// <summary>With <see cref="ResizeMode.Crop"/>: the share kept by the centre crop (see <see cref="Image.ResizeSquare"/>).</summary>
+    public double CropFraction { get; init; } = 1;
+
     /// <summary>Per-channel mean/std of the normalisation.</summary>
     public Normalization Normalization { get; init; } = Normalization.ImageNet;
 
@@ -65,6 +68,7 @@ public sealed record ImageLoaderOptions
         if (Normalization.Mean.Length != Channels && Normalization.Mean.Length != 1)
             throw new ArgumentException($"normalization has {Normalization.Mean.Length} means for {Channels} channels");
         if (MaxPixels < 1) throw new ArgumentException($"pixel limit must be positive, got {MaxPixels}");
+        if (!(CropFraction > 0 && CropFraction <= 1)) throw new ArgumentException($"crop fraction must be in (0, 1], got {CropFraction}");
         return this;
     }
 }
@@ -214,7 +218,7 @@ public sealed class ImageBatchLoader : IBatchSource
                     using var channels = decoded.ToChannels(Options.Channels);
                     ready = Options.Augment is { } augment
                         ? augment(channels, new Random(StableSeed.Combine(Options.Seed, epoch, index)))
-                        : channels.Resize(Options.ImageSize, Options.ImageSize, Options.ResizeMode, Options.Interpolation);
+                        : channels.ResizeSquare(Options.ImageSize, Options.ResizeMode, Options.Interpolation, Options.CropFraction);
                     if (ready.Width != Options.ImageSize || ready.Height != Options.ImageSize)
                         throw new InvalidOperationException($"the augmentation returned a {ready.Width}x{ready.Height} image; the model needs {Options.ImageSize}x{Options.ImageSize}");
                 }

@@ -271,6 +271,24 @@ public sealed unsafe partial class Image : IDisposable
         return Resize(w, h, ResizeMode.Stretch, interpolation);
     }
 
+    /// <summary>
+    /// Brings the image to <paramref name="size"/> × <paramref name="size"/> as evaluation transforms do. An image
+    /// already of that size comes back as a copy (so a pipeline's own resize step decides). Otherwise, with
+    /// <see cref="ResizeMode.Crop"/> and <paramref name="cropFraction"/> below 1, the shorter side is scaled to
+    /// floor(size / cropFraction) and the centre kept (timm's <c>crop_pct</c>, torchvision's Resize + CenterCrop);
+    /// else <see cref="Resize"/> with <paramref name="mode"/>.
+    /// </summary>
+    public Image ResizeSquare(int size, ResizeMode mode, Interpolation interpolation, double cropFraction = 1)
+    {
+        if (!(cropFraction > 0 && cropFraction <= 1))
+            throw new ArgumentOutOfRangeException(nameof(cropFraction), cropFraction, "crop fraction must be in (0, 1]");
+        if (Width == size && Height == size) return Clone();
+        if (mode != ResizeMode.Crop || cropFraction == 1) return Resize(size, size, mode, interpolation);
+        CheckTargetSize(size, size);
+        using var scaled = ResizeShorterSide((int)Math.Floor(size / cropFraction), interpolation);
+        return scaled.CenterCrop(size, size);
+    }
+
     /// <summary>The region at (<paramref name="x"/>, <paramref name="y"/>) of the given size, which must lie inside the image.</summary>
     public Image Crop(int x, int y, int width, int height) => CropResize(x, y, width, height, width, height);
 
