@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Vit.Torch;
 using Vit.Torch.Checkpoints;
 using Vit.Torch.Imaging;
 using Vit.Torch.Model;
@@ -18,6 +19,27 @@ public sealed class ModelOperationsCatalog
 
     /// <summary>Loads a model file; <paramref name="inputSchema"/> receives the schema it was saved with.</summary>
     public ITransformer Load(string filePath, out DataViewSchema inputSchema) => ModelFile.Load(filePath, out inputSchema);
+
+    /// <summary>
+    /// A published classifier as a pipeline step, without training: a Hugging Face folder, a timm or torchvision
+    /// checkpoint, or any file <see cref="PretrainedVit.Load"/> reads. It scores with the checkpoint's own labels
+    /// (Hugging Face's id2label, timm's label_names), or "0", "1", ... when the checkpoint has none, and with the
+    /// checkpoint's preprocessing. Append it after LoadImages (and optionally ResizeImages) reading
+    /// <paramref name="imageColumnName"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The checkpoint has no classification head (a backbone: fine-tune it with
+    /// <see cref="VitEstimator.Options.StartFrom"/>).</exception>
+    public VitTransformer Import(string path, PretrainedVitOptions? options = null, string imageColumnName = "Image",
+        string scoreColumnName = "Score", string predictedLabelColumnName = "PredictedLabel")
+    {
+        using var pretrained = PretrainedVit.Load(path, options);
+        int classes = pretrained.Model.Config.NumClasses;
+        if (classes == 0)
+            throw new ArgumentException($"{path} has no classification head (it is a backbone); fine-tune it with VitEstimator.Options.StartFrom", nameof(path));
+        var labels = pretrained.Labels ?? Enumerable.Range(0, classes).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        return new VitTransformer(pretrained.TakeModel(), labels, pretrained.Preprocessing,
+            new VitColumns(imageColumnName, scoreColumnName, predictedLabelColumnName), VitEstimator.Options.Defaults.ScoringBatchSize, null, Device.Cpu);
+    }
 
     /// <summary>
     /// A prediction engine for single items. Not thread-safe: use one per thread, or
@@ -97,58 +119,5 @@ public sealed class PredictionEnginePool<TSrc, TDst> where TSrc : class where TD
         {
             engines.Add(engine);
         }
-    }
-}
-
-/// <summary>A model to start training from: one of our model files, or a safetensors checkpoint (timm names).</summary>
-internal sealed record PretrainedModel(VisionTransformer Model, IReadOnlyList<string>? Labels, Normalization? Normalization)
-{
-    public static PretrainedModel Load(string path)
-    {
-        if (!File.Exists(path)) throw new FileNotFoundException($"StartFrom: file not found: {path}", path);
-        if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
-        {
-            var header = Safetensors.ReadHeader(path);
-            var config = InferConfig(header, path);
-            var model = new VisionTransformer(config);
-            try
-            {
-                model.LoadSafetensors(path);
-                return new PretrainedModel(model, null, null);
-            }
-            catch
-            {
-                model.Dispose();
-                throw;
-            }
-        }
-        var (m, labels, pre) = ModelFile.LoadModel(path);
-        return new PretrainedModel(m, labels, pre.Normalization);
-    }
-
-    /// <summary>Reads a ViT's shape from its tensor shapes (timm names), as timm checkpoints carry no config.</summary>
-    private static VitConfig InferConfig(SafetensorsHeader header, string path)
-    {
-        var shapes = header.Entries.ToDictionary(e => e.Name, e => e.Shape.ToArray());
-        long[] Need(string name) => shapes.TryGetValue(name, out var s) ? s
-            : throw new InvalidDataException($"{path} is not a ViT checkpoint with timm names: it has no '{name}'");
-        var patch = Need("patch_embed.proj.weight");      // (D, C, P, P)
-        var pos = Need("pos_embed");                        // (1, T, D)
-        var fc1 = Need("blocks.0.mlp.fc1.weight");          // (M, D)
-        var head = Need("head.weight");                     // (K, D)
-        int depth = 0;
-        while (shapes.ContainsKey($"blocks.{depth}.attn.qkv.weight")) depth++;
-        bool cls = shapes.ContainsKey("cls_token");
-        int dim = (int)patch[0], p = (int)patch[2];
-        int tokens = (int)pos[1] - (cls ? 1 : 0);
-        int grid = (int)Math.Round(Math.Sqrt(tokens));
-        if (grid * grid != tokens) throw new InvalidDataException($"{path}: pos_embed has {tokens} patch positions, not a square grid");
-        // Head count is not stored in the weights; the presets' D/64 rule (Ti 3, S 6, B 12, L 16) covers the published models.
-        int heads = dim switch { 192 => 3, 384 => 6, 768 => 12, 1024 => 16, _ => Math.Max(1, dim / 64) };
-        return new VitConfig
-        {
-            ImageSize = grid * p, PatchSize = p, Channels = (int)patch[1], Dim = dim, Depth = depth, Heads = heads,
-            MlpDim = (int)fc1[0], NumClasses = (int)head[0], Pooling = cls ? VitPooling.ClassToken : VitPooling.Mean,
-        }.Validate();
     }
 }

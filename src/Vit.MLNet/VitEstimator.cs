@@ -36,7 +36,8 @@ public enum FineTuneMode
 {
     /// <summary>Train every weight; a new head when the label set differs from the saved model's.</summary>
     Full,
-    /// <summary>Freeze the backbone and train only a new head (the backbone stays bit-identical).</summary>
+    /// <summary>Freeze the backbone and train only a new head (linear probing): the backbone stays bit-identical and in
+    /// evaluation mode (no dropout or drop path).</summary>
     HeadOnly,
     /// <summary>Continue training the saved model as it is (same labels required).</summary>
     Continue,
@@ -63,8 +64,11 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
             public const int Epochs = 10;
             /// <summary>Images per step.</summary>
             public const int BatchSize = 32;
-            /// <summary>Peak learning rate.</summary>
+            /// <summary>Peak learning rate from scratch, and for a new head on a frozen backbone (HeadOnly).</summary>
             public const double LearningRate = 1e-3;
+            /// <summary>Peak learning rate when every weight starts from a checkpoint (Full, Continue): ten times lower, so
+            /// that the pretrained features are adjusted rather than overwritten.</summary>
+            public const double FineTuneLearningRate = 1e-4;
             /// <summary>AdamW weight decay.</summary>
             public const double WeightDecay = 0.05;
             /// <summary>Warmup share of all steps.</summary>
@@ -113,8 +117,13 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         /// <summary>Images per training step.</summary>
         public int BatchSize { get; set; } = Defaults.BatchSize;
 
-        /// <summary>Peak learning rate of AdamW.</summary>
-        public double LearningRate { get; set; } = Defaults.LearningRate;
+        /// <summary>Peak learning rate of AdamW. Null: <see cref="Defaults.LearningRate"/>, or
+        /// <see cref="Defaults.FineTuneLearningRate"/> when <see cref="StartFrom"/> trains every weight.</summary>
+        public double? LearningRate { get; set; }
+
+        /// <summary>Layer-wise learning-rate decay when fine-tuning (BEiT/MAE; 0.65-0.75 is typical): block i of L
+        /// learns at decay^(L - i) times the rate, the head at the full rate; null = off.</summary>
+        public double? LayerDecay { get; set; }
 
         /// <summary>AdamW decoupled weight decay.</summary>
         public double WeightDecay { get; set; } = Defaults.WeightDecay;
@@ -153,8 +162,15 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         /// <summary>Stops training within one batch; Fit still returns the best model so far.</summary>
         public CancellationToken CancellationToken { get; set; }
 
-        /// <summary>A model file (from <c>ctx.Model.Save</c>) or a safetensors checkpoint to start from; null = from scratch.</summary>
+        /// <summary>A checkpoint to start from, anything <see cref="PretrainedVit.Load"/> reads: a model file (from
+        /// <c>ctx.Model.Save</c>), a Hugging Face folder, a timm or torchvision checkpoint (<c>.safetensors</c>, <c>.pth</c>),
+        /// our safetensors. Its normalisation and resize interpolation become the defaults; an image column of another
+        /// size resamples its position embeddings. Null = from scratch.</summary>
         public string? StartFrom { get; set; }
+
+        /// <summary>What <see cref="StartFrom"/> cannot tell (e.g. the head count of an unpublished size); the image size
+        /// comes from the image column.</summary>
+        public PretrainedVitOptions? StartFromOptions { get; set; }
 
         /// <summary>How to start from <see cref="StartFrom"/>.</summary>
         public FineTuneMode FineTune { get; set; } = FineTuneMode.Full;
@@ -187,7 +203,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
 
     /// <summary>Creates the estimator from flat parameters.</summary>
     public VitEstimator(VitContext context, VitArchitecture architecture, int epochs = Options.Defaults.Epochs,
-        int batchSize = Options.Defaults.BatchSize, double learningRate = Options.Defaults.LearningRate,
+        int batchSize = Options.Defaults.BatchSize, double? learningRate = null,
         string labelColumnName = "Label", string imageColumnName = "Image")
         : this(context, new Options
         {
@@ -240,6 +256,8 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         if (!(o.ValidationFraction >= 0 && o.ValidationFraction < 1)) throw new ArgumentException($"ValidationFraction must be in [0, 1), got {o.ValidationFraction}");
         if (o.EarlyStopping is not null && o.ValidationSet is null && o.ValidationFraction == 0)
             throw new ArgumentException("EarlyStopping needs a ValidationSet or a ValidationFraction > 0");
+        if (o.LearningRate is { } lr && !(lr > 0)) throw new ArgumentException($"LearningRate must be positive, got {lr}");
+        if (o.LayerDecay is { } ld && !(ld > 0 && ld <= 1)) throw new ArgumentException($"LayerDecay must be in (0, 1], got {ld}");
     }
 
     /// <summary>Trains the model and returns the fitted transformer.</summary>
@@ -279,15 +297,18 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         var device = Engine.ResolveDevice(o.Device, o.FallbackToCpu);
         var imageType = (ImageDataViewType)input.Schema[o.ImageColumnName].Type;
         Engine.ManualSeed((ulong)seed);
-        var (model, normalization) = CreateModel(labels, imageType);
+        var (model, preprocessing) = CreateModel(labels, imageType);
         try
         {
             model.To(device);
             var cfg = model.Config;
+            double learningRate = o.LearningRate
+                ?? (o.StartFrom is not null && o.FineTune != FineTuneMode.HeadOnly ? Options.Defaults.FineTuneLearningRate : Options.Defaults.LearningRate);
             var loaderOptions = new ImageLoaderOptions
             {
                 BatchSize = o.BatchSize, Shuffle = true, Seed = seed, Workers = o.Workers, Channels = cfg.Channels,
-                ImageSize = cfg.ImageSize, Normalization = normalization, OnBadImage = o.OnBadImage,
+                ImageSize = cfg.ImageSize, Normalization = preprocessing.Normalization, OnBadImage = o.OnBadImage,
+                ResizeMode = preprocessing.ResizeMode, Interpolation = preprocessing.Interpolation, CropFraction = preprocessing.CropFraction,
                 Augment = o.Augmentation == AugmentPreset.None ? null
                     : AugmentationPipeline.Training(o.Augmentation, cfg.ImageSize, cfg.ImageSize, cfg.Channels, o.HorizontalFlip).Apply,
             };
@@ -296,9 +317,9 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
                 : new ImageBatchLoader(validation, loaderOptions with { Shuffle = false, Augment = null, BatchSize = o.ScoringBatchSize });
             var trainer = new Trainer(model, new TrainerOptions
             {
-                Epochs = Math.Max(1, o.Epochs), LearningRate = o.LearningRate, WeightDecay = o.WeightDecay, WarmupFraction = o.WarmupFraction,
-                MinLearningRate = Math.Min(1e-6, o.LearningRate), Schedule = o.Schedule, LabelSmoothing = o.LabelSmoothing,
-                ClipGradNorm = o.ClipGradNorm, Seed = (ulong)seed, EarlyStopping = o.EarlyStopping,
+                Epochs = Math.Max(1, o.Epochs), LearningRate = learningRate, WeightDecay = o.WeightDecay, WarmupFraction = o.WarmupFraction,
+                MinLearningRate = Math.Min(1e-6, learningRate), Schedule = o.Schedule, LabelSmoothing = o.LabelSmoothing,
+                ClipGradNorm = o.ClipGradNorm, Seed = (ulong)seed, EarlyStopping = o.EarlyStopping, LayerDecay = o.LayerDecay,
                 Mixing = o.MixupAlpha > 0 || o.CutMixAlpha > 0
                     ? new BatchMixing { MixupAlpha = o.MixupAlpha, CutMixAlpha = o.CutMixAlpha, LabelSmoothing = o.LabelSmoothing }
                     : null,
@@ -307,7 +328,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
                 : trainer.Fit(trainLoader, evalLoader, progress: o.Progress, cancellationToken: o.CancellationToken);
             model.Eval();
             var history = new TrainingHistory(result, trainLoader.SkippedCount, trainLoader.Warnings.ToList());
-            return new VitTransformer(model, labels, new VitPreprocessing(cfg.ImageSize, cfg.Channels, normalization),
+            return new VitTransformer(model, labels, preprocessing,
                 new VitColumns(o.ImageColumnName, o.ScoreColumnName, o.PredictedLabelColumnName), o.ScoringBatchSize, history, device);
         }
         catch
@@ -317,48 +338,48 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         }
     }
 
-    private (VisionTransformer Model, Normalization Normalization) CreateModel(List<string> labels, ImageDataViewType imageType)
+    private (VisionTransformer Model, VitPreprocessing Preprocessing) CreateModel(List<string> labels, ImageDataViewType imageType)
     {
         var o = TrainingOptions;
+        if (imageType.Height > 0 && imageType.Height != imageType.Width)
+            throw new ArgumentException($"ViT needs square images; the image column is {imageType.Width}x{imageType.Height}: resize to a square");
         if (o.StartFrom is null)
         {
             var cfg = BaseConfig() with { NumClasses = labels.Count };
             if (o.Channels is { } c) cfg = cfg with { Channels = c };
-            if (imageType.Height > 0)
-            {
-                if (imageType.Height != imageType.Width)
-                    throw new ArgumentException($"ViT needs square images; the image column is {imageType.Width}x{imageType.Height}: resize to a square");
-                cfg = cfg with { ImageSize = imageType.Height };
-            }
+            if (imageType.Height > 0) cfg = cfg with { ImageSize = imageType.Height };
             var norm = (o.Normalization ?? DefaultNormalization(cfg.Channels)).ForChannels(cfg.Channels);
-            return (new VisionTransformer(cfg.Validate()), norm);
+            return (new VisionTransformer(cfg.Validate()), new VitPreprocessing(cfg.ImageSize, cfg.Channels, norm));
         }
-        var start = PretrainedModel.Load(o.StartFrom);
-        var model = start.Model;
+        // The image column's size wins: the checkpoint's position embeddings are resampled to it.
+        var startOptions = (o.StartFromOptions ?? new PretrainedVitOptions()) with
+        {
+            ImageSize = imageType.Height > 0 ? imageType.Height : o.StartFromOptions?.ImageSize,
+        };
+        using var start = PretrainedVit.Load(o.StartFrom, startOptions);
+        var model = start.TakeModel();
         try
         {
             var cfg = model.Config;
             if (o.Channels is { } ch && ch != cfg.Channels)
-                throw new ArgumentException($"Channels is {ch} but the saved model {o.StartFrom} takes {cfg.Channels}-channel images");
-            if (imageType.Height > 0 && imageType.Height != cfg.ImageSize)
-                throw new ArgumentException(
-                    $"the saved model expects {cfg.ImageSize}x{cfg.ImageSize} images but the image column is resized to {imageType.Width}x{imageType.Height}");
-            // Keep the input scaling the backbone was trained with, unless the user says otherwise.
-            var norm = (o.Normalization ?? start.Normalization ?? DefaultNormalization(cfg.Channels)).ForChannels(cfg.Channels);
+                throw new ArgumentException($"Channels is {ch} but the checkpoint {o.StartFrom} takes {cfg.Channels}-channel images");
+            // Keep the input scaling and resizing the backbone was trained with, unless the user says otherwise.
+            var pre = start.Preprocessing;
+            if (o.Normalization is { } n) pre = pre with { Normalization = n.ForChannels(cfg.Channels) };
             bool sameLabels = start.Labels is not null && start.Labels.SequenceEqual(labels);
             if (o.FineTune == FineTuneMode.Continue)
             {
                 if (!sameLabels)
-                    throw new ArgumentException($"FineTune = Continue needs the saved model's labels ({string.Join(", ", start.Labels ?? [])}); the data has {string.Join(", ", labels)}");
+                    throw new ArgumentException(start.Labels is null
+                        ? $"FineTune = Continue needs a checkpoint with labels; {o.StartFrom} has none (use Full or HeadOnly for a new head)"
+                        : $"FineTune = Continue needs the saved model's labels ({string.Join(", ", start.Labels)}); the data has {string.Join(", ", labels)}");
             }
             else if (!sameLabels || o.FineTune == FineTuneMode.HeadOnly)
             {
                 model.ReplaceHead(labels.Count);
             }
-            if (o.FineTune == FineTuneMode.HeadOnly)
-                foreach (var (name, p) in model.NamedParameters())
-                    p.RequiresGrad = name.StartsWith("head.", StringComparison.Ordinal);
-            return (model, norm);
+            if (o.FineTune == FineTuneMode.HeadOnly) model.FreezeBackbone();
+            return (model, pre);
         }
         catch
         {

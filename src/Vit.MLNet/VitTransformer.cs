@@ -6,12 +6,6 @@ using Vit.Torch.Training;
 
 namespace Vit.MLNet;
 
-/// <summary>How images become model input: size, channels and normalisation.</summary>
-/// <param name="ImageSize">Side of the square model input.</param>
-/// <param name="Channels">1 or 3.</param>
-/// <param name="Normalization">Per-channel mean/std.</param>
-public sealed record VitPreprocessing(int ImageSize, int Channels, Normalization Normalization);
-
 /// <summary>Column names a <see cref="VitTransformer"/> reads and writes.</summary>
 /// <param name="Image">The image column read.</param>
 /// <param name="Score">The probabilities column written.</param>
@@ -50,7 +44,7 @@ public sealed class VitTransformer : ITransformer, IDisposable
     /// <summary>The labels, in the order of the <c>Score</c> vector.</summary>
     public IReadOnlyList<string> Labels { get; }
 
-    /// <summary>Input size, channels and normalisation.</summary>
+    /// <summary>Input size, channels, normalisation, and how images of another size are resized.</summary>
     public VitPreprocessing Preprocessing { get; }
 
     /// <summary>Columns read and written.</summary>
@@ -106,9 +100,7 @@ public sealed class VitTransformer : ITransformer, IDisposable
                 if (s.Path is not null && !File.Exists(s.Path))
                     throw new FileNotFoundException($"image file not found: {s.Path}", s.Path);
                 using var decoded = s.Decode(p.Channels);
-                images.Add(decoded.Width == p.ImageSize && decoded.Height == p.ImageSize
-                    ? decoded.Clone()
-                    : decoded.Resize(p.ImageSize, p.ImageSize, ResizeMode.Crop, Interpolation.Bilinear));
+                images.Add(p.Resize(decoded));
             }
             using var scope = TensorScope.Begin();
             using var noGrad = Engine.NoGrad();

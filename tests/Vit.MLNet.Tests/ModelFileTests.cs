@@ -31,7 +31,7 @@ public sealed class ModelFileTests
         CollectionAssert.AreEquivalent(new[] { "model.json", "weights.safetensors", "training.json" }, zip.Entries.Select(e => e.FullName).ToArray());
         using var s = zip.GetEntry("model.json")!.Open();
         var json = JsonNode.Parse(s)!;
-        Assert.AreEqual(1, (int)json["format_version"]!);
+        Assert.AreEqual(2, (int)json["format_version"]!);
         CollectionAssert.AreEqual(Fixtures.Classes, json["labels"]!.AsArray().Select(n => (string)n!).ToArray());
         Assert.AreEqual(16, (int)json["preprocessing"]!["image_size"]!);
     }
@@ -62,7 +62,7 @@ public sealed class ModelFileTests
             w.Write(json.ToJsonString());
         }
         var e = Assert.Throws<InvalidDataException>(() => new VitContext().Model.Load(p, out _));
-        StringAssert.Contains(e.Message, "format version 99, newer than this library reads (1)");
+        StringAssert.Contains(e.Message, "format version 99, newer than this library reads (2)");
     }
 
     [TestMethod]

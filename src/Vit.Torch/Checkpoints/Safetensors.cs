@@ -233,7 +233,7 @@ public static unsafe class Safetensors
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
-        return ReadHeader(fs, path);
+        return ReadHeader(fs, fs.Length, path);
     }
 
     /// <summary>
@@ -269,20 +269,34 @@ public static unsafe class Safetensors
             throw new PlatformNotSupportedException("safetensors stores little-endian data; this machine is big-endian");
         // No FileStream buffer: the data is read straight into tensor memory.
         var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.RandomAccess);
+        return Open(fs, fs.Length, path);
+    }
+
+    /// <summary>
+    /// Reads a safetensors file from <paramref name="stream"/> (e.g. an entry of a zip) of <paramref name="length"/>
+    /// bytes, named <paramref name="source"/> in errors; the returned file owns the stream. A stream that cannot seek
+    /// is read front to back: its tensors must then be read in data order.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The data is not a valid safetensors file; the message names the source and the problem.</exception>
+    public static ITensorFile Open(Stream stream, long length, string source)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentException.ThrowIfNullOrEmpty(source);
         try
         {
-            return new SafetensorsFile(path, fs, ReadHeader(fs, path));
+            return new SafetensorsFile(source, stream, ReadHeader(stream, length, source));
         }
         catch
         {
-            fs.Dispose();
+            stream.Dispose();
             throw;
         }
     }
 
-    private sealed class SafetensorsFile(string path, FileStream fs, SafetensorsHeader header) : ITensorFile
+    private sealed class SafetensorsFile(string path, Stream fs, SafetensorsHeader header) : ITensorFile
     {
         private readonly Dictionary<string, SafetensorsEntry> byName = header.Entries.ToDictionary(e => e.Name, StringComparer.Ordinal);
+        private long position = header.DataStart;  // of a stream that cannot seek
 
         public string Path => path;
 
@@ -297,7 +311,7 @@ public static unsafe class Safetensors
             try
             {
                 if (e.ByteLength == 0) return t;
-                fs.Position = header.DataStart + e.Begin;
+                MoveTo(header.DataStart + e.Begin, e.Name);
                 var p = (byte*)t.DataPointer();
                 for (long done = 0; done < e.ByteLength;)
                 {
@@ -315,6 +329,7 @@ public static unsafe class Safetensors
                         throw Bad(path, $"tensor '{e.Name}' is BOOL but holds the byte {span[bad]} (only 0 and 1 are booleans)");
                     done += n;
                 }
+                position = header.DataStart + e.End;
                 return t;
             }
             catch
@@ -324,19 +339,43 @@ public static unsafe class Safetensors
             }
         }
 
+        private void MoveTo(long offset, string name)
+        {
+            if (fs.CanSeek)
+            {
+                fs.Position = offset;
+                return;
+            }
+            if (offset < position)
+                throw Bad(path, $"tensor '{name}' lies before data already read; this stream is read front to back, so its tensors must be read in data order");
+            var skip = new byte[Math.Min(1 << 16, Math.Max(1, offset - position))];
+            while (position < offset)
+            {
+                int n = fs.Read(skip, 0, (int)Math.Min(skip.Length, offset - position));
+                if (n == 0) throw Bad(path, $"the data ended before tensor '{name}' (truncated?)");
+                position += n;
+            }
+        }
+
         public void Dispose() => fs.Dispose();
     }
 
     private static InvalidDataException Bad(string path, string problem) =>
         new($"'{path}' is not a valid safetensors file: {problem}");
 
-    private static SafetensorsHeader ReadHeader(FileStream fs, string path)
+    private static SafetensorsHeader ReadHeader(Stream fs, long fileLength, string path)
     {
-        long fileLength = fs.Length;
         if (fileLength < 8)
             throw Bad(path, $"the file is {fileLength} bytes long, shorter than the 8-byte header length that starts every safetensors file");
         Span<byte> prefix = stackalloc byte[8];
-        fs.ReadExactly(prefix);
+        try
+        {
+            fs.ReadExactly(prefix);
+        }
+        catch (EndOfStreamException)
+        {
+            throw Bad(path, "the data ended inside the 8-byte header length (truncated?)");
+        }
         ulong n = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
         // Checked before anything is allocated: the length is untrusted.
         if (n > (ulong)(fileLength - 8))
@@ -344,7 +383,14 @@ public static unsafe class Safetensors
         if (n > MaxHeaderLength)
             throw Bad(path, $"the header length {n} exceeds the limit of {MaxHeaderLength} bytes");
         var bytes = new byte[n];
-        fs.ReadExactly(bytes);
+        try
+        {
+            fs.ReadExactly(bytes);
+        }
+        catch (EndOfStreamException)
+        {
+            throw Bad(path, "the data ended inside the header (truncated?)");
+        }
         long dataStart = 8 + (long)n;
         long dataLength = fileLength - dataStart;
 

@@ -1,0 +1,185 @@
+using System.IO.Compression;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Vit.Torch.Imaging;
+using Vit.Torch.Model;
+
+namespace Vit.Torch.Checkpoints;
+
+/// <summary>
+/// Our model file: one zip readable without this library. <c>model.json</c> holds the format name and version, the
+/// architecture (<see cref="VitConfig.ToJson"/>), the labels and the preprocessing (<see cref="VitPreprocessing.ToJson"/>),
+/// plus whatever the caller adds (Vit.MLNet: the pipeline steps and input schema); <c>weights.safetensors</c>
+/// (stored uncompressed) the weights under timm names; <c>training.json</c> what training did. Saving writes a
+/// temporary file and renames it over the target; loading builds nothing before the architecture is checked
+/// against the weights' shapes.
+/// </summary>
+public static class VitModelZip
+{
+    /// <summary>The value of model.json's <c>format</c>.</summary>
+    public const string Magic = "vit-dotnet-model";
+
+    /// <summary>The format version written (1: first; 2: class_token, fc_norm, resize mode, interpolation, crop fraction).</summary>
+    public const int FormatVersion = 2;
+
+    /// <summary>Entry names.</summary>
+    public const string ModelEntry = "model.json", WeightsEntry = "weights.safetensors", TrainingEntry = "training.json";
+
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
+    /// <summary>Whether <paramref name="path"/> is a zip that holds a model.json (ours, or damaged ours).</summary>
+    public static bool IsModelZip(string path)
+    {
+        try
+        {
+            using var zip = ZipFile.OpenRead(path);
+            return zip.GetEntry(ModelEntry) is not null;
+        }
+        catch (InvalidDataException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Writes a model file atomically. <paramref name="extra"/>'s top-level fields go into model.json after ours;
+    /// <paramref name="trainingJson"/> (null: an empty history) becomes training.json.
+    /// </summary>
+    public static void Save(string path, VisionTransformer model, IReadOnlyList<string> labels, VitPreprocessing preprocessing,
+        JsonObject? extra = null, string? trainingJson = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(labels);
+        ArgumentNullException.ThrowIfNull(preprocessing);
+        if (labels.Count != model.Config.NumClasses)
+            throw new ArgumentException($"{labels.Count} labels for a model with {model.Config.NumClasses} classes", nameof(labels));
+        preprocessing.Validate();
+        var json = new JsonObject
+        {
+            ["format"] = Magic,
+            ["format_version"] = FormatVersion,
+            ["library"] = "Vit for .NET",
+            ["architecture"] = model.Config.ToJson(),
+            ["labels"] = new JsonArray(labels.Select(l => (JsonNode?)l).ToArray()),
+            ["preprocessing"] = preprocessing.ToJson(),
+        };
+        if (extra is not null)
+            foreach (var (k, v) in extra)
+                json[k] = v?.DeepClone();
+        var training = trainingJson ?? new JsonObject { ["history"] = new JsonObject() }.ToJsonString(Indented);
+
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        Directory.CreateDirectory(dir);
+        var tmp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
+        var weightsTmp = tmp + ".safetensors";
+        try
+        {
+            model.SaveSafetensors(weightsTmp);
+            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
+            {
+                using (var zip = new ZipArchive(fs, ZipArchiveMode.Create, leaveOpen: true))
+                {
+                    WriteText(zip, ModelEntry, json.ToJsonString(Indented));
+                    zip.CreateEntryFromFile(weightsTmp, WeightsEntry, CompressionLevel.NoCompression);
+                    WriteText(zip, TrainingEntry, training);
+                }
+                fs.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, path, overwrite: true);
+        }
+        finally
+        {
+            File.Delete(weightsTmp);
+            if (File.Exists(tmp)) File.Delete(tmp);
+        }
+    }
+
+    private static void WriteText(ZipArchive zip, string name, string text)
+    {
+        using var w = new StreamWriter(zip.CreateEntry(name, CompressionLevel.Optimal).Open());
+        w.Write(text);
+    }
+
+    /// <summary>
+    /// Reads a model file: model.json (format, version, architecture, labels, preprocessing) checked, the weights'
+    /// shapes checked against the architecture, then the model built and filled. <paramref name="modelJson"/> receives
+    /// model.json for the caller's own fields; <paramref name="trainingJson"/> training.json, if present.
+    /// </summary>
+    /// <exception cref="InvalidDataException">Not our model file, a newer format, or damaged; the message names the file and the problem.</exception>
+    public static PretrainedVit Load(string path, PretrainedVitOptions? options, out JsonObject modelJson, out string? trainingJson)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!File.Exists(path)) throw new FileNotFoundException($"model file not found: {path}", path);
+        long fileLength = new FileInfo(path).Length;
+        ZipArchive zip;
+        try
+        {
+            zip = ZipFile.OpenRead(path);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDataException($"{path} is not a Vit for .NET model file (not a readable zip archive: {e.Message}); it may be truncated or damaged", e);
+        }
+        using (zip)
+        {
+            try
+            {
+                var modelEntry = zip.GetEntry(ModelEntry) ?? throw new InvalidDataException(
+                    $"{path} is not a Vit for .NET model file: it has no {ModelEntry} (entries: {string.Join(", ", zip.Entries.Take(10).Select(e => e.FullName))})");
+                string src = $"{path} ({ModelEntry})";
+                JsonObject json;
+                using (var s = Open(modelEntry, fileLength, path)) json = JsonFields.Parse(s, src);
+                if (JsonFields.OptString(json, "format", src) != Magic)
+                    throw new InvalidDataException($"{path} is not a Vit for .NET model file: {ModelEntry} does not say format '{Magic}'");
+                int version = JsonFields.Int(json, "format_version", src);
+                if (version > FormatVersion)
+                    throw new InvalidDataException($"{path} has model format version {version}, newer than this library reads ({FormatVersion}); update Vit for .NET");
+                if (version < 1) throw new InvalidDataException($"{path}: invalid format_version {version}");
+                var config = VitConfig.FromJson(json["architecture"], $"{src} architecture");
+                var labels = JsonFields.Strings(json["labels"], "labels", src);
+                var pre = VitPreprocessing.FromJson(json["preprocessing"], $"{src} preprocessing");
+                if (pre.ImageSize != config.ImageSize || pre.Channels != config.Channels)
+                    throw new InvalidDataException(
+                        $"{src}: the preprocessing ({pre.ImageSize}px, {pre.Channels} channels) does not match the architecture ({config.ImageSize}px, {config.Channels} channels)");
+
+                trainingJson = null;
+                if (zip.GetEntry(TrainingEntry) is { } te)
+                    using (var s = Open(te, fileLength, path))
+                        trainingJson = JsonFields.Parse(s, $"{path} ({TrainingEntry})").ToJsonString(Indented);
+
+                var weights = zip.GetEntry(WeightsEntry) ?? throw new InvalidDataException($"{path} is damaged: it has no {WeightsEntry}");
+                var file = Safetensors.Open(Open(weights, fileLength, path), weights.Length, $"{path} ({WeightsEntry})");
+                using var index = new CheckpointIndex([file], $"{path} ({WeightsEntry})");
+                var result = PretrainedVit.FromIndex(index, new CheckpointDescription(StatedConfig.Of(config, src), labels, pre),
+                    options ?? new PretrainedVitOptions(), CheckpointLayout.Timm);
+                modelJson = json;
+                return result;
+            }
+            catch (InvalidDataException e) when (!e.Message.Contains(path, StringComparison.Ordinal))
+            {
+                throw new InvalidDataException($"{path} is damaged: {e.Message}", e);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Opens an entry after bounding what it can expand to: at most the file's size when stored, 64 times its
+    /// compressed size when deflated (a zip bomb declares sizes it does not have, or compresses absurdly).
+    /// </summary>
+    private static Stream Open(ZipArchiveEntry entry, long fileLength, string path)
+    {
+        if (entry.CompressedLength > fileLength)
+            throw new InvalidDataException($"{path} is damaged: {entry.FullName} claims {entry.CompressedLength} compressed bytes in a {fileLength}-byte file");
+        if (entry.Length > 64 * entry.CompressedLength + (1 << 20))
+            throw new InvalidDataException($"{path} is damaged: {entry.FullName} would expand {entry.CompressedLength} bytes to {entry.Length}");
+        try
+        {
+            return entry.Open();
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDataException($"{path} is damaged: {entry.FullName} cannot be read ({e.Message})", e);
+        }
+    }
+}
