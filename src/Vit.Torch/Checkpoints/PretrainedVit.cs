@@ -105,22 +105,20 @@ public sealed class PretrainedVit : IDisposable
                 return FromIndex(index, description, options, expected: timm ? CheckpointLayout.Timm : CheckpointLayout.HuggingFace);
         }
         if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint not found: {path}", path);
-        if (StartsWith(path, "PK\u0003\u0004"u8))
+        // Recognised by content: zips (ours, or torch.save's), safetensors (a JSON header after 8 bytes), pickles.
+        Span<byte> head = stackalloc byte[9];
+        int n;
+        using (var fs = File.OpenRead(path)) n = fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        if (n >= 4 && head[..4].SequenceEqual("PK\u0003\u0004"u8))
         {
             if (VitModelZip.IsModelZip(path)) return VitModelZip.Load(path, options, out _, out _);
             using var torch = new CheckpointIndex([TorchCheckpoint.Open(path)], path);
             return FromIndex(torch, null, options, expected: null);
         }
-        if (StartsWith(path, [0x80])) TorchCheckpoint.Open(path).Dispose();  // the legacy torch.save format: its reader says so
-        using var index1 = new CheckpointIndex([Safetensors.Open(path)], path);
-        return FromIndex(index1, OurMetadata(index1.Metadata, path), options, expected: null);
-    }
-
-    private static bool StartsWith(string path, ReadOnlySpan<byte> magic)
-    {
-        using var fs = File.OpenRead(path);
-        Span<byte> head = stackalloc byte[magic.Length];
-        return fs.Read(head) == magic.Length && head.SequenceEqual(magic);
+        if (n >= 1 && head[0] == 0x80 && !(n == 9 && head[8] == (byte)'{'))
+            TorchCheckpoint.Open(path).Dispose();  // a bare pickle: the legacy torch.save format, which its reader names
+        using var file = new CheckpointIndex([Safetensors.Open(path)], path);
+        return FromIndex(file, OurMetadata(file.Metadata, path), options, expected: null);
     }
 
     /// <summary>The config, preprocessing and labels our safetensors files carry (<see cref="VitMetadata"/>), if any.</summary>
@@ -147,9 +145,10 @@ public sealed class PretrainedVit : IDisposable
         var inferred = FromShapes(index, map);
         var fileConfig = Resolve(inferred, description?.Config, options, map.Layout, index.Source);
 
-        // Cross-checks before anything is allocated: the file's data must hold every parameter the config implies.
+        // Before anything is allocated: the file's data must back the parameters the config implies (with slack, so
+        // that a few missing tensors are listed by name below rather than refused here).
         long needed = new VitParameterCount(fileConfig).Count;
-        if (needed > index.TotalElements)
+        if (needed > 2 * index.TotalElements + (1 << 20))
             throw new InvalidDataException($"'{index.Source}': the config needs {needed:N0} parameters but the file holds only {index.TotalElements:N0} values");
         var config = fileConfig;
         if (options.ImageSize is { } size && size != fileConfig.ImageSize)

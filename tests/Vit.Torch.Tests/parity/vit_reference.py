@@ -8,7 +8,7 @@ bias, exact GELU), final LayerNorm, class-token pooling, linear head.
     python3 vit_reference.py WEIGHTS INPUTS OUTPUT
 
 WEIGHTS  safetensors written by Vit.Torch: timm names; "__metadata__" holds "heads" (the only hyper-parameter
-         that the weight shapes do not tell) and optionally "layer_norm_eps".
+         that the weight shapes do not tell) and optionally "layer_norm_eps" and "pooling" ("token" or "mean").
 INPUTS   safetensors with "images" (B, C, H, W) and "w" (B, classes).
 OUTPUT   safetensors written here. For each precision s in (f32, f64) the model runs with weights and inputs
          cast to that precision and writes, in that precision:
@@ -16,12 +16,10 @@ OUTPUT   safetensors written here. For each precision s in (f32, f64) the model 
            grad_pos_embed_s   d sum(logits * w) / d pos_embed
            grad_qkv0_s        d sum(logits * w) / d blocks.0.attn.qkv.weight
 
-Safetensors is read and written with json + struct + torch.frombuffer only: the `safetensors` package is not
-a dependency.
+Safetensors is read and written by safetensors_io.py (json + struct only: the `safetensors` package is not a
+dependency).
 """
-import json
 import math
-import struct
 import sys
 
 try:
@@ -32,48 +30,7 @@ except ImportError as error:
     sys.stderr.write(f"{sys.executable} cannot import torch ({error}); install Debian's python3-torch\n")
     sys.exit(3)
 
-DTYPES = {
-    "F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-    "U8": torch.uint8, "BOOL": torch.bool,
-}
-CODES = {v: k for k, v in DTYPES.items()}
-
-
-def read_safetensors(path):
-    """Returns ({name: tensor}, metadata) of a safetensors file."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n].decode("utf-8"))
-    metadata = header.pop("__metadata__", {})
-    data = blob[8 + n:]
-    tensors = {}
-    for name, info in header.items():
-        begin, end = info["data_offsets"]
-        dtype, shape = DTYPES[info["dtype"]], info["shape"]
-        if end > begin:
-            tensors[name] = torch.frombuffer(bytearray(data[begin:end]), dtype=dtype).reshape(shape)
-        else:
-            tensors[name] = torch.empty(shape, dtype=dtype)
-    return tensors, metadata
-
-
-def write_safetensors(path, tensors):
-    """Writes {name: tensor} (float32/float64) as safetensors, header padded to 8 bytes."""
-    header, chunks, offset = {}, [], 0
-    for name, t in tensors.items():
-        raw = t.detach().contiguous().numpy().tobytes()  # x86: little-endian, as the format requires
-        header[name] = {"dtype": CODES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
-        chunks.append(raw)
-        offset += len(raw)
-    text = json.dumps(header).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for c in chunks:
-            f.write(c)
+from safetensors_io import read_safetensors, write_safetensors
 
 
 def attention(x, p, prefix, heads):
@@ -90,14 +47,20 @@ def attention(x, p, prefix, heads):
     return F.linear(out, p[prefix + "proj.weight"], p[prefix + "proj.bias"])
 
 
-def vit(p, images, heads, eps):
-    """Logits (B, classes) of images (B, C, H, W)."""
+def vit(p, images, heads, eps, pooling):
+    """Logits (B, classes) of images (B, C, H, W). The class token is optional; pooling is "token" (the class
+    token's state, eq. 4) or "mean" (of the patch tokens); the final LayerNorm is either "norm" on every token
+    before pooling, or "fc_norm" on the pooled vector (timm's average-pool variants)."""
     w = p["patch_embed.proj.weight"]                                       # (D, C, P, P)
     d, patch = w.shape[0], w.shape[-1]
     x = F.conv2d(images, w, p["patch_embed.proj.bias"], stride=patch)      # (B, D, H/P, W/P)
     x = x.flatten(2).transpose(1, 2)                                       # (B, N, D)
-    cls = p["cls_token"].expand(x.shape[0], -1, -1)                        # (B, 1, D)
-    x = torch.cat([cls, x], dim=1) + p["pos_embed"]                        # eq. 1
+    prefix = 0
+    if "cls_token" in p:
+        cls = p["cls_token"].expand(x.shape[0], -1, -1)                    # (B, 1, D)
+        x = torch.cat([cls, x], dim=1)
+        prefix = 1
+    x = x + p["pos_embed"]                                                 # eq. 1
     depth = len({k.split(".")[1] for k in p if k.startswith("blocks.")})
     for i in range(depth):
         b = f"blocks.{i}."
@@ -106,8 +69,12 @@ def vit(p, images, heads, eps):
         h = F.layer_norm(x, (d,), p[b + "norm2.weight"], p[b + "norm2.bias"], eps)
         h = F.gelu(F.linear(h, p[b + "mlp.fc1.weight"], p[b + "mlp.fc1.bias"]), approximate="none")
         x = x + F.linear(h, p[b + "mlp.fc2.weight"], p[b + "mlp.fc2.bias"])  # eq. 3
-    x = F.layer_norm(x, (d,), p["norm.weight"], p["norm.bias"], eps)      # eq. 4
-    return F.linear(x[:, 0], p["head.weight"], p["head.bias"])             # class token -> head
+    if "norm.weight" in p:
+        x = F.layer_norm(x, (d,), p["norm.weight"], p["norm.bias"], eps)  # eq. 4
+    x = x[:, 0] if pooling == "token" else x[:, prefix:].mean(dim=1)
+    if "fc_norm.weight" in p:
+        x = F.layer_norm(x, (d,), p["fc_norm.weight"], p["fc_norm.bias"], eps)
+    return F.linear(x, p["head.weight"], p["head.bias"])
 
 
 def main(argv):
@@ -117,11 +84,12 @@ def main(argv):
     inputs, _ = read_safetensors(argv[2])
     heads = int(meta["heads"])
     eps = float(meta.get("layer_norm_eps", "1e-6"))
+    pooling = meta.get("pooling", "token")
     out = {}
     for suffix, dtype in (("f32", torch.float32), ("f64", torch.float64)):
         wanted = ("pos_embed", "blocks.0.attn.qkv.weight")
         p = {k: v.to(dtype).detach().requires_grad_(k in wanted) for k, v in weights.items()}  # fresh leaves
-        logits = vit(p, inputs["images"].to(dtype), heads, eps)
+        logits = vit(p, inputs["images"].to(dtype), heads, eps, pooling)
         (logits * inputs["w"].to(dtype)).sum().backward()
         out["logits_" + suffix] = logits.detach()
         out["grad_pos_embed_" + suffix] = p["pos_embed"].grad
