@@ -156,6 +156,76 @@ public sealed class TrainingTests
     }
 
     [TestMethod]
+    public void LayerDecayScalesEachBlocksLearningRate()
+    {
+        var scale = AdamW.LayerDecay(0.5, depth: 2);
+        Assert.AreEqual(0.125, scale("pos_embed"));            // layer 0: decay^(depth + 1)
+        Assert.AreEqual(0.125, scale("cls_token"));
+        Assert.AreEqual(0.125, scale("patch_embed.proj.weight"));
+        Assert.AreEqual(0.25, scale("blocks.0.attn.qkv.weight"));  // layer 1
+        Assert.AreEqual(0.5, scale("blocks.1.mlp.fc2.bias"));      // layer 2
+        Assert.AreEqual(1.0, scale("norm.weight"));               // layer depth + 1: the full rate
+        Assert.AreEqual(1.0, scale("fc_norm.bias"));
+        Assert.AreEqual(1.0, scale("head.weight"));
+        Assert.Throws<ArgumentOutOfRangeException>(() => AdamW.LayerDecay(1.5, 2));
+    }
+
+    [TestMethod]
+    public void AdamWWithLayerDecayStepsEachParameterAtItsScaledRate()
+    {
+        // The formula of AdamWStepMatchesTheFormula with lr_i = lr * scale_i, which scales the decoupled decay too.
+        using var scope = TensorScope.Begin();
+        string[] names = ["pos_embed", "blocks.0.mlp.fc1.weight", "head.weight"];
+        double[] scales = [0.125, 0.25, 1.0], w0 = [0.5, -1.0, 2.0], c = [0.3, -0.2, 0.1];
+        var ws = w0.Select(x => Tensor.FromArray(new[] { x }, 1).DetachFromScope()).ToArray();
+        foreach (var w in ws) w.RequiresGrad = true;
+        const double lr = 0.01, wd = 0.1, b1 = 0.9, b2 = 0.999, eps = 1e-8;
+        using var opt = new AdamW(names.Zip(ws), lr, wd, b1, b2, eps, decays: (_, _) => true, learningRateScale: AdamW.LayerDecay(0.5, 2));
+        CollectionAssert.AreEqual(scales, opt.Groups.Select(g => g.LearningRateScale).ToArray());
+        var expected = (double[])w0.Clone();
+        double[] m = new double[3], v = new double[3];
+        for (int t = 1; t <= 3; t++)
+        {
+            for (int i = 0; i < 3; i++) (ws[i] * ws[i] * c[i]).Sum().Backward();
+            opt.Step();
+            opt.ZeroGrad();
+            for (int i = 0; i < 3; i++)
+            {
+                double g = 2 * expected[i] * c[i], lri = lr * scales[i];
+                expected[i] *= 1 - lri * wd;
+                m[i] = b1 * m[i] + (1 - b1) * g;
+                v[i] = b2 * v[i] + (1 - b2) * g * g;
+                double mh = m[i] / (1 - Math.Pow(b1, t)), vh = v[i] / (1 - Math.Pow(b2, t));
+                expected[i] -= lri * mh / (Math.Sqrt(vh) + eps);
+            }
+        }
+        for (int i = 0; i < 3; i++) Assert.AreEqual(expected[i], ws[i].ToArray<double>()[0], 1e-12, names[i]);
+        foreach (var w in ws) w.Dispose();
+    }
+
+    [TestMethod]
+    public void FrozenBackboneStaysInEvaluationModeWhileTheHeadTrains()
+    {
+        using var model = new VisionTransformer(ModelTests.Tiny() with { Dropout = 0.5, AttentionDropout = 0.5, DropPath = 0.5 });
+        using var scope = TensorScope.Begin();
+        var images = Tensor.Randn([4, 1, 8, 8]);
+        model.Train();
+        CollectionAssert.AreNotEqual(model.ForwardFeatures(images).ToArray<float>(), model.ForwardFeatures(images).ToArray<float>(),
+            "dropout is on in training mode");
+        model.FreezeBackbone();
+        model.Train();
+        Assert.IsTrue(model.Training);
+        Assert.IsTrue(model.Head!.Training);
+        Assert.IsFalse(model.Blocks[0].Training);
+        Assert.IsFalse(model.NamedParameters().Any(p => p.Parameter.RequiresGrad && !p.Name.StartsWith("head.")));
+        CollectionAssert.AreEqual(model.ForwardFeatures(images).ToArray<float>(), model.ForwardFeatures(images).ToArray<float>(),
+            "the frozen backbone has no dropout");
+        model.ReplaceHead(5);
+        Assert.IsTrue(model.Head!.Training);
+        Assert.IsTrue(model.Head.Weight.RequiresGrad);
+    }
+
+    [TestMethod]
     public void WeightDecaySkipsBiasesNormsPositionEmbeddingAndClassToken()
     {
         using var model = new VisionTransformer(ModelTests.Tiny());

@@ -1,0 +1,210 @@
+using System.Text.Json.Nodes;
+using Vit.MLNet;
+using Vit.Torch;
+using Engine = Vit.Torch.Torch;
+using Vit.Torch.Checkpoints;
+using Vit.Torch.Imaging;
+using Vit.Torch.Model;
+using Vit.Torch.Training;
+
+namespace Vit.MLNet.Tests;
+
+/// <summary>Starting from checkpoints in the pipeline: StartFrom, Import, the checkpoint's preprocessing, resampling, learning rates.</summary>
+[TestClass]
+public sealed class PretrainedTests
+{
+    /// <summary>The Fashion-MNIST example's head layout at a small size: D 96, 4 heads (D/64 would say 1).</summary>
+    private static VitEstimator.Options FourHeadOptions(int epochs) => new()
+    {
+        Architecture = VitArchitecture.Custom, Epochs = epochs, BatchSize = 8, LearningRate = 3e-3, Augmentation = AugmentPreset.None, Workers = 1,
+        CustomConfig = new VitConfig { ImageSize = 16, PatchSize = 8, Channels = 3, Dim = 96, Depth = 1, Heads = 4, MlpDim = 64 },
+    };
+
+    private static List<float[]> Scores(ITransformer model, IDataView data) =>
+        model.Transform(data).GetRows().Select(r => (float[])r["Score"]!).ToList();
+
+    [TestMethod]
+    public void OwnFourHeadWeightsRoundTripThroughStartFromAndPredictIdentically()
+    {
+        var ctx = new VitContext(seed: 3);
+        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
+        var dir = Directory.CreateTempSubdirectory().FullName;
+        using var trained = Fixtures.Pipeline(ctx, FourHeadOptions(epochs: 1)).Fit(data);
+        var expected = Scores(trained, data);
+        var vit = trained.LastTransformer;
+        var zip = Path.Combine(dir, "model.zip");
+        ctx.Model.Save(trained, data.Schema, zip);
+        var st = Path.Combine(dir, "weights.safetensors");
+        vit.Model.Save(st, vit.Preprocessing, vit.Labels);
+
+        foreach (var source in new[] { zip, st })
+        {
+            var options = FourHeadOptions(epochs: 0);
+            options.StartFrom = source;
+            options.FineTune = FineTuneMode.Continue;
+            using var resumed = Fixtures.Pipeline(ctx, options).Fit(data);
+            Assert.AreEqual(4, resumed.LastTransformer.Model.Config.Heads, source);
+            var got = Scores(resumed, data);
+            for (int i = 0; i < expected.Count; i++) CollectionAssert.AreEqual(expected[i], got[i], $"{source}, row {i}");
+        }
+
+        // The same weights without our metadata (timm names only): the head count is not guessed.
+        var bare = Path.Combine(dir, "bare.safetensors");
+        Safetensors.Save(bare, vit.Model.NamedParameters());
+        var o = FourHeadOptions(epochs: 0);
+        o.StartFrom = bare;
+        var e = Assert.Throws<ArgumentException>(() => Fixtures.Pipeline(ctx, o).Fit(data));
+        StringAssert.Contains(e.Message, "head count is unknown");
+        o.StartFromOptions = new PretrainedVitOptions { Heads = 4, LayerNormEps = 1e-6 };
+        using var told = Fixtures.Pipeline(ctx, o).Fit(data);
+        Assert.AreEqual(4, told.LastTransformer.Model.Config.Heads);
+    }
+
+    [TestMethod]
+    public void StartFromAHuggingFaceFolderTakesItsPreprocessingAndResamplesToTheImageColumn()
+    {
+        var ctx = new VitContext(seed: 4);
+        using var checkpoint = HuggingFace.Folder(out var folder, new VitConfig
+        {
+            ImageSize = 16, PatchSize = 8, Dim = 48, Depth = 1, Heads = 3, MlpDim = 32, NumClasses = 4, LayerNormEps = 1e-12,
+        }, ["w", "x", "y", "z"], resample: 3);
+        var options = FourHeadOptions(epochs: 1);
+        options.StartFrom = folder;
+        options.FineTune = FineTuneMode.HeadOnly;
+        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
+        var pipeline = ctx.Transforms.LoadImages("Image", "", "ImagePath").Append(ctx.Transforms.ResizeImages("Image", 24, 24))
+            .Append(new VitEstimator(ctx, options));
+        using var tuned = pipeline.Fit(data);
+        var vit = tuned.LastTransformer;
+        Assert.AreEqual(24, vit.Model.Config.ImageSize);
+        Assert.AreEqual(3, vit.Model.Config.Heads);
+        Assert.AreEqual(1e-12, vit.Model.Config.LayerNormEps);
+        var p = vit.Preprocessing;
+        Assert.AreEqual((24, ResizeMode.Stretch, Interpolation.Bicubic), (p.ImageSize, p.ResizeMode, p.Interpolation));
+        Assert.AreEqual(Normalization.Half.ForChannels(3), p.Normalization);
+        CollectionAssert.AreEqual(Fixtures.Classes, vit.Labels.ToArray());
+        // Only the head trained; the position embedding is the checkpoint's, resampled from 2x2 to 3x3 patches.
+        using var scope = TensorScope.Begin();
+        var resampled = PositionEmbedding.Resample(checkpoint.PosEmbed, 1, 3).ToArray<float>();
+        CollectionAssert.AreEqual(resampled, vit.Model.PosEmbed.ToArray<float>());
+        CollectionAssert.AreEqual(checkpoint.Blocks[0].Attn.Qkv.Weight.ToArray<float>(), vit.Model.Blocks[0].Attn.Qkv.Weight.ToArray<float>());
+    }
+
+    [TestMethod]
+    public void ImportScoresWithTheCheckpointsOwnLabelsAndPreprocessing()
+    {
+        var ctx = new VitContext();
+        using var checkpoint = HuggingFace.Folder(out var folder, new VitConfig
+        {
+            ImageSize = 16, PatchSize = 8, Dim = 48, Depth = 1, Heads = 3, MlpDim = 32, NumClasses = 4, LayerNormEps = 1e-12,
+        }, ["w", "x", "y", "z"], resample: 2);
+        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
+        using var imported = ctx.Model.Import(folder);
+        CollectionAssert.AreEqual(new[] { "w", "x", "y", "z" }, imported.Labels.ToArray());
+        var loader = ctx.Transforms.LoadImages("Image", "", "ImagePath").Fit(data);
+        var rows = imported.Transform(loader.Transform(data)).GetRows().Take(6).ToList();
+
+        // The same images through the checkpoint's model by hand: decode, resize 24 -> 16 (stretch, bilinear), (v/255 - 0.5) / 0.5.
+        var paths = data.GetRows().Take(6).Select(r => (string)r["ImagePath"]!).ToList();
+        var images = paths.Select(f =>
+        {
+            using var decoded = Image.Decode(f);
+            return decoded.Resize(16, 16, ResizeMode.Stretch, Interpolation.Bilinear);
+        }).ToList();
+        using var scope = TensorScope.Begin();
+        using var noGrad = Engine.NoGrad();
+        var probs = F.Softmax(checkpoint.Forward(ImageBatch.ToTensor(images, Normalization.Half)), 1).ToArray<float>();
+        foreach (var im in images) im.Dispose();
+        for (int i = 0; i < rows.Count; i++)
+        {
+            var score = (float[])rows[i]["Score"]!;
+            for (int k = 0; k < 4; k++) Assert.AreEqual(probs[i * 4 + k], score[k], 1e-6, $"row {i}, class {k}");
+            Assert.AreEqual(imported.Labels[Array.IndexOf(score, score.Max())], rows[i]["PredictedLabel"]);
+        }
+    }
+
+    [TestMethod]
+    public void ImportOfABackboneSaysToFineTuneIt()
+    {
+        var ctx = new VitContext();
+        using var checkpoint = HuggingFace.Folder(out var folder, new VitConfig
+        {
+            ImageSize = 16, PatchSize = 8, Dim = 48, Depth = 1, Heads = 3, MlpDim = 32, NumClasses = 0,
+        }, null, resample: 2);
+        var e = Assert.Throws<ArgumentException>(() => ctx.Model.Import(folder));
+        StringAssert.Contains(e.Message, "no classification head");
+    }
+
+    [TestMethod]
+    public void FineTuningEveryWeightDefaultsToALowerLearningRateAndLayerDecaySlowsTheEarlyLayers()
+    {
+        var ctx = new VitContext(seed: 5);
+        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
+        var dir = Directory.CreateTempSubdirectory().FullName;
+        var zip = Path.Combine(dir, "pre.zip");
+        using (var pre = Fixtures.Pipeline(ctx, Fixtures.TinyOptions(epochs: 1)).Fit(data))
+            ctx.Model.Save(pre, data.Schema, zip);
+        using var start = PretrainedVit.Load(zip);
+        var before = start.Model.PatchEmbed.Weight.ToArray<float>();
+
+        double Run(double? layerDecay, out double peak)
+        {
+            var options = Fixtures.TinyOptions(epochs: 1);
+            options.LearningRate = null;
+            options.StartFrom = zip;
+            options.LayerDecay = layerDecay;
+            double max = 0;
+            options.Progress = new SyncProgress<VitTrainingProgress>(p => max = Math.Max(max, p.LearningRate));
+            using var tuned = Fixtures.Pipeline(ctx, options).Fit(data);
+            peak = max;
+            var after = tuned.LastTransformer.Model.PatchEmbed.Weight.ToArray<float>();
+            return before.Zip(after, (a, b) => Math.Abs(a - b)).Max();
+        }
+        double plain = Run(null, out var peakLr);
+        Assert.AreEqual(VitEstimator.Options.Defaults.FineTuneLearningRate, peakLr, 1e-9 * peakLr + 1e-12);
+        double decayed = Run(0.01, out _);  // the patch embedding learns at 0.01^3 of the rate (depth 2)
+        Assert.IsGreaterThan(0, plain);
+        Assert.IsLessThan(plain * 0.01, decayed);
+    }
+}
+
+/// <summary>Hugging Face folders written from a randomly initialised model, with transformers' names.</summary>
+internal static class HuggingFace
+{
+    /// <summary>Writes a folder (config.json, preprocessor_config.json with mean/std 0.5 and the PIL filter
+    /// <paramref name="resample"/>, model.safetensors) and returns the model it holds.</summary>
+    public static VisionTransformer Folder(out string folder, VitConfig config, IReadOnlyList<string>? labels, int resample)
+    {
+        folder = Directory.CreateTempSubdirectory("vit-hf-").FullName;
+        Engine.ManualSeed(11);
+        var model = new VisionTransformer(config);
+        model.Eval();
+        var map = VitNameMap.HuggingFace(classifier: true);
+        using (var scope = TensorScope.Begin())
+        {
+            var tensors = new List<(string, Tensor)>();
+            foreach (var (name, p) in model.NamedParameters())
+            {
+                var theirs = map.Theirs(name);
+                var parts = theirs.Count == 1 ? [p] : p.Chunk(theirs.Count, 0);
+                for (int i = 0; i < theirs.Count; i++) tensors.Add((theirs[i], parts[i]));
+            }
+            Safetensors.Save(Path.Combine(folder, "model.safetensors"), tensors);
+        }
+        var json = new JsonObject
+        {
+            ["model_type"] = "vit", ["hidden_size"] = config.Dim, ["num_hidden_layers"] = config.Depth, ["num_attention_heads"] = config.Heads,
+            ["intermediate_size"] = config.MlpDim, ["image_size"] = config.ImageSize, ["patch_size"] = config.PatchSize,
+            ["num_channels"] = config.Channels, ["hidden_act"] = "gelu", ["layer_norm_eps"] = config.LayerNormEps,
+        };
+        if (labels is not null) json["id2label"] = new JsonObject(labels.Select((l, i) => KeyValuePair.Create(i.ToString(), (JsonNode?)l)));
+        File.WriteAllText(Path.Combine(folder, "config.json"), json.ToJsonString());
+        File.WriteAllText(Path.Combine(folder, "preprocessor_config.json"), new JsonObject
+        {
+            ["do_resize"] = true, ["size"] = new JsonObject { ["height"] = config.ImageSize, ["width"] = config.ImageSize }, ["resample"] = resample,
+            ["do_rescale"] = true, ["rescale_factor"] = 1 / 255.0, ["do_normalize"] = true,
+            ["image_mean"] = new JsonArray(0.5, 0.5, 0.5), ["image_std"] = new JsonArray(0.5, 0.5, 0.5),
+        }.ToJsonString());
+        return model;
+    }
+}
