@@ -68,11 +68,13 @@ trainer.Fit(trainBatches, testBatches, onEpoch: r =>
 var final = Trainer.Evaluate(model, testBatches);
 Directory.CreateDirectory(args2.OutDir);
 var weightsPath = Path.Combine(args2.OutDir, "weights.safetensors");
-model.SaveSafetensors(weightsPath, new Dictionary<string, string>
-{
-    ["dataset"] = "fashion-mnist",
-    ["test_accuracy"] = final.Accuracy.ToString("R", CultureInfo.InvariantCulture),
-});
+// With the config, preprocessing and labels in its metadata: PretrainedVit.Load and VitEstimator's StartFrom read it back exactly.
+model.Save(weightsPath, new VitPreprocessing(model.Config.ImageSize, model.Config.Channels, FashionMnist.Normalization),
+    FashionMnist.ClassNames, new Dictionary<string, string>
+    {
+        ["dataset"] = "fashion-mnist",
+        ["test_accuracy"] = final.Accuracy.ToString("R", CultureInfo.InvariantCulture),
+    });
 Console.WriteLine($"saved weights to {weightsPath}");
 if (trainBatches.SkippedCount + testBatches.SkippedCount > 0)
     Console.WriteLine($"skipped {trainBatches.SkippedCount + testBatches.SkippedCount} unreadable images (see the warnings above)");

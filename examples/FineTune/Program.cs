@@ -16,11 +16,8 @@ var ctx = new VitContext(seed: 1);
 var train = FashionMnist.Load(train: true);
 var test = FashionMnist.Load(train: false);
 
-// Fashion-MNIST comes as pixels; write each image as a PNG file in <out>/<split>/<class>/, like a user's photos.
-IDataView Rows(InMemoryDataset d, string split, int from, int to, int max) => ctx.Data.LoadFromEnumerable(
-    Enumerable.Range(0, d.Count).Where(i => d.Label(i) >= from && d.Label(i) <= to)
-        .GroupBy(i => d.Label(i)).SelectMany(g => g.Take(max))
-        .Select(i => new Row { ImagePath = WritePng(d, i, Path.Combine(outDir, split)), Label = ClassName(d.Label(i)) }).ToList());
+// Fashion-MNIST comes as pixels; each image is written as a PNG file in <out>/<split>/<class>/, like a user's photos.
+IDataView Rows(InMemoryDataset d, string split, int from, int to, int max) => FashionMnistFiles.Rows(ctx, d, outDir, split, from, to, max);
 
 var config = new VitConfig { ImageSize = 28, PatchSize = 7, Channels = 1, Dim = 64, Depth = 4, Heads = 4, MlpDim = 128 };
 var options = new VitEstimator.Options
@@ -69,21 +66,6 @@ Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
     $"test accuracy on classes 5-9: before fine-tuning {beforeAcc:P2}, after fine-tuning the head {afterAcc:P2}"));
 return 0;
 
-static string ClassName(long label) => FashionMnist.ClassNames[(int)label].Replace('/', '-');
-
-static string WritePng(InMemoryDataset d, int i, string root)
-{
-    var dir = Directory.CreateDirectory(Path.Combine(root, ClassName(d.Label(i)))).FullName;
-    var path = Path.Combine(dir, $"{i:D5}.png");
-    if (File.Exists(path)) return path;
-    var px = new byte[28 * 28];
-    var src = d.Image(i);
-    for (int k = 0; k < px.Length; k++) px[k] = (byte)Math.Clamp(MathF.Round((src[k] * FashionMnist.Std + FashionMnist.Mean) * 255f), 0, 255);
-    using var img = Image.FromPixels(px, 28, 28, 1);
-    File.WriteAllBytes(path, img.EncodePng());
-    return path;
-}
-
 string ArgText(string name, string fallback)
 {
     int i = Array.IndexOf(args, name);
@@ -94,11 +76,4 @@ int Arg(string name, int fallback)
 {
     int i = Array.IndexOf(args, name);
     return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;
-}
-
-internal sealed class Row
-{
-    public string ImagePath { get; set; } = "";
-
-    public string Label { get; set; } = "";
 }

@@ -112,6 +112,14 @@ public sealed class PretrainedParityTests
     }
 
     [TestMethod]
+    public void TheWeightsFileOfAFolderIsReadWithTheFoldersConfig()
+    {
+        using var vit = PretrainedVit.Load(Path.Combine(Custom("hf"), "model.safetensors"));
+        Assert.AreEqual(4, vit.Model.Config.Heads);  // from config.json: 96 is no published size
+        CollectionAssert.AreEqual(Labels, vit.Labels!.ToArray());
+    }
+
+    [TestMethod]
     public void TorchvisionFilesGetTorchvisionsPreprocessing()
     {
         using var vit = PretrainedVit.Load(Custom("tv.pth"), new PretrainedVitOptions { Heads = 4 });

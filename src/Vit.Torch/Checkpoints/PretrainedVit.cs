@@ -88,7 +88,8 @@ public sealed class PretrainedVit : IDisposable
 
     /// <summary>
     /// Loads a checkpoint: a Hugging Face or timm folder, a safetensors file (ours, timm's or torchvision-named), a
-    /// torch.save file (<c>.pth</c>, <c>.bin</c>), or one of our model zips. The format is recognised from the content.
+    /// torch.save file (<c>.pth</c>, <c>.bin</c>), or one of our model zips. The format is recognised from the content;
+    /// a folder's <c>model.safetensors</c> or <c>pytorch_model.bin</c> is read with the folder's config.json.
     /// </summary>
     /// <exception cref="FileNotFoundException">Nothing at <paramref name="path"/>, or a folder without its files.</exception>
     /// <exception cref="InvalidDataException">The checkpoint is damaged or inconsistent; the message names the file and the problem.</exception>
@@ -105,6 +106,10 @@ public sealed class PretrainedVit : IDisposable
                 return FromIndex(index, description, options, expected: timm ? CheckpointLayout.Timm : CheckpointLayout.HuggingFace);
         }
         if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint not found: {path}", path);
+        // The weights file of a Hugging Face folder: its config.json beside it says what the file cannot.
+        var folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        if (Path.GetFileName(path) is "model.safetensors" or "pytorch_model.bin" && File.Exists(Path.Combine(folder, "config.json")))
+            return Load(folder, options);
         // Recognised by content: zips (ours, or torch.save's), safetensors (a JSON header after 8 bytes), pickles.
         Span<byte> head = stackalloc byte[9];
         int n;

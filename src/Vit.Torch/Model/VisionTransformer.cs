@@ -79,20 +79,22 @@ public sealed class VisionTransformer : Module
 
     /// <summary>
     /// Saves the weights (timm names) with the config and, when given, the preprocessing and labels in the file's
-    /// metadata, atomically: <see cref="PretrainedVit.Load"/> reads it back exactly, with nothing to guess.
+    /// metadata (plus <paramref name="metadata"/>'s own entries), atomically: <see cref="PretrainedVit.Load"/> reads
+    /// it back exactly, with nothing to guess.
     /// </summary>
-    public void Save(string path, VitPreprocessing? preprocessing = null, IReadOnlyList<string>? labels = null)
+    public void Save(string path, VitPreprocessing? preprocessing = null, IReadOnlyList<string>? labels = null,
+        IReadOnlyDictionary<string, string>? metadata = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-        if (preprocessing is not null) metadata[VitMetadata.Preprocessing] = preprocessing.Validate().ToJson().ToJsonString();
+        var all = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>(), StringComparer.Ordinal);
+        if (preprocessing is not null) all[VitMetadata.Preprocessing] = preprocessing.Validate().ToJson().ToJsonString();
         if (labels is not null)
         {
             if (labels.Count != Config.NumClasses)
                 throw new ArgumentException($"{labels.Count} labels for a model with {Config.NumClasses} classes", nameof(labels));
-            metadata[VitMetadata.Labels] = new JsonArray(labels.Select(l => (JsonNode?)l).ToArray()).ToJsonString();
+            all[VitMetadata.Labels] = new JsonArray(labels.Select(l => (JsonNode?)l).ToArray()).ToJsonString();
         }
-        this.SaveSafetensors(path, metadata);
+        this.SaveSafetensors(path, all);
     }
 
     /// <summary>Replaces the head (or gives a headless model one) with a freshly initialised head for

@@ -1,0 +1,152 @@
+// Fine-tune a published ViT checkpoint on a few hundred images, the way the reference notebooks do with torchvision's
+// vit_b_16 and Hugging Face's google/vit-base-patch16-224, and print test accuracy before and after.
+//
+//   dotnet run -c Release --project examples/FineTunePretrained -- [--per-class 100] [--epochs 6] [--out runs/finetune-pretrained]
+//       Makes both kinds of checkpoint on the spot, nothing downloaded: pretrain_torchvision.py trains a torchvision
+//       VisionTransformer on Fashion-MNIST classes 0-4 with PyTorch and saves it as a torchvision .pth and as a Hugging
+//       Face folder. Then (1) imports the Hugging Face folder as it is and scores classes 0-4 with its own labels;
+//       (2) trains a new head on the .pth's frozen backbone for classes 5-9 from --per-class images per class;
+//       (3) fine-tunes every weight from the Hugging Face folder (layer decay 0.75) on the same images.
+//
+//   dotnet run -c Release --project examples/FineTunePretrained -- --from <checkpoint> --data <folder> [--head-only] [--heads N]
+//       Your own: a downloaded google/vit-base-patch16-224 folder, a torchvision vit_b_16 .pth, a timm .safetensors,
+//       and a folder of <label>/<image> files (80% fine-tunes, 20% tests).
+using System.Diagnostics;
+using System.Globalization;
+using Vit.MLNet;
+using Vit.Torch.Checkpoints;
+using Vit.Torch.Data;
+using Vit.Torch.Training;
+
+if (args.Contains("--help") || args.Contains("-h"))
+{
+    Console.WriteLine("usage: FineTunePretrained [--per-class N] [--epochs N] [--pretrain-epochs N] [--out DIR]");
+    Console.WriteLine("       FineTunePretrained --from <HF folder | .pth | .safetensors | model.zip> --data <image folder> [--head-only] [--heads N] [--epochs N]");
+    return 0;
+}
+int perClass = Arg("--per-class", 100), epochs = Arg("--epochs", 6);
+var outDir = Path.GetFullPath(ArgText("--out", "runs/finetune-pretrained"));
+var ctx = new VitContext(seed: 1);
+var progress = new Progress<VitTrainingProgress>(p =>
+{
+    if (p.Step == p.TotalSteps || p.Step % 20 == 0)
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"    epoch {p.Epoch}/{p.Epochs} step {p.Step}/{p.TotalSteps} loss {p.Loss:F3} lr {p.LearningRate:G3} {p.ImagesPerSecond:F0} img/s"));
+});
+string Percent(double v) => v.ToString("P2", CultureInfo.InvariantCulture);
+var load = ctx.Transforms.LoadImages("Image", imageFolder: null, inputColumnName: "ImagePath");
+
+if (ArgText("--from", "") is { Length: > 0 } from)
+{
+    // Your checkpoint and your images.
+    var folder = ArgText("--data", "");
+    if (!Directory.Exists(folder))
+    {
+        Console.Error.WriteLine($"--data: '{folder}' is not a folder of <label>/<image> files");
+        return 2;
+    }
+    var (train, test) = ctx.Data.TrainTestSplit(ctx.Data.LoadFromImageFolder(folder), testFraction: 0.2);
+    var headOnly = args.Contains("--head-only");
+    var options = new VitEstimator.Options
+    {
+        StartFrom = from, FineTune = headOnly ? FineTuneMode.HeadOnly : FineTuneMode.Full, LayerDecay = headOnly ? null : 0.75,
+        Epochs = epochs, BatchSize = 16, Progress = progress,
+        StartFromOptions = Arg("--heads", 0) is > 0 and var heads ? new PretrainedVitOptions { Heads = heads } : null,
+    };
+    var (before, after) = FineTune(options, train, test);
+    Console.WriteLine($"test accuracy: before fine-tuning {Percent(before)}, after {Percent(after)}");
+    return 0;
+}
+
+// 1. The checkpoints, made with PyTorch and torchvision (cached in --out).
+var checkpoints = Path.Combine(outDir, "checkpoints");
+var pth = Path.Combine(checkpoints, "vit_fmnist04.pth");
+var hf = Path.Combine(checkpoints, "hf");
+if (!File.Exists(pth) || !Directory.Exists(hf))
+{
+    Console.WriteLine("1) PyTorch pretrains a torchvision VisionTransformer on Fashion-MNIST classes 0-4 (pretrain_torchvision.py)");
+    var python = Environment.GetEnvironmentVariable("VIT_PYTHON") is { Length: > 0 } p ? p : "/usr/bin/python3";
+    var script = Path.Combine(AppContext.BaseDirectory, "pretrain_torchvision.py");
+    var psi = new ProcessStartInfo(python) { UseShellExecute = false };
+    foreach (var a in new[] { script, FashionMnist.DefaultDirectory, checkpoints, Arg("--pretrain-epochs", 2).ToString(CultureInfo.InvariantCulture) })
+        psi.ArgumentList.Add(a);
+    using var run = Process.Start(psi)!;
+    run.WaitForExit();
+    if (run.ExitCode != 0)
+    {
+        Console.Error.WriteLine($"{python} {script} failed (exit code {run.ExitCode}); it needs Debian's python3-torchvision (sudo bash eng/install-deps.sh)");
+        return 2;
+    }
+}
+else
+{
+    Console.WriteLine($"1) using the checkpoints made earlier in {checkpoints}");
+}
+
+var trainSet = FashionMnist.Load(train: true);
+var testSet = FashionMnist.Load(train: false);
+var images = Path.Combine(outDir, "images");
+var oldTest = FashionMnistFiles.Rows(ctx, testSet, images, "test", 0, 4, int.MaxValue);
+var newTrain = FashionMnistFiles.Rows(ctx, trainSet, images, "train", 5, 9, perClass);
+var newTest = FashionMnistFiles.Rows(ctx, testSet, images, "test", 5, 9, int.MaxValue);
+
+// 2. The Hugging Face classifier as it is: its own labels (id2label) and preprocessing (preprocessor_config.json).
+Console.WriteLine("2) the Hugging Face folder imported as a classifier, no training (its labels, its preprocessing)");
+using (var imported = ctx.Model.Import(hf))
+{
+    Console.WriteLine($"   labels: {string.Join(", ", imported.Labels)}");
+    var scored = imported.Transform(load.Fit(oldTest).Transform(oldTest));
+    Console.WriteLine($"   test accuracy on classes 0-4: {Percent(ctx.MulticlassClassification.Evaluate(scored).MicroAccuracy)} (PyTorch printed its own above)");
+}
+
+// 3. A new head on the torchvision backbone, frozen (the reference notebooks' recipe for vit_b_16).
+Console.WriteLine($"3) classes 5-9 from {perClass} images per class: a new head on the frozen backbone of {Path.GetFileName(pth)}");
+var (headBefore, headAfter) = FineTune(new VitEstimator.Options
+{
+    StartFrom = pth, FineTune = FineTuneMode.HeadOnly, Epochs = 2 * epochs, BatchSize = 32, Progress = progress,
+}, newTrain, newTest);
+
+// 4. Every weight from the Hugging Face folder, with layer-wise learning-rate decay.
+Console.WriteLine("4) classes 5-9, every weight fine-tuned from the Hugging Face folder (layer decay 0.75)");
+var (fullBefore, fullAfter) = FineTune(new VitEstimator.Options
+{
+    StartFrom = hf, FineTune = FineTuneMode.Full, LayerDecay = 0.75, Epochs = epochs, BatchSize = 32, Progress = progress,
+}, newTrain, newTest, save: Path.Combine(outDir, "model.zip"));
+
+Console.WriteLine($"test accuracy on classes 5-9 ({perClass} training images per class):");
+Console.WriteLine($"  torchvision .pth, new head on the frozen backbone: before {Percent(headBefore)}, after {Percent(headAfter)}");
+Console.WriteLine($"  Hugging Face folder, every weight fine-tuned:      before {Percent(fullBefore)}, after {Percent(fullAfter)}");
+return 0;
+
+// Accuracy with a fresh, untrained head (0 epochs), then after training with the given options.
+(double Before, double After) FineTune(VitEstimator.Options options, IDataView train, IDataView test, string? save = null)
+{
+    var epochsWanted = options.Epochs;
+    options.Epochs = 0;
+    double before, after;
+    using (var untrained = load.Append(new VitEstimator(ctx, options)).Fit(train))
+        before = ctx.MulticlassClassification.Evaluate(untrained.Transform(test)).MicroAccuracy;
+    options.Epochs = epochsWanted;
+    var clock = Stopwatch.StartNew();
+    using var tuned = load.Append(new VitEstimator(ctx, options)).Fit(train);
+    after = ctx.MulticlassClassification.Evaluate(tuned.Transform(test)).MicroAccuracy;
+    Console.WriteLine($"   before {Percent(before)}, after {Percent(after)} ({clock.Elapsed.TotalSeconds:F0} s)");
+    if (save is not null)
+    {
+        ctx.Model.Save(tuned, train.Schema, save);
+        Console.WriteLine($"   saved {save}");
+    }
+    return (before, after);
+}
+
+string ArgText(string name, string fallback)
+{
+    int i = Array.IndexOf(args, name);
+    return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+}
+
+int Arg(string name, int fallback)
+{
+    int i = Array.IndexOf(args, name);
+    return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;
+}
