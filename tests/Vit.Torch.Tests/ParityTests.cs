@@ -1,5 +1,3 @@
-using System.ComponentModel;
-using System.Diagnostics;
 using Vit.Torch.Checkpoints;
 using Vit.Torch.Model;
 
@@ -94,8 +92,7 @@ public sealed class ParityTests
 
     private static Reference RunReference()
     {
-        var script = Path.Combine(AppContext.BaseDirectory, "parity", "vit_reference.py");
-        Assert.IsTrue(File.Exists(script), $"{script} is missing: the test project copies parity/*.py to its output");
+        var script = Python.Script("vit_reference.py");
 
         var dir = Path.Combine(Path.GetTempPath(), "vit-parity-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(dir);
@@ -116,7 +113,7 @@ public sealed class ParityTests
         using (var scope = TensorScope.Begin())
             Safetensors.Save(inputs, [("images", Tensor.Randn([3, Config.Channels, Config.ImageSize, Config.ImageSize])), ("w", Tensor.Randn([3, Config.NumClasses]))]);
 
-        RunScript(script, [weights, inputs, output]);
+        Python.RunScript(script, weights, inputs, output);
 
         var loaded = Safetensors.Load(output);
         try
@@ -148,55 +145,5 @@ public sealed class ParityTests
                 value = Tensor.Randn(shape) / Math.Sqrt(p.NumElements / shape[0]);  // unit-variance outputs
             p.CopyFrom(value);
         }
-    }
-
-    /// <summary>
-    /// Runs the script with the first python3 that has torch: $VIT_PYTHON, then python3 on PATH (which may be a pyenv
-    /// or venv without torch), then Debian's /usr/bin/python3. The script exits with 3 when it cannot import torch.
-    /// </summary>
-    private static void RunScript(string script, string[] args)
-    {
-        var candidates = new List<string>();
-        var env = Environment.GetEnvironmentVariable("VIT_PYTHON");
-        if (!string.IsNullOrEmpty(env)) candidates.Add(env);
-        candidates.Add("python3");
-        candidates.Add("/usr/bin/python3");
-        var tried = new List<string>();
-        foreach (var python in candidates.Distinct())
-        {
-            int code;
-            string stdout, stderr;
-            try
-            {
-                (code, stdout, stderr) = Run(python, [script, .. args], TimeSpan.FromMinutes(2));
-            }
-            catch (Win32Exception)
-            {
-                tried.Add($"{python}: not found");
-                continue;
-            }
-            if (code == 0) return;
-            if (code != 3) Assert.Fail($"{python} {script} failed with exit code {code}:\n{stdout}\n{stderr}");
-            tried.Add(stderr.Trim());
-        }
-        Assert.Fail(
-            "The PyTorch parity tests need python3 with PyTorch (Debian's python3-torch), and none was found. "
-            + "Run `sudo bash eng/install-deps.sh` from the repository root (CI installs python3-torch), "
-            + "or set VIT_PYTHON to an interpreter that can `import torch`. Tried: " + string.Join("; ", tried));
-    }
-
-    private static (int Code, string Stdout, string Stderr) Run(string file, string[] args, TimeSpan timeout)
-    {
-        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(timeout))
-        {
-            p.Kill(entireProcessTree: true);
-            Assert.Fail($"{file} {string.Join(' ', args)} did not finish within {timeout}");
-        }
-        return (p.ExitCode, stdout.Result, stderr.Result);
     }
 }
