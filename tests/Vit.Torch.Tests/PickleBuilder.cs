@@ -85,10 +85,10 @@ internal sealed class PickleBuilder
     /// A tensor as torch.save writes it: <c>_rebuild_tensor_v2(persistent_id(('storage', torch.&lt;cls&gt;, key, 'cpu',
     /// numel)), offset, size, stride, False, OrderedDict())</c>.
     /// </summary>
-    public PickleBuilder Tensor(string storageClass, string key, long numel, long offset, long[] size, long[] stride)
+    public PickleBuilder Tensor(string storageClass, string key, long numel, long offset, long[] size, long[] stride, string location = "cpu")
     {
         Global("torch._utils", "_rebuild_tensor_v2").Mark();
-        Mark().Unicode("storage").Global("torch", storageClass).Unicode(key).Unicode("cpu").Int(numel).Op('t').Op('Q');
+        Mark().Unicode("storage").Global("torch", storageClass).Unicode(key).Unicode(location).Int(numel).Op('t').Op('Q');
         Int(offset).IntTuple(size).IntTuple(stride).Raw(0x89).OrderedDict();
         return Op('t').Op('R');
     }
@@ -122,6 +122,42 @@ internal sealed class PickleBuilder
             using var s = entry.Open();
             s.Write(item.Data);
         }
+    }
+
+    /// <summary>
+    /// Writes a zip of stored entries by hand, in the form that writers use for entries beyond 4 GiB (APPNOTE 4.5.3):
+    /// every size and offset is 0xFFFFFFFF in the headers and comes from a zip64 extra field, and the end records are
+    /// the zip64 ones. CRCs are left 0 (the reader under test does not check them).
+    /// </summary>
+    public static void WriteZip64(string path, params ZipItem[] items)
+    {
+        const uint Escape = 0xFFFFFFFF;
+        using var w = new BinaryWriter(File.Create(path));
+        var offsets = new List<long>();
+        foreach (var item in items)
+        {
+            offsets.Add(w.BaseStream.Position);
+            var name = Encoding.UTF8.GetBytes(item.Name);
+            w.Write(0x04034b50u); w.Write((ushort)45); w.Write((ushort)0); w.Write((ushort)0); w.Write(0u); w.Write(0u);
+            w.Write(Escape); w.Write(Escape); w.Write((ushort)name.Length); w.Write((ushort)20); w.Write(name);
+            w.Write((ushort)1); w.Write((ushort)16); w.Write((long)item.Data.Length); w.Write((long)item.Data.Length);
+            w.Write(item.Data);
+        }
+        long directory = w.BaseStream.Position;
+        for (int i = 0; i < items.Length; i++)
+        {
+            var name = Encoding.UTF8.GetBytes(items[i].Name);
+            w.Write(0x02014b50u); w.Write((ushort)45); w.Write((ushort)45); w.Write((ushort)0); w.Write((ushort)0); w.Write(0u); w.Write(0u);
+            w.Write(Escape); w.Write(Escape); w.Write((ushort)name.Length); w.Write((ushort)28); w.Write((ushort)0);
+            w.Write((ushort)0); w.Write((ushort)0); w.Write(0u); w.Write(Escape); w.Write(name);
+            w.Write((ushort)1); w.Write((ushort)24); w.Write((long)items[i].Data.Length); w.Write((long)items[i].Data.Length); w.Write(offsets[i]);
+        }
+        long end64 = w.BaseStream.Position;
+        w.Write(0x06064b50u); w.Write(44L); w.Write((ushort)45); w.Write((ushort)45); w.Write(0u); w.Write(0u);
+        w.Write((long)items.Length); w.Write((long)items.Length); w.Write(end64 - directory); w.Write(directory);
+        w.Write(0x07064b50u); w.Write(0u); w.Write(end64); w.Write(1u);
+        w.Write(0x06054b50u); w.Write((ushort)0); w.Write((ushort)0); w.Write(ushort.MaxValue); w.Write(ushort.MaxValue);
+        w.Write(Escape); w.Write(Escape); w.Write((ushort)0);
     }
 
     /// <summary>A torch.save-like zip under <c>archive/</c>: the pickle, then <c>data/&lt;key&gt;</c> entries, then <c>version</c>.</summary>

@@ -140,6 +140,40 @@ public sealed class TorchCheckpointTests
     }
 
     [TestMethod]
+    public void Protocol4PickleMatchesPyTorch()
+    {
+        var names = AssertMatchesPyTorch("protocol4.pt").Select(t => t.Name).ToList();
+        CollectionAssert.Contains(names, "tied");
+    }
+
+    [TestMethod]
+    public void Zip64FieldsAndOtherAcceptedFormsAreRead()
+    {
+        // Sizes and offsets only in zip64 extra fields; a plain dict at the top; a storage saved from 'cuda:0'; the
+        // optional seventh argument of _rebuild_tensor_v2 (None); a parameter; one tensor object under two names (BINGET).
+        var b = new PickleBuilder().Proto().Op('}').Mark().Unicode("w");
+        b.Global("torch._utils", "_rebuild_tensor_v2").Mark()
+            .Mark().Unicode("storage").Global("torch", "DoubleStorage").Unicode("7").Unicode("cuda:0").Int(3).Op('t').Op('Q')
+            .Int(1).IntTuple(2).IntTuple(1).Raw(0x88).OrderedDict().Op('N').Op('t').Op('R').Put(40);
+        b.Unicode("p").Global("torch._utils", "_rebuild_parameter").Mark().Tensor("DoubleStorage", "7", 3, 0, [3], [1]).Raw(0x88).OrderedDict().Op('t').Op('R');
+        b.Unicode("w_again").Get(40);
+        var pickle = b.Op('u').Stop().ToArray();
+        var path = PathOf("zip64.pt");
+        var values = new double[] { 0.5, -1.25, 3 };
+        WriteZip64(path, new ZipItem("zip64/data.pkl", pickle), new ZipItem("zip64/data/7", MemoryMarshal.AsBytes(values.AsSpan()).ToArray()),
+            new ZipItem("zip64/version", "3\n"u8.ToArray()));
+        using var file = TorchCheckpoint.Open(path);
+        CollectionAssert.AreEqual(new[] { "w", "p", "w_again" }, file.Tensors.Select(t => t.Name).ToList());
+        Assert.IsTrue(file.Tensors.All(t => t.DType == DType.Float64));
+        using var w = file.Read("w");
+        using var p = file.Read("p");
+        using var again = file.Read("w_again");
+        CollectionAssert.AreEqual(new[] { -1.25, 3 }, w.ToArray<double>());
+        CollectionAssert.AreEqual(values, p.ToArray<double>());
+        CollectionAssert.AreEqual(new[] { -1.25, 3 }, again.ToArray<double>());
+    }
+
+    [TestMethod]
     public void DataParallelPrefixIsRemoved()
     {
         var names = AssertMatchesPyTorch("ddp.pt").Select(t => t.Name).ToList();
@@ -381,9 +415,13 @@ public sealed class TorchCheckpointTests
         var pickle = StateDict(("huge", b => b.Tensor("FloatStorage", "0", 4, 0, [big, big], [big, 1])));
         AssertRefused(Checkpoint("huge.pt", pickle, ("0", Floats(1, 2, 3, 4))), "tensor 'huge'", "(1099511627776, 1099511627776)", "64-bit");
 
-        // 2^62 elements fit 64 bits, their 2^64 bytes do not.
-        var bytes = StateDict(("bytes", b => b.Tensor("FloatStorage", "0", 4, 0, [1L << 62], [1])));
-        AssertRefused(Checkpoint("bytes.pt", bytes, ("0", Floats(1, 2, 3, 4))), "tensor 'bytes'", "64-bit");
+        // An expanded view (stride 0) of one element: it reaches no further than element 0, but has 2^64 elements.
+        var count = StateDict(("count", b => b.Tensor("FloatStorage", "0", 1, 0, [1L << 32, 1L << 32], [0, 0])));
+        AssertRefused(Checkpoint("count.pt", count, ("0", Floats(1))), "tensor 'count'", "64-bit");
+
+        // Another: its 2^62 elements fit 64 bits, their 2^64 bytes do not.
+        var bytes = StateDict(("bytes", b => b.Tensor("FloatStorage", "0", 1, 0, [1L << 62], [0])));
+        AssertRefused(Checkpoint("bytes.pt", bytes, ("0", Floats(1))), "tensor 'bytes'", "64-bit");
 
         // Two elements, but the second one's index, 1 + (2^63 - 1), does not fit 64 bits.
         var reach = StateDict(("reach", b => b.Tensor("FloatStorage", "0", 4, 1, [2], [long.MaxValue])));
@@ -506,6 +544,7 @@ public sealed class TorchCheckpointTests
         var whole = File.ReadAllBytes(RealFile("tensors.pt"));
         int end64 = whole.AsSpan().LastIndexOf("PK\u0006\u0006"u8);
         Assert.IsGreaterThan(0, end64, "PyTorch wrote a zip64 end record");
+        int locator = whole.AsSpan().LastIndexOf("PK\u0006\u0007"u8);
         int header = CentralHeaderOf(whole, "tensors/data/0");
         var cases = new (string Name, int At, int Bytes, ulong Value, string Fragment)[]
         {
@@ -516,6 +555,7 @@ public sealed class TorchCheckpointTests
             ("encryption", header + 8, 2, 1, "zip entry 'tensors/data/0' is encrypted"),
             ("stored sizes", header + 20, 4, 4, "is stored uncompressed, yet its sizes disagree"),
             ("local header", header + 42, 4, 0, "zip entry 'tensors/data/0' has a local header at byte 0 that names another file"),
+            ("zip64 locator", locator + 8, 8, 1UL << 62, "the zip64 end record is said to be at byte 4611686018427387904"),
         };
         foreach (var (name, at, size, value, fragment) in cases)
         {

@@ -56,7 +56,9 @@ public static unsafe class TorchCheckpoint
     /// </para>
     /// <para>
     /// Tensors may be strided views (a transposed weight, several tensors sharing one storage at different offsets):
-    /// each is read as the tensor PyTorch would rebuild, made contiguous.
+    /// each is read as the tensor PyTorch would rebuild, made contiguous. An expanded view (a stride of 0) is read in
+    /// full, so it can need more memory than its storage holds: check <see cref="TensorInfo.ByteLength"/> (or the shape,
+    /// against the model's) before reading.
     /// </para>
     /// </remarks>
     /// <exception cref="InvalidDataException">

@@ -10,11 +10,13 @@ so that the test compares them bit for bit. The safetensors files are written he
 `safetensors` package is not a dependency), from each tensor's bytes as torch holds them.
 
   tensors.pt          every storage class Vit reads, a 0-d tensor, an empty tensor, a transposed view, an expanded
-                      view (stride 0), and two tensors that share one storage at different offsets
+                      view (stride 0), two tensors that share one storage at different offsets, and one tensor
+                      under two names
   pytorch_model.bin   dict(module.named_parameters()) of a small module (each value an nn.Parameter)
   vit_b_16.pth        the state_dict() of a small torchvision VisionTransformer (an OrderedDict with _metadata)
   wrapped.pt          {'model': state_dict, 'epoch': 3, 'optimizer': AdamW state_dict after one step}
   ddp.pt              a state dict whose names all start with 'module.' (DistributedDataParallel)
+  protocol4.pt        tensors.pt's state dict pickled with protocol 4 instead of torch.save's default 2
   legacy.pt           a state dict saved in the legacy (pre-1.6) format, which the reader refuses
 """
 import collections
@@ -88,6 +90,7 @@ def every_kind():
     sd["expanded"] = torch.randn(3, generator=g).expand(2, 3)  # stride (0, 1)
     sd["shared_a"] = base[3:9]                           # offset 3 of a 40-element storage
     sd["shared_b"] = base[10:40].view(5, 6)[:, 1:5]      # offset 11, stride (6, 1): a strided window
+    sd["tied"] = sd["f32"]                               # the same tensor object again: a memo reference in the pickle
     assert not sd["transposed"].is_contiguous() and not sd["shared_b"].is_contiguous()
     assert sd["shared_a"].storage().data_ptr() == sd["shared_b"].storage().data_ptr()
     return sd
@@ -130,6 +133,8 @@ def main():
 
     plain = collections.OrderedDict((k, v) for k, v in list(sd.items())[:3])
     save(outdir, "ddp.pt", collections.OrderedDict(("module." + k, v) for k, v in plain.items()), plain)
+
+    save(outdir, "protocol4.pt", sd, sd, pickle_protocol=4)  # FRAME, SHORT_BINUNICODE, MEMOIZE, STACK_GLOBAL
 
     save(outdir, "legacy.pt", plain, _use_new_zipfile_serialization=False)
 
