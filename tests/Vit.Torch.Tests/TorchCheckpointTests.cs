@@ -174,6 +174,16 @@ public sealed class TorchCheckpointTests
     }
 
     [TestMethod]
+    public void WrapperKeyThatHoldsADictOfTensorsIsChosen()
+    {
+        // {'state_dict': {'step': 5}, 'model': {'w': tensor}}: 'state_dict' comes first but holds no tensors.
+        var b = new PickleBuilder().Proto().Op('}').Mark().Unicode("state_dict").Op('}').Unicode("step").Int(5).Op('s');
+        var pickle = b.Unicode("model").Op('}').Unicode("w").FloatVector("0", 2).Op('s').Op('u').Stop().ToArray();
+        using var file = TorchCheckpoint.Open(Checkpoint("choice.pt", pickle, ("0", Floats(1, 2))));
+        CollectionAssert.AreEqual(new[] { "w" }, file.Tensors.Select(t => t.Name).ToList());
+    }
+
+    [TestMethod]
     public void DataParallelPrefixIsRemoved()
     {
         var names = AssertMatchesPyTorch("ddp.pt").Select(t => t.Name).ToList();
@@ -614,6 +624,10 @@ public sealed class TorchCheckpointTests
         var two = PathOf("two.zip");
         WriteZip(two, new ZipItem("a/data.pkl", [0x80, 2, (byte)'}', (byte)'.']), new ZipItem("b/data.pkl", [0x80, 2, (byte)'}', (byte)'.']));
         AssertRefused(two, "2 pickles ('a/data.pkl', 'b/data.pkl')");
+
+        var twice = PathOf("twice.pt");
+        WriteZip(twice, new ZipItem("archive/data.pkl", [0x80, 2, (byte)'}', (byte)'.']), new ZipItem("archive/data.pkl", [0x80, 2, (byte)']', (byte)'.']));
+        AssertRefused(twice, "two entries named 'archive/data.pkl'");
 
         var script = PathOf("scripted.pt");
         WriteZip(script, new ZipItem("scripted/data.pkl", [0x80, 2, (byte)'}', (byte)'.']), new ZipItem("scripted/constants.pkl", [0x80, 2, (byte)')', (byte)'.']));

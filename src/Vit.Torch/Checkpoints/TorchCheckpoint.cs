@@ -50,9 +50,10 @@ public static unsafe class TorchCheckpoint
     /// <para>
     /// The state dict is the file's top-level dict when all its values are tensors. A training checkpoint such as
     /// <c>{'model': state_dict, 'epoch': 3, 'optimizer': ...}</c>, a top-level dict whose values are not all tensors,
-    /// is read through the dict it holds under <c>state_dict</c>, <c>model</c> or <c>model_state_dict</c> (the first
-    /// of these keys that holds a dict), and the rest of it is ignored. When every name starts with <c>module.</c>
-    /// (weights saved from a <c>DistributedDataParallel</c> wrapper), that prefix is removed.
+    /// is read through the dict of tensors it holds under <c>state_dict</c>, <c>model</c> or <c>model_state_dict</c>
+    /// (the first of these keys that holds one), and the rest of it is ignored; it must still hold only what the
+    /// restricted reader accepts (an <c>argparse.Namespace</c> of arguments, say, is refused). When every name starts
+    /// with <c>module.</c> (weights saved from a <c>DistributedDataParallel</c> wrapper), that prefix is removed.
     /// </para>
     /// <para>
     /// Tensors may be strided views (a transposed weight, several tensors sharing one storage at different offsets):
@@ -143,7 +144,8 @@ public static unsafe class TorchCheckpoint
         private ZipEntry FindPickle()
         {
             // torch.save writes <prefix>/data.pkl, with a prefix of one folder.
-            var pickles = zip.Entries.Where(e => e.Name.EndsWith("/data.pkl", StringComparison.Ordinal) && e.Name.IndexOf('/') == e.Name.Length - "/data.pkl".Length).ToList();
+            const string Pickle = "/data.pkl";
+            var pickles = zip.Entries.Where(e => e.Name.EndsWith(Pickle, StringComparison.Ordinal) && e.Name.IndexOf('/') == e.Name.Length - Pickle.Length && e.Name.Length > Pickle.Length).ToList();
             if (pickles.Count == 0)
                 throw Fail($"it is a zip archive without a <folder>/data.pkl entry, so torch.save did not write it (it holds {Entries(zip.Entries.Take(5))}{(zip.Entries.Count > 5 ? ", ..." : "")})");
             if (pickles.Count > 1)
@@ -192,15 +194,20 @@ public static unsafe class TorchCheckpoint
         {
             if (root is not PickleDict top)
                 throw Fail($"its pickle holds {PickleReader.Describe(root)}, not a state dict (a dict of tensors)");
-            if (top.Items.All(kv => kv.Value is PickleTensor)) return (top, "its state dict");
-            foreach (var key in WrapperKeys)
-                foreach (var (k, v) in top.Items)
-                    if (k is string s && s == key && v is PickleDict inner)
-                        return (inner, $"the state dict under '{key}'");
+            if (AllTensors(top)) return (top, "its state dict");
+            // The first wrapper key that holds a dict of tensors; failing that, the first that holds a dict, so that the
+            // error names what in it is not a tensor.
+            foreach (bool strict in new[] { true, false })
+                foreach (var key in WrapperKeys)
+                    foreach (var (k, v) in top.Items)
+                        if (k is string s && s == key && v is PickleDict inner && (!strict || AllTensors(inner)))
+                            return (inner, $"the state dict under '{key}'");
             var first = top.Items.First(kv => kv.Value is not PickleTensor);
             throw Fail($"entry {Key(first.Key)} of its state dict is {PickleReader.Describe(first.Value)}, not a tensor "
                 + $"(and it holds no dict under {string.Join(", ", WrapperKeys.Select(k => $"'{k}'"))}, where a training checkpoint keeps its weights)");
         }
+
+        private static bool AllTensors(PickleDict dict) => dict.Items.All(kv => kv.Value is PickleTensor);
 
         private static string Key(object? key) => key is string s ? $"'{s}'" : $"with key {PickleReader.Describe(key)}";
 
@@ -233,7 +240,7 @@ public static unsafe class TorchCheckpoint
                     storages.Add(storage.Key, data);
                 }
                 var info = new TensorInfo(name, storage.DType, tensor.Shape);
-                byName.Add(name, new Indexed(info, tensor, data.Entry, data.DataOffset, last, IsRowMajor(tensor.Shape, tensor.Stride)));
+                byName.Add(name, new Indexed(info, tensor, data.Entry, data.DataOffset, last, numel == 0 || IsRowMajor(tensor.Shape, tensor.Stride)));
                 infos.Add(info);
             }
             return infos;
@@ -292,7 +299,7 @@ public static unsafe class TorchCheckpoint
             for (int i = shape.Length - 1; i >= 0; i--)
             {
                 if (shape[i] != 1 && stride[i] != expected) return false;
-                expected *= shape[i];  // cannot overflow: the element count was checked
+                expected *= shape[i];  // cannot overflow: called only once the element count was checked
             }
             return true;
         }
