@@ -16,7 +16,7 @@ public sealed record TensorInfo(string Name, DType DType, IReadOnlyList<long> Sh
 /// <summary>
 /// A checkpoint file opened for reading: its validated index of tensors, and reads of one tensor at a time, so that
 /// a model can be checked against the index before anything large is allocated, then filled tensor by tensor.
-/// Implemented for safetensors (<see cref="Safetensors.Open(string)"/>) and torch.save files (<c>TorchCheckpoint.Open</c>).
+/// Implemented for safetensors (<see cref="Safetensors.Open(string)"/>) and torch.save files (<see cref="TorchCheckpoint.Open"/>).
 /// </summary>
 public interface ITensorFile : IDisposable
 {
