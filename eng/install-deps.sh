@@ -8,9 +8,10 @@
 #   cmake g++             to build the native shim (src/Vit.Torch/native) during `dotnet build`
 #   dataset-fashion-mnist real images for the main example and tests
 #   python3-torch         PyTorch, the reference for parity tests and the peer in benchmarks
+#   python3-torchvision   torchvision's VisionTransformer: checkpoint parity tests, the FineTunePretrained example
 set -euo pipefail
 
-packages=(libtorch-dev libopenblas0-pthread libopencv-dev cmake g++ make dataset-fashion-mnist python3-torch python3-numpy)
+packages=(libtorch-dev libopenblas0-pthread libopencv-dev cmake g++ make dataset-fashion-mnist python3-torch python3-torchvision python3-numpy)
 
 missing=()
 for p in "${packages[@]}"; do

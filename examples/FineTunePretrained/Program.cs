@@ -6,7 +6,8 @@
 //       VisionTransformer on Fashion-MNIST classes 0-4 with PyTorch and saves it as a torchvision .pth and as a Hugging
 //       Face folder. Then (1) imports the Hugging Face folder as it is and scores classes 0-4 with its own labels;
 //       (2) trains a new head on the .pth's frozen backbone for classes 5-9 from --per-class images per class;
-//       (3) fine-tunes every weight from the Hugging Face folder (layer decay 0.75) on the same images.
+//       (3) fine-tunes every weight from the Hugging Face folder (layer decay 0.75) on the same images; (4) trains the
+//       same architecture from scratch on them, for comparison.
 //
 //   dotnet run -c Release --project examples/FineTunePretrained -- --from <checkpoint> --data <folder> [--head-only] [--heads N]
 //       Your own: a downloaded google/vit-base-patch16-224 folder, a torchvision vit_b_16 .pth, a timm .safetensors,
@@ -24,7 +25,7 @@ if (args.Contains("--help") || args.Contains("-h"))
     Console.WriteLine("       FineTunePretrained --from <HF folder | .pth | .safetensors | model.zip> --data <image folder> [--head-only] [--heads N] [--epochs N]");
     return 0;
 }
-int perClass = Arg("--per-class", 100), epochs = Arg("--epochs", 6);
+int perClass = Arg("--per-class", 100), epochs = Arg("--epochs", 10);
 var outDir = Path.GetFullPath(ArgText("--out", "runs/finetune-pretrained"));
 var ctx = new VitContext(seed: 1);
 var progress = new Progress<VitTrainingProgress>(p =>
@@ -33,7 +34,8 @@ var progress = new Progress<VitTrainingProgress>(p =>
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"    epoch {p.Epoch}/{p.Epochs} step {p.Step}/{p.TotalSteps} loss {p.Loss:F3} lr {p.LearningRate:G3} {p.ImagesPerSecond:F0} img/s"));
 });
-string Percent(double v) => v.ToString("P2", CultureInfo.InvariantCulture);
+string Percent(double v) => (100 * v).ToString("F2", CultureInfo.InvariantCulture) + "%";
+double headLr = ArgDouble("--head-lr", 5e-3), fullLr = ArgDouble("--lr", 3e-4);
 var load = ctx.Transforms.LoadImages("Image", imageFolder: null, inputColumnName: "ImagePath");
 
 if (ArgText("--from", "") is { Length: > 0 } from)
@@ -103,19 +105,30 @@ using (var imported = ctx.Model.Import(hf))
 Console.WriteLine($"3) classes 5-9 from {perClass} images per class: a new head on the frozen backbone of {Path.GetFileName(pth)}");
 var (headBefore, headAfter) = FineTune(new VitEstimator.Options
 {
-    StartFrom = pth, FineTune = FineTuneMode.HeadOnly, Epochs = 2 * epochs, BatchSize = 32, Progress = progress,
+    StartFrom = pth, FineTune = FineTuneMode.HeadOnly, Epochs = 2 * epochs, BatchSize = 32, LearningRate = headLr, Progress = progress,
 }, newTrain, newTest);
 
 // 4. Every weight from the Hugging Face folder, with layer-wise learning-rate decay.
 Console.WriteLine("4) classes 5-9, every weight fine-tuned from the Hugging Face folder (layer decay 0.75)");
 var (fullBefore, fullAfter) = FineTune(new VitEstimator.Options
 {
-    StartFrom = hf, FineTune = FineTuneMode.Full, LayerDecay = 0.75, Epochs = epochs, BatchSize = 32, Progress = progress,
+    StartFrom = hf, FineTune = FineTuneMode.Full, LayerDecay = 0.75, Epochs = epochs, BatchSize = 32, LearningRate = fullLr, Progress = progress,
 }, newTrain, newTest, save: Path.Combine(outDir, "model.zip"));
+
+// 5. For comparison: the same architecture from scratch on the same images.
+Console.WriteLine("5) classes 5-9 from scratch, the same architecture and images");
+double scratch;
+using (var fromScratch = load.Append(new VitEstimator(ctx, new VitEstimator.Options
+{
+    Architecture = VitArchitecture.Custom, Epochs = epochs, BatchSize = 32, Progress = progress,
+    CustomConfig = new Vit.Torch.Model.VitConfig { ImageSize = 28, PatchSize = 7, Dim = 192, Depth = 4, Heads = 3, MlpDim = 384 },
+})).Fit(newTrain))
+    scratch = ctx.MulticlassClassification.Evaluate(fromScratch.Transform(newTest)).MicroAccuracy;
 
 Console.WriteLine($"test accuracy on classes 5-9 ({perClass} training images per class):");
 Console.WriteLine($"  torchvision .pth, new head on the frozen backbone: before {Percent(headBefore)}, after {Percent(headAfter)}");
 Console.WriteLine($"  Hugging Face folder, every weight fine-tuned:      before {Percent(fullBefore)}, after {Percent(fullAfter)}");
+Console.WriteLine($"  from scratch:                                      {Percent(scratch)}");
 return 0;
 
 // Accuracy with a fresh, untrained head (0 epochs), then after training with the given options.
@@ -143,6 +156,12 @@ string ArgText(string name, string fallback)
 {
     int i = Array.IndexOf(args, name);
     return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+}
+
+double ArgDouble(string name, double fallback)
+{
+    int i = Array.IndexOf(args, name);
+    return i >= 0 && i + 1 < args.Length ? double.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;
 }
 
 int Arg(string name, int fallback)
