@@ -10,8 +10,9 @@ using Vit.Torch.Data;
 using Vit.Torch.Imaging;
 using Vit.Torch.Model;
 
-int perClass = Arg("--per-class", 1200), epochs = Arg("--epochs", 4);
-var outDir = Path.GetFullPath(ArgText("--out", "runs/finetune"));
+var cli = new ExampleArgs(args);
+int perClass = cli.Int("--per-class", 1200), epochs = cli.Int("--epochs", 4);
+var outDir = Path.GetFullPath(cli.Text("--out", "runs/finetune"));
 var ctx = new VitContext(seed: 1);
 var train = FashionMnist.Load(train: true);
 var test = FashionMnist.Load(train: false);
@@ -65,15 +66,3 @@ Console.WriteLine($"saved the fine-tuned model to {modelPath}; try: dotnet run -
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
     $"test accuracy on classes 5-9: before fine-tuning {beforeAcc:P2}, after fine-tuning the head {afterAcc:P2}"));
 return 0;
-
-string ArgText(string name, string fallback)
-{
-    int i = Array.IndexOf(args, name);
-    return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
-}
-
-int Arg(string name, int fallback)
-{
-    int i = Array.IndexOf(args, name);
-    return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;
-}

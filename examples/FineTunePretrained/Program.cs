@@ -19,14 +19,15 @@ using Vit.Torch.Checkpoints;
 using Vit.Torch.Data;
 using Vit.Torch.Training;
 
-if (args.Contains("--help") || args.Contains("-h"))
+var cli = new ExampleArgs(args);
+if (cli.Has("--help") || cli.Has("-h"))
 {
     Console.WriteLine("usage: FineTunePretrained [--per-class N] [--epochs N] [--pretrain-epochs N] [--out DIR]");
     Console.WriteLine("       FineTunePretrained --from <HF folder | .pth | .safetensors | model.zip> --data <image folder> [--head-only] [--heads N] [--epochs N]");
     return 0;
 }
-int perClass = Arg("--per-class", 100), epochs = Arg("--epochs", 10);
-var outDir = Path.GetFullPath(ArgText("--out", "runs/finetune-pretrained"));
+int perClass = cli.Int("--per-class", 100), epochs = cli.Int("--epochs", 10);
+var outDir = Path.GetFullPath(cli.Text("--out", "runs/finetune-pretrained"));
 var ctx = new VitContext(seed: 1);
 var progress = new Progress<VitTrainingProgress>(p =>
 {
@@ -35,25 +36,25 @@ var progress = new Progress<VitTrainingProgress>(p =>
             $"    epoch {p.Epoch}/{p.Epochs} step {p.Step}/{p.TotalSteps} loss {p.Loss:F3} lr {p.LearningRate:G3} {p.ImagesPerSecond:F0} img/s"));
 });
 string Percent(double v) => (100 * v).ToString("F2", CultureInfo.InvariantCulture) + "%";
-double headLr = ArgDouble("--head-lr", 5e-3), fullLr = ArgDouble("--lr", 3e-4);
+double headLr = cli.Double("--head-lr", 5e-3), fullLr = cli.Double("--lr", 3e-4);
 var load = ctx.Transforms.LoadImages("Image", imageFolder: null, inputColumnName: "ImagePath");
 
-if (ArgText("--from", "") is { Length: > 0 } from)
+if (cli.Text("--from", "") is { Length: > 0 } from)
 {
     // Your checkpoint and your images.
-    var folder = ArgText("--data", "");
+    var folder = cli.Text("--data", "");
     if (!Directory.Exists(folder))
     {
         Console.Error.WriteLine($"--data: '{folder}' is not a folder of <label>/<image> files");
         return 2;
     }
     var (train, test) = ctx.Data.TrainTestSplit(ctx.Data.LoadFromImageFolder(folder), testFraction: 0.2);
-    var headOnly = args.Contains("--head-only");
+    var headOnly = cli.Has("--head-only");
     var options = new VitEstimator.Options
     {
         StartFrom = from, FineTune = headOnly ? FineTuneMode.HeadOnly : FineTuneMode.Full, LayerDecay = headOnly ? null : 0.75,
         Epochs = epochs, BatchSize = 16, Progress = progress,
-        StartFromOptions = Arg("--heads", 0) is > 0 and var heads ? new PretrainedVitOptions { Heads = heads } : null,
+        StartFromOptions = cli.Int("--heads", 0) is > 0 and var heads ? new PretrainedVitOptions { Heads = heads } : null,
     };
     var (before, after) = FineTune(options, train, test);
     Console.WriteLine($"test accuracy: before fine-tuning {Percent(before)}, after {Percent(after)}");
@@ -70,7 +71,7 @@ if (!File.Exists(pth) || !Directory.Exists(hf))
     var python = Environment.GetEnvironmentVariable("VIT_PYTHON") is { Length: > 0 } p ? p : "/usr/bin/python3";
     var script = Path.Combine(AppContext.BaseDirectory, "pretrain_torchvision.py");
     var psi = new ProcessStartInfo(python) { UseShellExecute = false };
-    foreach (var a in new[] { script, FashionMnist.DefaultDirectory, checkpoints, Arg("--pretrain-epochs", 2).ToString(CultureInfo.InvariantCulture) })
+    foreach (var a in new[] { script, FashionMnist.DefaultDirectory, checkpoints, cli.Int("--pretrain-epochs", 2).ToString(CultureInfo.InvariantCulture) })
         psi.ArgumentList.Add(a);
     using var run = Process.Start(psi)!;
     run.WaitForExit();
@@ -150,22 +151,4 @@ return 0;
         Console.WriteLine($"   saved {save}");
     }
     return (before, after);
-}
-
-string ArgText(string name, string fallback)
-{
-    int i = Array.IndexOf(args, name);
-    return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
-}
-
-double ArgDouble(string name, double fallback)
-{
-    int i = Array.IndexOf(args, name);
-    return i >= 0 && i + 1 < args.Length ? double.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;
-}
-
-int Arg(string name, int fallback)
-{
-    int i = Array.IndexOf(args, name);
-    return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;
 }

@@ -38,8 +38,8 @@ def write_safetensors(path, tensors, metadata=None):
     if metadata:
         header["__metadata__"] = dict(metadata)
     for name, t in tensors.items():
-        t = t.detach().contiguous()
-        raw = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes()  # x86: little-endian
+        flat = t.detach().contiguous().reshape(-1)
+        raw = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""  # row-major; x86 is little-endian
         header[name] = {"dtype": CODES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
         chunks.append(raw)
         offset += len(raw)

@@ -20,9 +20,7 @@ so that the test compares them bit for bit. The safetensors files are written he
   legacy.pt           a state dict saved in the legacy (pre-1.6) format, which the reader refuses
 """
 import collections
-import json
 import os
-import struct
 import sys
 
 try:
@@ -32,41 +30,13 @@ except ImportError as error:
     sys.stderr.write(f"{sys.executable} cannot import torch ({error}); install Debian's python3-torch\n")
     sys.exit(3)
 
-CODES = {
-    torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
-    torch.uint8: "U8", torch.bool: "BOOL",
-}
-
-
-def raw_bytes(t):
-    """The row-major bytes of t in its own dtype (the machine is little-endian, as safetensors requires)."""
-    flat = t.detach().contiguous().reshape(-1)
-    if flat.numel() == 0:
-        return b""
-    return flat.view(torch.uint8).numpy().tobytes()
-
-
-def write_expected(path, tensors):
-    header, chunks, offset = {}, [], 0
-    for name, t in tensors.items():
-        raw = raw_bytes(t)
-        header[name] = {"dtype": CODES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
-        chunks.append(raw)
-        offset += len(raw)
-    text = json.dumps(header).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for c in chunks:
-            f.write(c)
+from safetensors_io import write_safetensors
 
 
 def save(outdir, name, obj, expected=None, **kwargs):
     torch.save(obj, os.path.join(outdir, name), **kwargs)
     if expected is not None:
-        write_expected(os.path.join(outdir, name + ".expected.safetensors"), expected)
+        write_safetensors(os.path.join(outdir, name + ".expected.safetensors"), expected)
 
 
 def every_kind():
