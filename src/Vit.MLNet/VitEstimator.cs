@@ -348,8 +348,9 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
             var cfg = BaseConfig() with { NumClasses = labels.Count };
             if (o.Channels is { } c) cfg = cfg with { Channels = c };
             if (imageType.Height > 0) cfg = cfg with { ImageSize = imageType.Height };
-            var norm = (o.Normalization ?? DefaultNormalization(cfg.Channels)).ForChannels(cfg.Channels);
-            return (new VisionTransformer(cfg.Validate()), new VitPreprocessing(cfg.ImageSize, cfg.Channels, norm));
+            var pre = VitPreprocessing.Default(cfg.ImageSize, cfg.Channels);
+            if (o.Normalization is { } n0) pre = pre with { Normalization = n0.ForChannels(cfg.Channels) };
+            return (new VisionTransformer(cfg.Validate()), pre);
         }
         // The image column's size wins: the checkpoint's position embeddings are resampled to it.
         var startOptions = (o.StartFromOptions ?? new PretrainedVitOptions()) with
@@ -387,9 +388,6 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
             throw;
         }
     }
-
-    /// <summary>ImageNet's statistics for RGB; 0.5/0.5 for grayscale (ImageNet has no one-channel statistics).</summary>
-    private static Normalization DefaultNormalization(int channels) => channels == 1 ? Normalization.Half : Normalization.ImageNet;
 
     private List<(ImageSource Source, string Label)> ReadRows(IDataView data, string what)
     {

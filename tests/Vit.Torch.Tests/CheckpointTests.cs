@@ -269,10 +269,8 @@ public sealed class CheckpointTests
         var huge = (FourHeads with { Dim = 16384, Heads = 16, Depth = 256, MlpDim = 65536 }).ToJson();
         huge["dim"] = 1 << 30;
         Safetensors.Save(PathOf("huge.safetensors"), model.NamedParameters(), new Dictionary<string, string> { [VitMetadata.Config] = huge.ToJsonString() });
-        long before = Environment.WorkingSet;
-        var e = Assert.Throws<InvalidDataException>(() => PretrainedVit.Load(PathOf("huge.safetensors")));
+        var e = AssertNothingBuilt(() => PretrainedVit.Load(PathOf("huge.safetensors")));
         StringAssert.Contains(e.Message, "hidden size 1073741824 is larger than the limit 16384");
-        Assert.IsLessThan(200L << 20, Environment.WorkingSet - before);
     }
 
     [TestMethod]
@@ -285,10 +283,86 @@ public sealed class CheckpointTests
         var tensors = model.NamedParameters().ToList();
         for (int i = 1; i < 100; i++) tensors.Add(($"blocks.{i}.norm1.weight", norm));
         Safetensors.Save(PathOf("hollow.safetensors"), tensors);
-        long before = Environment.WorkingSet;
-        var e = Assert.Throws<InvalidDataException>(() => PretrainedVit.Load(PathOf("hollow.safetensors")));
+        var e = AssertNothingBuilt(() => PretrainedVit.Load(PathOf("hollow.safetensors")));
         StringAssert.Contains(e.Message, "parameters but the file holds only");
-        Assert.IsLessThan(200L << 20, Environment.WorkingSet - before);
+    }
+
+    [TestMethod]
+    [DataRow("expanded.pth")]  // every tensor one float expanded (stride 0): 28 KB claiming 304M parameters
+    [DataRow("shared.pth")]    // every tensor a view of one 16.8 MB storage
+    public void TorchFilesWhoseViewsClaimMoreThanTheirStoragesHoldBuildNothing(string name)
+    {
+        var dir2 = PathOf("hollow");
+        Python.RunScript(Python.Script("hollow_checkpoints.py"), dir2);
+        var e = AssertNothingBuilt(() => PretrainedVit.Load(Path.Combine(dir2, name)));
+        StringAssert.Contains(e.Message, "304,326,632 parameters but the file holds only");
+    }
+
+    [TestMethod]
+    public void TorchFileWhoseStoragesShareBytesIsRefused()
+    {
+        // Storage 1's entry lies inside storage 0's data (a hand-made central directory): the bytes would count twice.
+        var inner = LocalEntry("archive/data/1", new byte[64], out _);
+        var pickle = PickleBuilder.StateDict(("a", b => b.FloatVector("0", inner.Length / 4)), ("b", b => b.FloatVector("1", 16)));
+        var path = PathOf("aliased.pth");
+        using (var w = new BinaryWriter(File.Create(path)))
+        {
+            var entries = new List<(string Name, long Offset, int Length)>();
+            void Put(string n, byte[] data)
+            {
+                entries.Add((n, w.BaseStream.Position, data.Length));
+                w.Write(LocalEntry(n, data, out _));
+            }
+            Put("archive/data.pkl", pickle);
+            long outer = w.BaseStream.Position;
+            Put("archive/data/0", inner);
+            entries.Add(("archive/data/1", outer + 30 + "archive/data/0".Length, 64));
+            long directory = w.BaseStream.Position;
+            foreach (var (n, offset, length) in entries)
+            {
+                var nb = System.Text.Encoding.UTF8.GetBytes(n);
+                w.Write(0x02014b50u); w.Write((ushort)20); w.Write((ushort)20); w.Write((ushort)0); w.Write((ushort)0); w.Write(0u); w.Write(0u);
+                w.Write((uint)length); w.Write((uint)length); w.Write((ushort)nb.Length); w.Write((ushort)0); w.Write((ushort)0);
+                w.Write((ushort)0); w.Write((ushort)0); w.Write(0u); w.Write((uint)offset); w.Write(nb);
+            }
+            long end = w.BaseStream.Position;
+            w.Write(0x06054b50u); w.Write((ushort)0); w.Write((ushort)0); w.Write((ushort)entries.Count); w.Write((ushort)entries.Count);
+            w.Write((uint)(end - directory)); w.Write((uint)directory); w.Write((ushort)0);
+        }
+        var e = Assert.Throws<InvalidDataException>(() => TorchCheckpoint.Open(path));
+        StringAssert.Contains(e.Message, "'archive/data/0' and 'archive/data/1' share bytes of the file");
+    }
+
+    /// <summary>A zip local header (stored, CRC left 0: the reader does not check it) followed by the data.</summary>
+    private static byte[] LocalEntry(string name, byte[] data, out int headerLength)
+    {
+        var nb = System.Text.Encoding.UTF8.GetBytes(name);
+        var ms = new MemoryStream();
+        using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true))
+        {
+            w.Write(0x04034b50u); w.Write((ushort)20); w.Write((ushort)0); w.Write((ushort)0); w.Write(0u); w.Write(0u);
+            w.Write((uint)data.Length); w.Write((uint)data.Length); w.Write((ushort)nb.Length); w.Write((ushort)0); w.Write(nb);
+            w.Write(data);
+        }
+        headerLength = 30 + nb.Length;
+        return ms.ToArray();
+    }
+
+    /// <summary>Runs a load that must fail with an InvalidDataException before any model is allocated.</summary>
+    private static InvalidDataException AssertNothingBuilt(Action load)
+    {
+        VitConfig? built = null;
+        PretrainedVit.BeforeBuilding = c => built = c;
+        try
+        {
+            var e = Assert.Throws<InvalidDataException>(load);
+            Assert.IsNull(built, $"a model of {built?.Dim} x {built?.Depth} was allocated before the file was refused");
+            return e;
+        }
+        finally
+        {
+            PretrainedVit.BeforeBuilding = null;
+        }
     }
 
     [TestMethod]
@@ -302,10 +376,8 @@ public sealed class CheckpointTests
 
         // A few KB of model.json asking for a big model: the weights' shapes say otherwise, and nothing is built.
         RewriteModelJson(zip, j => j["architecture"]!["depth"] = 200);
-        long before = Environment.WorkingSet;
-        var e = Assert.Throws<InvalidDataException>(() => VitModelZip.Load(zip, null, out _, out _));
+        var e = AssertNothingBuilt(() => VitModelZip.Load(zip, null, out _, out _));
         StringAssert.Contains(e.Message, "says depth 200, but the weights have 2");
-        Assert.IsLessThan(200L << 20, Environment.WorkingSet - before);
         RewriteModelJson(zip, j => j["architecture"]!["mlp_dim"] = 1 << 20);
         StringAssert.Contains(Assert.Throws<InvalidDataException>(() => VitModelZip.Load(zip, null, out _, out _)).Message, "MLP size 1048576 is larger than the limit");
     }
@@ -323,7 +395,7 @@ public sealed class CheckpointTests
             s.Write(new byte[16 << 20]);  // 16 MB of zeros deflate to a few KB
         }
         var e = Assert.Throws<InvalidDataException>(() => VitModelZip.Load(zip, null, out _, out _));
-        StringAssert.Contains(e.Message, "would expand");
+        StringAssert.Contains(e.Message, "zip bomb");
     }
 
     [TestMethod]

@@ -33,8 +33,11 @@ internal sealed record StatedConfig(string Source)
     };
 }
 
-/// <summary>What a checkpoint folder or file says besides its tensors.</summary>
-internal sealed record CheckpointDescription(StatedConfig? Config, IReadOnlyList<string>? Labels, VitPreprocessing? Preprocessing);
+/// <summary>What a checkpoint folder or file says besides its tensors; <see cref="Ours"/>: written by this library.</summary>
+internal sealed record CheckpointDescription(StatedConfig? Config, IReadOnlyList<string>? Labels, VitPreprocessing? Preprocessing)
+{
+    public bool Ours { get; init; }
+}
 
 /// <summary>
 /// Hugging Face folders: <c>config.json</c> (transformers' <c>ViTConfig</c>, or timm's hub config with
@@ -80,21 +83,8 @@ internal static class CheckpointFolders
         var act = JsonFields.OptString(c, "hidden_act", source) ?? "gelu";
         if (act != "gelu")
             throw new NotSupportedException($"'{source}' uses the activation '{act}'; Vit for .NET's MLP uses exact GELU ('gelu')");
-        int? imageSize = null;
-        if (c["image_size"] is JsonArray size)
-        {
-            var hw = size.Select(n => n is JsonValue v && v.TryGetValue<int>(out var i) ? i : -1).ToArray();
-            if (hw.Length != 2 || hw[0] != hw[1] || hw[0] < 1)
-                throw new NotSupportedException($"'{source}': image_size {size.ToJsonString()} is not square; ViT here takes square images");
-            imageSize = hw[0];
-        }
-        else if (JsonFields.Has(c, "image_size"))
-        {
-            imageSize = JsonFields.Int(c, "image_size", source);
-        }
-        int? patch = c["patch_size"] is JsonArray ps
-            ? throw new NotSupportedException($"'{source}': patch_size {ps.ToJsonString()} is not square")
-            : JsonFields.OptInt(c, "patch_size", source);
+        int? imageSize = c["image_size"] is { } imageNode ? SquareSize(imageNode, "image_size", source) : null;
+        int? patch = c["patch_size"] is { } patchNode ? SquareSize(patchNode, "patch_size", source) : null;
         var stated = new StatedConfig(source)
         {
             Dim = JsonFields.OptInt(c, "hidden_size", source),
@@ -134,29 +124,28 @@ internal static class CheckpointFolders
         return labels.Select((l, i) => l ?? throw new InvalidDataException($"{source}: id2label has no class {i}")).ToList();
     }
 
-    /// <summary>transformers' ViTImageProcessor: resize to size (stretch) with a PIL filter, rescale 1/255, normalise.</summary>
+    /// <summary>The key under which the Hugging Face export keeps our exact preprocessing in preprocessor_config.json
+    /// (transformers ignores keys it does not know).</summary>
+    internal const string OurPreprocessingKey = "vit_dotnet_preprocessing";
+
+    /// <summary>
+    /// transformers' image processors: ViTImageProcessor (resize to size, stretched, with a PIL filter; rescale 1/255;
+    /// normalise), ConvNextImageProcessor's shortest_edge with crop_pct (resize the shorter side to size / crop_pct,
+    /// centre-crop), DeiT's do_center_crop with crop_size; ours, exactly, when written by this library.
+    /// </summary>
     private static VitPreprocessing ReadPreprocessor(JsonObject p, string source, int channels)
     {
-        int? size = p["size"] switch
-        {
-            null => null,
-            JsonObject hw when JsonFields.Has(hw, "height") || JsonFields.Has(hw, "width") =>
-                JsonFields.Int(hw, "height", source) is var h && JsonFields.Int(hw, "width", source) is var w && h == w
-                    ? h
-                    : throw new NotSupportedException($"'{source}': size {hw.ToJsonString()} is not square; ViT here takes square images"),
-            JsonObject se when JsonFields.Has(se, "shortest_edge") => JsonFields.Int(se, "shortest_edge", source),
-            JsonValue => JsonFields.Int(p, "size", source),
-            var other => throw new InvalidDataException($"'{source}': size {other.ToJsonString()} is neither a number nor {{height, width}}"),
-        };
+        if (p[OurPreprocessingKey] is { } ours) return VitPreprocessing.FromJson(ours, $"'{source}' {OurPreprocessingKey}");
+        int? size = null;
+        bool shortestEdge = false;
+        if (p["size"] is JsonObject se && JsonFields.Has(se, "shortest_edge"))
+            (size, shortestEdge) = (JsonFields.Int(se, "shortest_edge", source), true);
+        else if (p["size"] is { } node)
+            size = SquareSize(node, "size", source);
         if ((JsonFields.OptBool(p, "do_rescale", source) ?? true) == false)
             throw new NotSupportedException($"'{source}' does not rescale pixels (do_rescale false); Vit for .NET always scales pixels by 1/255");
         if (JsonFields.OptDouble(p, "rescale_factor", source) is { } r && Math.Abs(r * 255 - 1) > 1e-6)
             throw new NotSupportedException($"'{source}' rescales pixels by {r}; Vit for .NET scales them by 1/255");
-        var normalization = (JsonFields.OptBool(p, "do_normalize", source) ?? true)
-            ? new Normalization(
-                JsonFields.Has(p, "image_mean") ? JsonFields.Floats(p, "image_mean", source) : [0.5f],
-                JsonFields.Has(p, "image_std") ? JsonFields.Floats(p, "image_std", source) : [0.5f])
-            : new Normalization([0f], [1f]);
         var interpolation = (JsonFields.OptInt(p, "resample", source) ?? 2) switch
         {
             0 => Interpolation.Nearest,
@@ -168,14 +157,23 @@ internal static class CheckpointFolders
         };
         var mode = ResizeMode.Stretch;
         double crop = 1;
-        if (JsonFields.OptBool(p, "do_center_crop", source) == true && p["crop_size"] is JsonObject cs && size is { } resized)
+        if (shortestEdge)
         {
-            int ch = JsonFields.Int(cs, "height", source), cw = JsonFields.Int(cs, "width", source);
-            if (ch != cw || ch > resized) throw new NotSupportedException($"'{source}': crop_size {cs.ToJsonString()} is not a square within size {resized}");
-            (mode, crop, size) = (ResizeMode.Crop, (double)ch / resized, ch);
+            (mode, crop) = (ResizeMode.Crop, JsonFields.OptDouble(p, "crop_pct", source) ?? 1);
+        }
+        else if (JsonFields.OptBool(p, "do_center_crop", source) == true && p["crop_size"] is { } cs && size is { } resized)
+        {
+            int c = SquareSize(cs, "crop_size", source);
+            if (c > resized) throw new InvalidDataException($"'{source}': crop_size {c} is larger than size {resized}");
+            (mode, crop, size) = (ResizeMode.Crop, (double)c / resized, c);
         }
         try
         {
+            var normalization = (JsonFields.OptBool(p, "do_normalize", source) ?? true)
+                ? new Normalization(
+                    JsonFields.Has(p, "image_mean") ? JsonFields.Floats(p, "image_mean", source) : [0.5f],
+                    JsonFields.Has(p, "image_std") ? JsonFields.Floats(p, "image_std", source) : [0.5f])
+                : new Normalization([0f], [1f]);
             return new VitPreprocessing(size ?? 224, channels, normalization.ForChannels(channels))
             {
                 ResizeMode = mode, Interpolation = interpolation, CropFraction = crop,
@@ -185,6 +183,25 @@ internal static class CheckpointFolders
         {
             throw new InvalidDataException($"'{source}': {e.Message}", e);
         }
+    }
+
+    /// <summary>A square size written as a number, [height, width] or {"height", "width"}.</summary>
+    private static int SquareSize(JsonNode node, string what, string source)
+    {
+        var (h, w) = node switch
+        {
+            JsonValue => (JsonFields.Int(new JsonObject { [what] = node.DeepClone() }, what, source), -1),
+            JsonArray { Count: 2 } a => (Element(a[0]), Element(a[1])),
+            JsonObject o => (JsonFields.Int(o, "height", source), JsonFields.Int(o, "width", source)),
+            _ => throw new InvalidDataException($"'{source}': {what} {node.ToJsonString()} is neither a number, [height, width] nor {{height, width}}"),
+        };
+        if (w >= 0 && h != w) throw new NotSupportedException($"'{source}': {what} {node.ToJsonString()} is not square; ViT here takes square images");
+        if (h < 1) throw new InvalidDataException($"'{source}': {what} {node.ToJsonString()} is not a positive size");
+        return h;
+
+        int Element(JsonNode? e) => e is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number && v.TryGetValue<int>(out var i)
+            ? i
+            : throw new InvalidDataException($"'{source}': {what} {node.ToJsonString()} holds something other than integers");
     }
 
     /// <summary>timm's hub config: architecture, num_classes, global_pool, pretrained_cfg (mean, std, interpolation, crop_pct), label_names.</summary>
@@ -224,8 +241,8 @@ internal static class CheckpointFolders
             try
             {
                 pre = new VitPreprocessing(size, channels, new Normalization(
-                    JsonFields.Has(cfg, "mean") ? JsonFields.Floats(cfg, "mean", source) : Normalization.ImageNet.Mean,
-                    JsonFields.Has(cfg, "std") ? JsonFields.Floats(cfg, "std", source) : Normalization.ImageNet.Std))
+                    JsonFields.Has(cfg, "mean") ? JsonFields.Floats(cfg, "mean", source) : Normalization.Half.Mean,  // timm ViT _cfg: Inception mean/std 0.5
+                    JsonFields.Has(cfg, "std") ? JsonFields.Floats(cfg, "std", source) : Normalization.Half.Std))
                 {
                     ResizeMode = ResizeMode.Crop, Interpolation = interpolation, CropFraction = JsonFields.OptDouble(cfg, "crop_pct", source) ?? 0.9,
                 }.Validate();

@@ -33,8 +33,9 @@ internal sealed class CheckpointIndex : IDisposable
     /// <summary>The metadata of the first file (safetensors; empty for torch.save files).</summary>
     public IReadOnlyDictionary<string, string> Metadata => files.Count > 0 ? files[0].Metadata : new Dictionary<string, string>();
 
-    /// <summary>Elements over all tensors: the file's data backs each one, so this bounds what loading may allocate.</summary>
-    public long TotalElements => byName.Values.Sum(e => e.Info.NumElements);
+    /// <summary>Bytes of tensor data the files hold, each counted once (<see cref="ITensorFile.DataLength"/>): what
+    /// the checkpoint can back, however large its tensors claim to be.</summary>
+    public long DataLength => files.Sum(f => f.DataLength);
 
     public bool Contains(string name) => byName.ContainsKey(name);
 

@@ -36,7 +36,7 @@ internal static class JsonFields
         JsonNode? node;
         try
         {
-            node = JsonNode.Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length), documentOptions: new JsonDocumentOptions { MaxDepth = 64 });
+            node = JsonNode.Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length), documentOptions: new JsonDocumentOptions { MaxDepth = 64, AllowDuplicateProperties = false });
         }
         catch (JsonException e)
         {
@@ -50,7 +50,7 @@ internal static class JsonFields
     {
         try
         {
-            return JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { MaxDepth = 64 })
+            return JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { MaxDepth = 64, AllowDuplicateProperties = false })
                    ?? throw new InvalidDataException($"{source} is JSON null");
         }
         catch (JsonException e)

@@ -46,6 +46,9 @@ public sealed class PretrainedVit : IDisposable
 
     private VisionTransformer? model;
 
+    /// <summary>Test hook: called with the config just before a model is allocated.</summary>
+    internal static Action<VitConfig>? BeforeBuilding;
+
     private PretrainedVit(VisionTransformer model, IReadOnlyList<string>? labels, VitPreprocessing preprocessing, CheckpointLayout layout, string source)
     {
         this.model = model;
@@ -114,10 +117,13 @@ public sealed class PretrainedVit : IDisposable
         Span<byte> head = stackalloc byte[9];
         int n;
         using (var fs = File.OpenRead(path)) n = fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
-        if (n >= 4 && head[..4].SequenceEqual("PK\u0003\u0004"u8))
+        if (ZipReader.LooksLikeZip(head[..n]))
         {
-            if (VitModelZip.IsModelZip(path)) return VitModelZip.Load(path, options, out _, out _);
-            using var torch = new CheckpointIndex([TorchCheckpoint.Open(path)], path);
+            var zip = VitModelZip.OpenZip(path);
+            if (zip.Find(VitModelZip.ModelEntry) is not null)
+                using (zip)
+                    return VitModelZip.Load(zip, path, options, out _, out _);
+            using var torch = new CheckpointIndex([TorchCheckpoint.Open(zip, path)], path);  // the torch file owns the zip
             return FromIndex(torch, null, options, expected: null);
         }
         if (n >= 1 && head[0] == 0x80 && !(n == 9 && head[8] == (byte)'{'))
@@ -138,7 +144,7 @@ public sealed class PretrainedVit : IDisposable
         var labels = metadata.TryGetValue(VitMetadata.Labels, out var l)
             ? JsonFields.Strings(JsonFields.ParseValue(l, $"{source} {VitMetadata.Labels}"), VitMetadata.Labels, source)
             : null;
-        return new CheckpointDescription(stated, labels, pre);
+        return new CheckpointDescription(stated, labels, pre) { Ours = true };
     }
 
     /// <summary>Builds and fills the model from a checkpoint's tensors and what its files say.</summary>
@@ -150,11 +156,14 @@ public sealed class PretrainedVit : IDisposable
         var inferred = FromShapes(index, map);
         var fileConfig = Resolve(inferred, description?.Config, options, map.Layout, index.Source);
 
-        // Before anything is allocated: the file's data must back the parameters the config implies (with slack, so
-        // that a few missing tensors are listed by name below rather than refused here).
+        // Before anything is allocated: the file's data must back the parameters the config implies. A parameter takes
+        // at least 2 bytes in a file (float16), so more parameters than bytes is a lie; the slack of 2 lets a few
+        // missing tensors be listed by name below rather than refused here.
         long needed = new VitParameterCount(fileConfig).Count;
-        if (needed > 2 * index.TotalElements + (1 << 20))
-            throw new InvalidDataException($"'{index.Source}': the config needs {needed:N0} parameters but the file holds only {index.TotalElements:N0} values");
+        if (needed > index.DataLength + (1 << 20))
+            throw new InvalidDataException(
+                $"'{index.Source}': the config needs {needed:N0} parameters but the file holds only {index.DataLength:N0} bytes of tensor data");
+        BeforeBuilding?.Invoke(fileConfig);
         var config = fileConfig;
         if (options.ImageSize is { } size && size != fileConfig.ImageSize)
         {
@@ -173,7 +182,7 @@ public sealed class PretrainedVit : IDisposable
         if (config.NumClasses == 0) labels = null;
         else if (labels is not null && labels.Count != config.NumClasses)
             throw new InvalidDataException($"'{index.Source}' names {labels.Count} labels for a head with {config.NumClasses} outputs");
-        var preprocessing = FinalPreprocessing(description?.Preprocessing, config, fileConfig, map.Layout, options, index.Source);
+        var preprocessing = FinalPreprocessing(description?.Preprocessing, description?.Ours == true, config, fileConfig, map.Layout, options, index.Source);
 
         var model = VisionTransformer.ForWeights(config);
         try
@@ -303,8 +312,8 @@ public sealed class PretrainedVit : IDisposable
     }
 
     /// <summary>The file's preprocessing (or the layout's published default) for the final config.</summary>
-    private static VitPreprocessing FinalPreprocessing(VitPreprocessing? stated, VitConfig config, VitConfig fileConfig, CheckpointLayout layout,
-        PretrainedVitOptions options, string path)
+    private static VitPreprocessing FinalPreprocessing(VitPreprocessing? stated, bool ours, VitConfig config, VitConfig fileConfig,
+        CheckpointLayout layout, PretrainedVitOptions options, string path)
     {
         if (stated is not null && stated.Channels != config.Channels)
             throw new InvalidDataException($"'{path}': the preprocessing is for {stated.Channels}-channel images, the model takes {config.Channels}");
@@ -322,8 +331,10 @@ public sealed class PretrainedVit : IDisposable
             {
                 ResizeMode = ResizeMode.Crop, Interpolation = Interpolation.Bilinear, CropFraction = 0.875,
             },
-            // timm's default data config: crop_pct 0.9, bicubic, ImageNet statistics.
-            _ => new VitPreprocessing(config.ImageSize, config.Channels, config.Channels == 1 ? Normalization.Half : Normalization.ImageNet)
+            // Our own files (with our config, without preprocessing): the estimator's defaults.
+            _ when ours => VitPreprocessing.Default(config.ImageSize, config.Channels),
+            // timm's default ViT config (vision_transformer.py's _cfg): crop_pct 0.9, bicubic, mean/std 0.5 (Inception's).
+            _ => new VitPreprocessing(config.ImageSize, config.Channels, Normalization.Half)
             {
                 ResizeMode = ResizeMode.Crop, Interpolation = Interpolation.Bicubic, CropFraction = 0.9,
             },

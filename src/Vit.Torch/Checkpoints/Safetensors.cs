@@ -304,6 +304,8 @@ public static unsafe class Safetensors
 
         public IReadOnlyDictionary<string, string> Metadata => header.Metadata;
 
+        public long DataLength => header.DataLength;  // the tensors tile the data buffer exactly (CheckPacking)
+
         public Tensor Read(string name)
         {
             if (!byName.TryGetValue(name, out var e)) throw new KeyNotFoundException($"'{path}' has no tensor '{name}'");

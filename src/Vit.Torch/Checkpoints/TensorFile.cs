@@ -16,7 +16,7 @@ public sealed record TensorInfo(string Name, DType DType, IReadOnlyList<long> Sh
 /// <summary>
 /// A checkpoint file opened for reading: its validated index of tensors, and reads of one tensor at a time, so that
 /// a model can be checked against the index before anything large is allocated, then filled tensor by tensor.
-/// Implemented for safetensors (<see cref="Safetensors.Open(string)"/>) and torch.save files (<see cref="TorchCheckpoint.Open"/>).
+/// Implemented for safetensors (<see cref="Safetensors.Open(string)"/>) and torch.save files (<see cref="TorchCheckpoint.Open(string)"/>).
 /// </summary>
 public interface ITensorFile : IDisposable
 {
@@ -25,6 +25,10 @@ public interface ITensorFile : IDisposable
 
     /// <summary>The tensors, in the file's order.</summary>
     IReadOnlyList<TensorInfo> Tensors { get; }
+
+    /// <summary>Bytes of tensor data the file holds, each byte counted once (views and shared storages do not add to
+    /// it): what the file's tensors can back, whatever their declared sizes.</summary>
+    long DataLength { get; }
 
     /// <summary>String metadata (a safetensors <c>__metadata__</c> map; empty when the format has none).</summary>
     IReadOnlyDictionary<string, string> Metadata { get; }

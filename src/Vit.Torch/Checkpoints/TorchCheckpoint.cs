@@ -90,6 +90,20 @@ public static unsafe class TorchCheckpoint
         }
     }
 
+    /// <summary>Reads the torch.save archive already open in <paramref name="zip"/>, which the returned file then owns.</summary>
+    internal static ITensorFile Open(ZipReader zip, string path)
+    {
+        try
+        {
+            return new TorchCheckpointFile(path, zip);
+        }
+        catch
+        {
+            zip.Dispose();
+            throw;
+        }
+    }
+
     internal static InvalidDataException Bad(string path, string problem) =>
         new($"'{path}' cannot be read as a torch.save checkpoint: {problem}");
 
@@ -243,8 +257,31 @@ public static unsafe class TorchCheckpoint
                 byName.Add(name, new Indexed(info, tensor, data.Entry, data.DataOffset, last, numel == 0 || IsRowMajor(tensor.Shape, tensor.Stride)));
                 infos.Add(info);
             }
+            DataLength = CheckDisjoint(storages.Values);
             return infos;
         }
+
+        /// <summary>
+        /// The bytes of tensor data the archive holds, each counted once: views and names may share a storage, so the
+        /// tensors' sizes say nothing about it; and no two storages may share bytes of the file (a hostile central
+        /// directory could point every entry at the same data).
+        /// </summary>
+        private long CheckDisjoint(IEnumerable<(ZipEntry Entry, long DataOffset)> storages)
+        {
+            long total = 0, end = 0;
+            ZipEntry? previous = null;
+            foreach (var (entry, offset) in storages.Where(s => s.Entry.Length > 0).OrderBy(s => s.DataOffset))
+            {
+                if (offset < end)
+                    throw Fail($"zip entries '{previous!.Name}' and '{entry.Name}' share bytes of the file; each storage has its own data");
+                end = offset + entry.Length;  // within the file: Locate checked it
+                total += entry.Length;
+                previous = entry;
+            }
+            return total;
+        }
+
+        public long DataLength { get; private set; }
 
         /// <summary>Checks that the tensor's elements lie in its storage; returns its element count and the storage index of its last element.</summary>
         private (long NumElements, long Last) CheckExtent(string name, PickleTensor t)
@@ -286,6 +323,11 @@ public static unsafe class TorchCheckpoint
                 throw Fail($"storage '{storage.Key}' declares {storage.NumElements} elements of {storage.ClassName}, more bytes than 64 bits count");
             }
             long dataOffset = zip.Locate(entry);
+            // torch.save stores tensor data uncompressed. A compressed storage would be inflated again for every view of
+            // it (a few bytes of pickle each), so it is refused rather than read.
+            if (entry.Method != 0)
+                throw Fail($"storage '{storage.Key}' is compressed in the archive ({entryName}); torch.save stores tensor data uncompressed, "
+                    + "so the file was repacked: load it with PyTorch and save it again with torch.save(obj, path)");
             if (entry.Length != bytes)
                 throw Fail($"storage '{storage.Key}' is declared as {storage.NumElements} elements of {storage.ClassName} ({bytes} bytes), "
                     + $"but its data entry '{entryName}' holds {entry.Length} bytes");

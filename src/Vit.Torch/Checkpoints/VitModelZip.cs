@@ -27,20 +27,6 @@ public static class VitModelZip
 
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
-    /// <summary>Whether <paramref name="path"/> is a zip that holds a model.json (ours, or damaged ours).</summary>
-    public static bool IsModelZip(string path)
-    {
-        try
-        {
-            using var zip = ZipFile.OpenRead(path);
-            return zip.GetEntry(ModelEntry) is not null;
-        }
-        catch (InvalidDataException)
-        {
-            return false;
-        }
-    }
-
     /// <summary>
     /// Writes a model file atomically. <paramref name="extra"/>'s top-level fields go into model.json after ours;
     /// <paramref name="trainingJson"/> (null: an empty history) becomes training.json.
@@ -111,75 +97,64 @@ public static class VitModelZip
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"model file not found: {path}", path);
-        long fileLength = new FileInfo(path).Length;
-        ZipArchive zip;
+        using var zip = OpenZip(path);
+        return Load(zip, path, options, out modelJson, out trainingJson);
+    }
+
+    /// <summary>Opens <paramref name="path"/> as a zip archive; its problems name the file.</summary>
+    internal static ZipReader OpenZip(string path)
+    {
+        var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
         try
         {
-            zip = ZipFile.OpenRead(path);
+            return ZipReader.Open(handle, problem => new InvalidDataException($"{path} is not a readable zip archive (it may be truncated or damaged): {problem}"));
         }
-        catch (InvalidDataException e)
+        catch
         {
-            throw new InvalidDataException($"{path} is not a Vit for .NET model file (not a readable zip archive: {e.Message}); it may be truncated or damaged", e);
-        }
-        using (zip)
-        {
-            try
-            {
-                var modelEntry = zip.GetEntry(ModelEntry) ?? throw new InvalidDataException(
-                    $"{path} is not a Vit for .NET model file: it has no {ModelEntry} (entries: {string.Join(", ", zip.Entries.Take(10).Select(e => e.FullName))})");
-                string src = $"{path} ({ModelEntry})";
-                JsonObject json;
-                using (var s = Open(modelEntry, fileLength, path)) json = JsonFields.Parse(s, src);
-                if (JsonFields.OptString(json, "format", src) != Magic)
-                    throw new InvalidDataException($"{path} is not a Vit for .NET model file: {ModelEntry} does not say format '{Magic}'");
-                int version = JsonFields.Int(json, "format_version", src);
-                if (version > FormatVersion)
-                    throw new InvalidDataException($"{path} has model format version {version}, newer than this library reads ({FormatVersion}); update Vit for .NET");
-                if (version < 1) throw new InvalidDataException($"{path}: invalid format_version {version}");
-                var config = VitConfig.FromJson(json["architecture"], $"{src} architecture");
-                var labels = JsonFields.Strings(json["labels"], "labels", src);
-                var pre = VitPreprocessing.FromJson(json["preprocessing"], $"{src} preprocessing");
-                if (pre.ImageSize != config.ImageSize || pre.Channels != config.Channels)
-                    throw new InvalidDataException(
-                        $"{src}: the preprocessing ({pre.ImageSize}px, {pre.Channels} channels) does not match the architecture ({config.ImageSize}px, {config.Channels} channels)");
-
-                trainingJson = null;
-                if (zip.GetEntry(TrainingEntry) is { } te)
-                    using (var s = Open(te, fileLength, path))
-                        trainingJson = JsonFields.Parse(s, $"{path} ({TrainingEntry})").ToJsonString(Indented);
-
-                var weights = zip.GetEntry(WeightsEntry) ?? throw new InvalidDataException($"{path} is damaged: it has no {WeightsEntry}");
-                var file = Safetensors.Open(Open(weights, fileLength, path), weights.Length, $"{path} ({WeightsEntry})");
-                using var index = new CheckpointIndex([file], $"{path} ({WeightsEntry})");
-                var result = PretrainedVit.FromIndex(index, new CheckpointDescription(StatedConfig.Of(config, src), labels, pre),
-                    options ?? new PretrainedVitOptions(), CheckpointLayout.Timm);
-                modelJson = json;
-                return result;
-            }
-            catch (InvalidDataException e) when (!e.Message.Contains(path, StringComparison.Ordinal))
-            {
-                throw new InvalidDataException($"{path} is damaged: {e.Message}", e);
-            }
+            handle.Dispose();
+            throw;
         }
     }
 
-    /// <summary>
-    /// Opens an entry after bounding what it can expand to: at most the file's size when stored, 64 times its
-    /// compressed size when deflated (a zip bomb declares sizes it does not have, or compresses absurdly).
-    /// </summary>
-    private static Stream Open(ZipArchiveEntry entry, long fileLength, string path)
+    /// <summary>Reads a model file already open in <paramref name="zip"/> (which stays the caller's).</summary>
+    internal static PretrainedVit Load(ZipReader zip, string path, PretrainedVitOptions? options, out JsonObject modelJson, out string? trainingJson)
     {
-        if (entry.CompressedLength > fileLength)
-            throw new InvalidDataException($"{path} is damaged: {entry.FullName} claims {entry.CompressedLength} compressed bytes in a {fileLength}-byte file");
-        if (entry.Length > 64 * entry.CompressedLength + (1 << 20))
-            throw new InvalidDataException($"{path} is damaged: {entry.FullName} would expand {entry.CompressedLength} bytes to {entry.Length}");
         try
         {
-            return entry.Open();
+            var modelEntry = zip.Find(ModelEntry) ?? throw new InvalidDataException(
+                $"{path} is not a Vit for .NET model file: it has no {ModelEntry} (entries: {string.Join(", ", zip.Entries.Take(10).Select(e => e.Name))})");
+            string src = $"{path} ({ModelEntry})";
+            JsonObject json;
+            using (var s = zip.OpenRead(modelEntry)) json = JsonFields.Parse(s, src);
+            if (JsonFields.OptString(json, "format", src) != Magic)
+                throw new InvalidDataException($"{path} is not a Vit for .NET model file: {ModelEntry} does not say format '{Magic}'");
+            int version = JsonFields.Int(json, "format_version", src);
+            if (version > FormatVersion)
+                throw new InvalidDataException($"{path} has model format version {version}, newer than this library reads ({FormatVersion}); update Vit for .NET");
+            if (version < 1) throw new InvalidDataException($"{path}: invalid format_version {version}");
+            var config = VitConfig.FromJson(json["architecture"], $"{src} architecture");
+            var labels = JsonFields.Strings(json["labels"], "labels", src);
+            var pre = VitPreprocessing.FromJson(json["preprocessing"], $"{src} preprocessing");
+            if (pre.ImageSize != config.ImageSize || pre.Channels != config.Channels)
+                throw new InvalidDataException(
+                    $"{src}: the preprocessing ({pre.ImageSize}px, {pre.Channels} channels) does not match the architecture ({config.ImageSize}px, {config.Channels} channels)");
+
+            trainingJson = null;
+            if (zip.Find(TrainingEntry) is { } te)
+                using (var s = zip.OpenRead(te))
+                    trainingJson = JsonFields.Parse(s, $"{path} ({TrainingEntry})").ToJsonString(Indented);
+
+            var weights = zip.Find(WeightsEntry) ?? throw new InvalidDataException($"{path} is damaged: it has no {WeightsEntry}");
+            string weightsSource = $"{path} ({WeightsEntry})";
+            using var index = new CheckpointIndex([Safetensors.Open(zip.OpenRead(weights), weights.Length, weightsSource)], weightsSource);
+            var result = PretrainedVit.FromIndex(index, new CheckpointDescription(StatedConfig.Of(config, src), labels, pre) { Ours = true },
+                options ?? new PretrainedVitOptions(), CheckpointLayout.Timm);
+            modelJson = json;
+            return result;
         }
-        catch (InvalidDataException e)
+        catch (InvalidDataException e) when (!e.Message.Contains(path, StringComparison.Ordinal))
         {
-            throw new InvalidDataException($"{path} is damaged: {entry.FullName} cannot be read ({e.Message})", e);
+            throw new InvalidDataException($"{path} is damaged: {e.Message}", e);
         }
     }
 }

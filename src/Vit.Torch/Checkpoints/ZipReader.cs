@@ -178,6 +178,17 @@ internal sealed class ZipReader : IDisposable
             done += Inflate(inflate, new Span<byte>(destination + done, (int)Math.Min(1 << 30, count - done)), entry, start + done);
     }
 
+    /// <summary>
+    /// A stream of <paramref name="entry"/>'s uncompressed data (checked by <see cref="Locate"/> first): seekable when the
+    /// entry is stored, read front to back when it is deflated. It reads through this reader, which must outlive it.
+    /// </summary>
+    public Stream OpenRead(ZipEntry entry)
+    {
+        long dataOffset = Locate(entry);
+        var window = new WindowStream(file, dataOffset, entry.CompressedLength);
+        return entry.Method == 0 ? window : new DeflateStream(window, CompressionMode.Decompress);
+    }
+
     /// <summary>Inflates at least one byte into <paramref name="buffer"/>; <paramref name="position"/> is where in the entry it is.</summary>
     private int Inflate(DeflateStream inflate, Span<byte> buffer, ZipEntry entry, long position)
     {
@@ -315,20 +326,21 @@ internal sealed class ZipReader : IDisposable
         }
     }
 
-    /// <summary>A read-only view of bytes [start, start + length) of a file, for inflating one entry.</summary>
+    /// <summary>A read-only, seekable view of bytes [start, start + length) of a file: a stored entry, or the input of
+    /// an inflater.</summary>
     private sealed class WindowStream(SafeFileHandle file, long start, long length) : Stream
     {
         private long position;
 
         public override bool CanRead => true;
-        public override bool CanSeek => false;
+        public override bool CanSeek => true;
         public override bool CanWrite => false;
         public override long Length => length;
 
         public override long Position
         {
             get => position;
-            set => throw new NotSupportedException();
+            set => position = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "a position cannot be negative");
         }
 
         public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
@@ -342,8 +354,14 @@ internal sealed class ZipReader : IDisposable
             return n;
         }
 
+        public override long Seek(long offset, SeekOrigin origin) => Position = origin switch
+        {
+            SeekOrigin.Begin => offset,
+            SeekOrigin.Current => position + offset,
+            _ => length + offset,
+        };
+
         public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
         public override void SetLength(long value) => throw new NotSupportedException();
         public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }

@@ -24,6 +24,11 @@ public sealed record VitPreprocessing(int ImageSize, int Channels, Normalization
     /// <c>crop_pct</c>; torchvision's Resize(256) + CenterCrop(224) is 0.875). 1 crops only the longer side.</summary>
     public double CropFraction { get; init; } = 1;
 
+    /// <summary>What training here uses unless told otherwise: ImageNet's mean/std for RGB (0.5/0.5 for grayscale, which
+    /// ImageNet has no statistics for), images of another size scaled to cover and centre-cropped, bilinear.</summary>
+    public static VitPreprocessing Default(int imageSize, int channels) =>
+        new(imageSize, channels, channels == 1 ? Normalization.Half : Normalization.ImageNet);
+
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first invalid value.</summary>
     public VitPreprocessing Validate()
     {

@@ -18,8 +18,9 @@ OUTDIR/<model>/ for model in "custom" (image 32, patch 8, 2 layers, 4 heads at h
     hf_sharded/             model.safetensors.index.json + two shards (custom only)
     io.safetensors          "images" (B, 3, H, W) and "logits" = torchvision's forward in eval mode (float32),
                             "logits64" the same in float64; for b32 also "pos_160", "pos_288": the position
-                            embedding resampled to 5x5 and 9x9 grids by torch.nn.functional.interpolate (bicubic,
-                            align_corners=False, antialias when shrinking), class position kept.
+                            embedding resampled to 5x5 and 9x9 grids by torch.nn.functional.interpolate as timm's
+                            resample_abs_pos_embed calls it (bicubic, align_corners=False, antialias=True, in
+                            both directions), class position kept.
 """
 import json
 import os
@@ -194,7 +195,7 @@ def main(argv):
     grid = pos[:, 1:].reshape(1, 7, 7, 768).permute(0, 3, 1, 2)           # (1, D, 7, 7)
     resampled = {}
     for size, n in (("160", 5), ("288", 9)):
-        g = F.interpolate(grid, size=(n, n), mode="bicubic", align_corners=False, antialias=n < 7)
+        g = F.interpolate(grid, size=(n, n), mode="bicubic", align_corners=False, antialias=True)  # timm's defaults
         resampled["pos_" + size] = torch.cat([pos[:, :1], g.permute(0, 2, 3, 1).reshape(1, n * n, 768)], dim=1)
     write_safetensors(os.path.join(d, "io.safetensors"), {"images": images, "logits": logits, "logits64": logits64, **resampled})
 
