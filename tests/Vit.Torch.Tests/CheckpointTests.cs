@@ -423,6 +423,24 @@ public sealed class CheckpointTests
     }
 
     [TestMethod]
+    public void DuplicateJsonKeysAndZeroStdAreNamedAsDamagedFiles()
+    {
+        var folder = Directory.CreateDirectory(PathOf("hf")).FullName;
+        using var model = Randomized(FourHeads);
+        using (var scope = TensorScope.Begin())
+            Safetensors.Save(Path.Combine(folder, "model.safetensors"), HfNames(model));
+        File.WriteAllText(Path.Combine(folder, "config.json"), """{"model_type": "vit", "num_attention_heads": 4, "num_attention_heads": 6}""");
+        var e = Assert.Throws<InvalidDataException>(() => PretrainedVit.Load(folder));
+        StringAssert.Contains(e.Message, "config.json");
+        StringAssert.Contains(e.Message, "Duplicate property");
+        File.WriteAllText(Path.Combine(folder, "config.json"), """{"model_type": "vit", "num_attention_heads": 4}""");
+        File.WriteAllText(Path.Combine(folder, "preprocessor_config.json"), """{"image_mean": [0.5, 0.5, 0.5], "image_std": [0, 0, 0]}""");
+        e = Assert.Throws<InvalidDataException>(() => PretrainedVit.Load(folder));
+        StringAssert.Contains(e.Message, "preprocessor_config.json");
+        StringAssert.Contains(e.Message, "Std values must be finite and positive");
+    }
+
+    [TestMethod]
     public void ImageSizeThatIsNotAMultipleOfThePatchIsRefused()
     {
         using var model = Randomized(FourHeads);
