@@ -147,6 +147,7 @@ public sealed class CheckpointTests
     {
         // A transformers ViTModel (no "vit." prefix, no classifier, a pooler): built by renaming a timm file by hand.
         using var model = Randomized(FourHeads with { LayerNormEps = 1e-12 });
+        using var tensors = TensorScope.Begin();
         var p = model.StateDict();
         var hf = new List<(string, Tensor)>
         {
@@ -190,7 +191,6 @@ public sealed class CheckpointTests
         using var noGrad = Torch.NoGrad();
         var images = Tensor.Randn([2, 3, 16, 16]);
         CollectionAssert.AreEqual(model.ForwardFeatures(images).ToArray<float>(), loaded.Model.Forward(images).ToArray<float>());
-        foreach (var t in p.Values) t.Dispose();
     }
 
     // ------------------------------------------------------------------------------------------------ unsupported
@@ -256,7 +256,8 @@ public sealed class CheckpointTests
     {
         var folder = Directory.CreateDirectory(PathOf("hf")).FullName;
         using var model = Randomized(FourHeads);
-        Safetensors.Save(Path.Combine(folder, "model.safetensors"), HfNames(model));
+        using (var scope = TensorScope.Begin())
+            Safetensors.Save(Path.Combine(folder, "model.safetensors"), HfNames(model));
         File.WriteAllText(Path.Combine(folder, "config.json"), """{"model_type": "vit", "hidden_size": 768, "num_attention_heads": 12}""");
         var e = Assert.Throws<InvalidDataException>(() => PretrainedVit.Load(folder));
         StringAssert.Contains(e.Message, "says hidden size 768, but the weights have 96");
@@ -372,7 +373,8 @@ public sealed class CheckpointTests
         var zip = PathOf("model.zip");
         VitModelZip.Save(zip, model, ["a", "b", "c"], new VitPreprocessing(16, 3, Normalization.ImageNet));
         using (var loaded = VitModelZip.Load(zip, null, out _, out _))
-            CollectionAssert.AreEqual(Logits(model, Tensor.Ones([1, 3, 16, 16])), Logits(loaded.Model, Tensor.Ones([1, 3, 16, 16])));
+        using (var ones = Tensor.Ones([1, 3, 16, 16]))
+            CollectionAssert.AreEqual(Logits(model, ones), Logits(loaded.Model, ones));
 
         // A few KB of model.json asking for a big model: the weights' shapes say otherwise, and nothing is built.
         RewriteModelJson(zip, j => j["architecture"]!["depth"] = 200);
@@ -413,7 +415,8 @@ public sealed class CheckpointTests
     {
         var folder = Directory.CreateDirectory(PathOf("hf")).FullName;
         using var model = Randomized(FourHeads);
-        Safetensors.Save(Path.Combine(folder, "model.safetensors"), HfNames(model));
+        using (var scope = TensorScope.Begin())
+            Safetensors.Save(Path.Combine(folder, "model.safetensors"), HfNames(model));
         File.WriteAllText(Path.Combine(folder, "config.json"), """{"model_type": "vit", "num_attention_heads": 4, "id2label": {"0": "x", "1": "y"}}""");
         StringAssert.Contains(Assert.Throws<InvalidDataException>(() => PretrainedVit.Load(folder)).Message, "names 2 labels for a head with 3 outputs");
         File.WriteAllText(Path.Combine(folder, "config.json"), """{"model_type": "vit", "num_attention_heads": 4, "id2label": {"0": "x", "7": "y", "2": "z"}}""");

@@ -103,11 +103,28 @@ public static unsafe class Safetensors
     public static void Save(string path, IEnumerable<(string Name, Tensor Tensor)> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        var (items, entries, header) = Prepare(tensors, metadata);
+        // Unbuffered: tensor bytes go from tensor memory straight to the file.
+        AtomicFile.Write(path, fs => WriteTo(fs, items, entries, header), bufferSize: 0);
+    }
+
+    /// <summary>Writes <paramref name="tensors"/> as a safetensors file to <paramref name="stream"/> (e.g. an entry of a
+    /// zip), checked first as <see cref="Save"/> checks them.</summary>
+    public static void Write(Stream stream, IEnumerable<(string Name, Tensor Tensor)> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        if (!stream.CanWrite) throw new ArgumentException("the stream is not writable", nameof(stream));
+        var (items, entries, header) = Prepare(tensors, metadata);
+        WriteTo(stream, items, entries, header);
+    }
+
+    // Everything that can be checked is checked before a byte is written.
+    private static (List<(string Name, Tensor Tensor)> Items, List<SafetensorsEntry> Entries, byte[] Header) Prepare(
+        IEnumerable<(string Name, Tensor Tensor)> tensors, IReadOnlyDictionary<string, string>? metadata)
+    {
         ArgumentNullException.ThrowIfNull(tensors);
         if (!BitConverter.IsLittleEndian)
             throw new PlatformNotSupportedException("safetensors stores little-endian data; this machine is big-endian");
-
-        // Everything that can be checked is checked before a byte goes to disk.
         var items = new List<(string Name, Tensor Tensor)>();
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (name, tensor) in tensors)
@@ -132,39 +149,19 @@ public static unsafe class Safetensors
             entries.Add(new SafetensorsEntry(name, dtype, shape, offset, offset + bytes));
             offset += bytes;
         }
-        var header = EncodeHeader(entries, metadata);
+        return (items, entries, EncodeHeader(entries, metadata));
+    }
 
-        var full = Path.GetFullPath(path);
-        var temp = $"{full}.{Guid.NewGuid():N}.tmp";
-        try
+    private static void WriteTo(Stream fs, List<(string Name, Tensor Tensor)> items, List<SafetensorsEntry> entries, byte[] header)
+    {
+        Span<byte> prefix = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)header.Length);
+        fs.Write(prefix);
+        fs.Write(header);
+        for (int i = 0; i < items.Count; i++)
         {
-            // Unbuffered: tensor bytes go from tensor memory straight to the file.
-            using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0))
-            {
-                Span<byte> prefix = stackalloc byte[8];
-                BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)header.Length);
-                fs.Write(prefix);
-                fs.Write(header);
-                for (int i = 0; i < items.Count; i++)
-                {
-                    BeforeTensorDataWritten?.Invoke(items[i].Name);
-                    WriteData(fs, items[i].Tensor, entries[i].ByteLength);
-                }
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(temp, full, overwrite: true);  // rename(2): atomic on one file system
-        }
-        catch
-        {
-            try
-            {
-                File.Delete(temp);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                // Best effort: the original error matters more than a leftover temporary file.
-            }
-            throw;
+            BeforeTensorDataWritten?.Invoke(items[i].Name);
+            WriteData(fs, items[i].Tensor, entries[i].ByteLength);
         }
     }
 
@@ -203,7 +200,7 @@ public static unsafe class Safetensors
         return header;
     }
 
-    private static void WriteData(FileStream fs, Tensor tensor, long expectedBytes)
+    private static void WriteData(Stream fs, Tensor tensor, long expectedBytes)
     {
         if (expectedBytes == 0) return;
         // Straight from tensor memory: a CPU, contiguous view (a copy only when the tensor is elsewhere or strided).

@@ -40,11 +40,23 @@ public static class StateDictExtensions
     public static void SaveSafetensors(this Module module, string path, IReadOnlyDictionary<string, string>? metadata = null)
     {
         ArgumentNullException.ThrowIfNull(module);
+        Safetensors.Save(path, module.NamedParameters(), Described(module, metadata));
+    }
+
+    /// <summary>Writes the module's parameters as <see cref="SaveSafetensors"/> does, to a stream (e.g. an entry of a zip).</summary>
+    public static void WriteSafetensors(this Module module, Stream stream, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        Safetensors.Write(stream, module.NamedParameters(), Described(module, metadata));
+    }
+
+    private static Dictionary<string, string> Described(Module module, IReadOnlyDictionary<string, string>? metadata)
+    {
         var all = new Dictionary<string, string>(StringComparer.Ordinal);
         module.DescribeInto(all);
         if (metadata is not null)
             foreach (var (k, v) in metadata) all[k] = v;
-        Safetensors.Save(path, module.NamedParameters(), all);
+        return all;
     }
 
     /// <summary>

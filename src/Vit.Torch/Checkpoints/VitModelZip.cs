@@ -55,30 +55,15 @@ public static class VitModelZip
                 json[k] = v?.DeepClone();
         var training = trainingJson ?? new JsonObject { ["history"] = new JsonObject() }.ToJsonString(Indented);
 
-        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        Directory.CreateDirectory(dir);
-        var tmp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
-        var weightsTmp = tmp + ".safetensors";
-        try
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        AtomicFile.Write(path, fs =>
         {
-            model.SaveSafetensors(weightsTmp);
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
-            {
-                using (var zip = new ZipArchive(fs, ZipArchiveMode.Create, leaveOpen: true))
-                {
-                    WriteText(zip, ModelEntry, json.ToJsonString(Indented));
-                    zip.CreateEntryFromFile(weightsTmp, WeightsEntry, CompressionLevel.NoCompression);
-                    WriteText(zip, TrainingEntry, training);
-                }
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, path, overwrite: true);
-        }
-        finally
-        {
-            File.Delete(weightsTmp);
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
+            using var zip = new ZipArchive(fs, ZipArchiveMode.Create, leaveOpen: true);
+            WriteText(zip, ModelEntry, json.ToJsonString(Indented));
+            using (var weights = zip.CreateEntry(WeightsEntry, CompressionLevel.NoCompression).Open())
+                model.WriteSafetensors(weights);
+            WriteText(zip, TrainingEntry, training);
+        });
     }
 
     private static void WriteText(ZipArchive zip, string name, string text)
