@@ -22,9 +22,8 @@ internal static class ModelFile
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(inputSchema);
         ArgumentException.ThrowIfNullOrEmpty(path);
-        var steps = Flatten(model).ToList();
-        var vit = steps.OfType<VitTransformer>().SingleOrDefault()
-            ?? throw new ArgumentException("the model has no VitTransformer step; only pipelines ending in a VitEstimator can be saved");
+        var steps = Transformers.Steps(model).ToList();
+        var vit = Transformers.Vit(model, "Save");
         model.GetOutputSchema(inputSchema);  // the schema must fit the model
 
         var pipeline = new JsonObject
@@ -89,9 +88,6 @@ internal static class ModelFile
     private static JsonNode Need(JsonNode node, string key) =>
         (node as JsonObject ?? throw new InvalidDataException($"model.json: expected an object holding '{key}'"))[key]
         ?? throw new InvalidDataException($"model.json lacks '{key}'");
-
-    private static IEnumerable<ITransformer> Flatten(ITransformer t) =>
-        t is ITransformerChain c ? c.Transformers.SelectMany(Flatten) : [t];
 
     private static JsonNode StepJson(ITransformer t) => t switch
     {

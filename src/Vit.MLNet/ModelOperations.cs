@@ -42,6 +42,25 @@ public sealed class ModelOperationsCatalog
     }
 
     /// <summary>
+    /// Writes the pipeline's ViT as ONNX to <paramref name="stream"/> (ML.NET's <c>ConvertToOnnx</c>), for ML.NET's
+    /// <c>ApplyOnnxModel</c> and ONNX Runtime: input <c>pixel_values</c>, float32 [N, 3, H, W], planar RGB in [0, 1]
+    /// (what <c>ExtractPixels(outputColumnName: "pixel_values", scaleImage: 1f / 255)</c> gives after LoadImages and
+    /// ResizeImages); the per-channel normalisation is inside the graph; outputs <c>logits</c> and <c>Score</c>
+    /// (softmax), [N, classes], in the order of <see cref="VitTransformer.Labels"/>. The image loading and resizing steps
+    /// stay in the host's pipeline. See <see cref="OnnxExport"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The model has no ViT step, the data does not fit it, or the stream is not writable.</exception>
+    public void ConvertToOnnx(ITransformer model, IDataView inputData, Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(inputData);
+        ArgumentNullException.ThrowIfNull(stream);
+        var vit = Transformers.Vit(model, "ConvertToOnnx");
+        model.GetOutputSchema(inputData.Schema);  // the data must fit the pipeline
+        if (!stream.CanWrite) throw new ArgumentException("the stream to write the ONNX model to is not writable", nameof(stream));
+        vit.Model.ExportOnnx(stream, vit.Preprocessing, vit.Labels);
+    }
+
+    /// <summary>
     /// A prediction engine for single items. Not thread-safe: use one per thread, or
     /// <see cref="CreatePredictionEnginePool{TSrc,TDst}"/> in web apps.
     /// </summary>

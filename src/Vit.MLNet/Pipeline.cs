@@ -27,6 +27,24 @@ public interface ITransformerChain : ITransformer
     IReadOnlyList<ITransformer> Transformers { get; }
 }
 
+internal static class Transformers
+{
+    /// <summary>The steps of a transformer, chains flattened, in order.</summary>
+    public static IEnumerable<ITransformer> Steps(ITransformer t) =>
+        t is ITransformerChain c ? c.Transformers.SelectMany(Steps) : [t];
+
+    /// <summary>The one ViT step of a pipeline, or an <see cref="ArgumentException"/> that says what the pipeline holds.</summary>
+    public static VitTransformer Vit(ITransformer model, string what)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var steps = Steps(model).ToList();
+        var vits = steps.OfType<VitTransformer>().ToList();
+        return vits.Count == 1 ? vits[0] : throw new ArgumentException(
+            $"{what} needs a pipeline with one VitTransformer step (a fitted VitEstimator); this one has {vits.Count} among its steps: "
+            + string.Join(", ", steps.Select(s => s.GetType().Name)), nameof(model));
+    }
+}
+
 /// <summary>Fitted steps applied one after another (ML.NET's TransformerChain).</summary>
 public sealed class TransformerChain<TLast> : ITransformerChain, IDisposable where TLast : class, ITransformer
 {

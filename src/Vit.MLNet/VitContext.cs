@@ -45,8 +45,11 @@ public sealed class TransformsCatalog
     public ImageLoadingEstimator LoadImages(string outputColumnName, string? imageFolder, string? inputColumnName = null) =>
         new(outputColumnName, imageFolder, inputColumnName ?? outputColumnName);
 
-    /// <summary>Resizes image column <paramref name="inputColumnName"/> (default: the output column) to width x height.</summary>
+    /// <summary>
+    /// Resizes image column <paramref name="inputColumnName"/> (default: the output column) to width x height. The default,
+    /// <see cref="ResizeMode.Crop"/>, is ML.NET's <c>IsoCrop</c>: scaled to cover the target, then the centre kept.
+    /// </summary>
     public ImageResizingEstimator ResizeImages(string outputColumnName, int imageWidth, int imageHeight, string? inputColumnName = null,
-        ResizeMode resizing = ResizeMode.Stretch, Interpolation interpolation = Interpolation.Bilinear) =>
+        ResizeMode resizing = ResizeMode.Crop, Interpolation interpolation = Interpolation.Bilinear) =>
         new(outputColumnName, imageWidth, imageHeight, inputColumnName ?? outputColumnName, resizing, interpolation);
 }

@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using Vit.MLNet;
 using Vit.Torch;
 using Engine = Vit.Torch.Torch;
@@ -67,7 +66,7 @@ public sealed class PretrainedTests
         using var checkpoint = HuggingFace.Folder(out var folder, new VitConfig
         {
             ImageSize = 16, PatchSize = 8, Dim = 48, Depth = 1, Heads = 3, MlpDim = 32, NumClasses = 4, LayerNormEps = 1e-12,
-        }, ["w", "x", "y", "z"], resample: 3);
+        }, ["w", "x", "y", "z"], Interpolation.Bicubic);
         var options = FourHeadOptions(epochs: 1);
         options.StartFrom = folder;
         options.FineTune = FineTuneMode.HeadOnly;
@@ -81,7 +80,7 @@ public sealed class PretrainedTests
         Assert.AreEqual(1e-12, vit.Model.Config.LayerNormEps);
         var p = vit.Preprocessing;
         Assert.AreEqual((24, ResizeMode.Stretch, Interpolation.Bicubic), (p.ImageSize, p.ResizeMode, p.Interpolation));
-        Assert.AreEqual(Normalization.Half.ForChannels(3), p.Normalization);
+        Assert.AreEqual(Normalization.Half.ForChannels(3), p.Normalization.ForChannels(3));
         CollectionAssert.AreEqual(Fixtures.Classes, vit.Labels.ToArray());
         // Only the head trained; the position embedding is the checkpoint's, resampled from 2x2 to 3x3 patches.
         using var scope = TensorScope.Begin();
@@ -97,7 +96,7 @@ public sealed class PretrainedTests
         using var checkpoint = HuggingFace.Folder(out var folder, new VitConfig
         {
             ImageSize = 16, PatchSize = 8, Dim = 48, Depth = 1, Heads = 3, MlpDim = 32, NumClasses = 4, LayerNormEps = 1e-12,
-        }, ["w", "x", "y", "z"], resample: 2);
+        }, ["w", "x", "y", "z"], Interpolation.Bilinear);
         var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
         using var imported = ctx.Model.Import(folder);
         CollectionAssert.AreEqual(new[] { "w", "x", "y", "z" }, imported.Labels.ToArray());
@@ -130,7 +129,7 @@ public sealed class PretrainedTests
         using var checkpoint = HuggingFace.Folder(out var folder, new VitConfig
         {
             ImageSize = 16, PatchSize = 8, Dim = 48, Depth = 1, Heads = 3, MlpDim = 32, NumClasses = 0,
-        }, null, resample: 2);
+        }, null, Interpolation.Bilinear);
         var e = Assert.Throws<ArgumentException>(() => ctx.Model.Import(folder));
         StringAssert.Contains(e.Message, "no classification head");
     }
@@ -168,43 +167,21 @@ public sealed class PretrainedTests
     }
 }
 
-/// <summary>Hugging Face folders written from a randomly initialised model, with transformers' names.</summary>
+/// <summary>Hugging Face folders written from a randomly initialised model (<see cref="HuggingFaceExport.SavePretrained"/>).</summary>
 internal static class HuggingFace
 {
-    /// <summary>Writes a folder (config.json, preprocessor_config.json with mean/std 0.5 and the PIL filter
-    /// <paramref name="resample"/>, model.safetensors) and returns the model it holds.</summary>
-    public static VisionTransformer Folder(out string folder, VitConfig config, IReadOnlyList<string>? labels, int resample)
+    /// <summary>Writes a folder whose preprocessing stretches with <paramref name="interpolation"/> and mean/std 0.5,
+    /// and returns the model it holds.</summary>
+    public static VisionTransformer Folder(out string folder, VitConfig config, IReadOnlyList<string>? labels, Interpolation interpolation)
     {
         folder = Directory.CreateTempSubdirectory("vit-hf-").FullName;
         Engine.ManualSeed(11);
         var model = new VisionTransformer(config);
         model.Eval();
-        var map = VitNameMap.HuggingFace(classifier: true);
-        using (var scope = TensorScope.Begin())
+        model.SavePretrained(folder, new VitPreprocessing(config.ImageSize, config.Channels, Normalization.Half)
         {
-            var tensors = new List<(string, Tensor)>();
-            foreach (var (name, p) in model.NamedParameters())
-            {
-                var theirs = map.Theirs(name);
-                var parts = theirs.Count == 1 ? [p] : p.Chunk(theirs.Count, 0);
-                for (int i = 0; i < theirs.Count; i++) tensors.Add((theirs[i], parts[i]));
-            }
-            Safetensors.Save(Path.Combine(folder, "model.safetensors"), tensors);
-        }
-        var json = new JsonObject
-        {
-            ["model_type"] = "vit", ["hidden_size"] = config.Dim, ["num_hidden_layers"] = config.Depth, ["num_attention_heads"] = config.Heads,
-            ["intermediate_size"] = config.MlpDim, ["image_size"] = config.ImageSize, ["patch_size"] = config.PatchSize,
-            ["num_channels"] = config.Channels, ["hidden_act"] = "gelu", ["layer_norm_eps"] = config.LayerNormEps,
-        };
-        if (labels is not null) json["id2label"] = new JsonObject(labels.Select((l, i) => KeyValuePair.Create(i.ToString(), (JsonNode?)l)));
-        File.WriteAllText(Path.Combine(folder, "config.json"), json.ToJsonString());
-        File.WriteAllText(Path.Combine(folder, "preprocessor_config.json"), new JsonObject
-        {
-            ["do_resize"] = true, ["size"] = new JsonObject { ["height"] = config.ImageSize, ["width"] = config.ImageSize }, ["resample"] = resample,
-            ["do_rescale"] = true, ["rescale_factor"] = 1 / 255.0, ["do_normalize"] = true,
-            ["image_mean"] = new JsonArray(0.5, 0.5, 0.5), ["image_std"] = new JsonArray(0.5, 0.5, 0.5),
-        }.ToJsonString());
+            ResizeMode = ResizeMode.Stretch, Interpolation = interpolation,
+        }, labels);
         return model;
     }
 }

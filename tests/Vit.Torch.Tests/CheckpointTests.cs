@@ -256,8 +256,7 @@ public sealed class CheckpointTests
     {
         var folder = Directory.CreateDirectory(PathOf("hf")).FullName;
         using var model = Randomized(FourHeads);
-        using (var scope = TensorScope.Begin())
-            Safetensors.Save(Path.Combine(folder, "model.safetensors"), HfNames(model));
+        model.SavePretrained(folder);  // then config.json is replaced by the damaged one
         File.WriteAllText(Path.Combine(folder, "config.json"), """{"model_type": "vit", "hidden_size": 768, "num_attention_heads": 12}""");
         var e = Assert.Throws<InvalidDataException>(() => PretrainedVit.Load(folder));
         StringAssert.Contains(e.Message, "says hidden size 768, but the weights have 96");
@@ -415,8 +414,7 @@ public sealed class CheckpointTests
     {
         var folder = Directory.CreateDirectory(PathOf("hf")).FullName;
         using var model = Randomized(FourHeads);
-        using (var scope = TensorScope.Begin())
-            Safetensors.Save(Path.Combine(folder, "model.safetensors"), HfNames(model));
+        model.SavePretrained(folder);  // then config.json is replaced by the damaged one
         File.WriteAllText(Path.Combine(folder, "config.json"), """{"model_type": "vit", "num_attention_heads": 4, "id2label": {"0": "x", "1": "y"}}""");
         StringAssert.Contains(Assert.Throws<InvalidDataException>(() => PretrainedVit.Load(folder)).Message, "names 2 labels for a head with 3 outputs");
         File.WriteAllText(Path.Combine(folder, "config.json"), """{"model_type": "vit", "num_attention_heads": 4, "id2label": {"0": "x", "7": "y", "2": "z"}}""");
@@ -430,8 +428,7 @@ public sealed class CheckpointTests
     {
         var folder = Directory.CreateDirectory(PathOf("hf")).FullName;
         using var model = Randomized(FourHeads);
-        using (var scope = TensorScope.Begin())
-            Safetensors.Save(Path.Combine(folder, "model.safetensors"), HfNames(model));
+        model.SavePretrained(folder);  // then config.json is replaced by the damaged one
         File.WriteAllText(Path.Combine(folder, "config.json"), """{"model_type": "vit", "num_attention_heads": 4, "num_attention_heads": 6}""");
         var e = Assert.Throws<InvalidDataException>(() => PretrainedVit.Load(folder));
         StringAssert.Contains(e.Message, "config.json");
@@ -461,19 +458,6 @@ public sealed class CheckpointTests
         using var scaled = image.ResizeShorterSide(16, Interpolation.Bilinear);  // floor(14 / 0.875) = 16, as Resize(16)
         using var expected = scaled.CenterCrop(14, 14);                         // then CenterCrop(14)
         CollectionAssert.AreEqual(expected.ToBytes(), ours.ToBytes());
-    }
-
-    private static List<(string, Tensor)> HfNames(VisionTransformer model)
-    {
-        var map = VitNameMap.HuggingFace();
-        var result = new List<(string, Tensor)>();
-        foreach (var (name, p) in model.NamedParameters())
-        {
-            var theirs = map.Theirs(name);
-            var parts = theirs.Count == 1 ? [p] : p.Chunk(theirs.Count, 0);
-            for (int i = 0; i < theirs.Count; i++) result.Add((theirs[i], parts[i]));
-        }
-        return result;
     }
 
     private static void RewriteModelJson(string zip, Action<JsonObject> change)

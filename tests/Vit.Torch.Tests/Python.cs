@@ -24,8 +24,9 @@ internal static class Python
     /// Runs <paramref name="script"/> with the first python3 that has torch: $VIT_PYTHON, then python3 on PATH (which
     /// may be a pyenv or venv without torch), then Debian's /usr/bin/python3. The script exits with
     /// <see cref="NoTorchExitCode"/> when it cannot import torch; any other failure fails the test with its output.
+    /// Returns what the script printed.
     /// </summary>
-    public static void RunScript(string script, params string[] args)
+    public static string RunScript(string script, params string[] args)
     {
         var candidates = new List<string>();
         var env = Environment.GetEnvironmentVariable("VIT_PYTHON");
@@ -46,7 +47,7 @@ internal static class Python
                 tried.Add($"{python}: not found");
                 continue;
             }
-            if (code == 0) return;
+            if (code == 0) return stdout;
             if (code != NoTorchExitCode) Assert.Fail($"{python} {script} failed with exit code {code}:\n{stdout}\n{stderr}");
             tried.Add(stderr.Trim());
         }
@@ -54,6 +55,7 @@ internal static class Python
             "These tests need python3 with PyTorch (Debian's python3-torch), and none was found. "
             + "Run `sudo bash eng/install-deps.sh` from the repository root (CI installs python3-torch), "
             + "or set VIT_PYTHON to an interpreter that can `import torch`. Tried: " + string.Join("; ", tried));
+        return "";
     }
 
     private static (int Code, string Stdout, string Stderr) Run(string file, string[] args, TimeSpan timeout)

@@ -98,6 +98,7 @@ internal static class CheckpointFolders
             LayerNormEps = JsonFields.OptDouble(c, "layer_norm_eps", source) ?? 1e-12,  // ViTConfig's default
             Dropout = JsonFields.OptDouble(c, "hidden_dropout_prob", source),
             AttentionDropout = JsonFields.OptDouble(c, "attention_probs_dropout_prob", source),
+            DropPath = JsonFields.OptDouble(c, "drop_path_rate", source),  // ours (transformers' ViT has no stochastic depth)
             Pooling = VitPooling.ClassToken,  // ViTForImageClassification classifies the [CLS] token
             ClassToken = true,
             FcNorm = false,
@@ -124,7 +125,7 @@ internal static class CheckpointFolders
         return labels.Select((l, i) => l ?? throw new InvalidDataException($"{source}: id2label has no class {i}")).ToList();
     }
 
-    /// <summary>The key under which the Hugging Face export keeps our exact preprocessing in preprocessor_config.json
+    /// <summary>The key under which <see cref="HuggingFaceExport"/> keeps our exact preprocessing in preprocessor_config.json
     /// (transformers ignores keys it does not know).</summary>
     internal const string OurPreprocessingKey = "vit_dotnet_preprocessing";
 
