@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 bash eng/install-deps.sh >/dev/null
 dotnet build benchmarks/Vit.Benchmarks -c Release -nologo -v q >/dev/null
 py=/usr/bin/python3
+echo "CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
 dn="dotnet benchmarks/Vit.Benchmarks/bin/Release/net10.0/Vit.Benchmarks.dll train-step"
 configs=(
   "fashion-mnist example|--image 28 --channels 1 --patch 7 --dim ${FM_DIM:-96} --depth ${FM_DEPTH:-4} --heads 4 --mlp $(( ${FM_DIM:-96} * 2 )) --classes 10 --batch 128 --steps 20"
@@ -37,3 +38,14 @@ echo "loader / ViT-Ti/16 training consumption: $(awk -v a="$l" -v b="$t" 'BEGIN{
 # next to PyTorch eager's forward on ready tensors (a lower bound: no decoding).
 dotnet benchmarks/Vit.Benchmarks/bin/Release/net10.0/Vit.Benchmarks.dll predict --requests 200 --images 256
 OPENBLAS_NUM_THREADS=1 $py benchmarks/peer/infer.py 2
+
+# Batch scoring on ready tensors, ViT-Ti/16 at 224, batch 64: our forward, and our ONNX export of the same model in
+# ONNX Runtime (onnxruntime-node, CPU, 2 intra-op threads), one after the other.
+onnx_dir=$(mktemp -d)
+ours=$(dotnet benchmarks/Vit.Benchmarks/bin/Release/net10.0/Vit.Benchmarks.dll onnx --out "$onnx_dir/vit-ti16.onnx" --batch 64 --seconds 10)
+ort=$(node eng/onnxruntime/run.js --bench "$onnx_dir/vit-ti16.onnx" 64,3,224,224 10 "$(nproc)")
+rm -rf "$onnx_dir"
+echo "$ours"
+echo "onnxruntime forward ViT-Ti/16@224 batch 64: $ort"
+o=$(sed -E 's/.*images\/s ([0-9.]+).*/\1/' <<<"$ours"); r=$(sed -E 's/.*"images_per_second":([0-9.]+).*/\1/' <<<"$ort")
+echo "batch-64 scoring, vit-dotnet / ONNX Runtime: $(awk -v a="$o" -v b="$r" 'BEGIN{printf "%.2f", a/b}')"

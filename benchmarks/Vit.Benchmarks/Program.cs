@@ -11,18 +11,20 @@ using Vit.Torch.Model;
 using Vit.Torch.Training;
 
 var opts = new Dictionary<string, string>();
-if (args.Length == 0 || args[0] is not ("train-step" or "loader" or "predict"))
+if (args.Length == 0 || args[0] is not ("train-step" or "loader" or "predict" or "onnx"))
 {
     Console.Error.WriteLine("usage: Vit.Benchmarks train-step [--image N --channels N --patch N --dim N --depth N --heads N --mlp N " +
                             "--classes N --batch N --threads N --blas-threads N --warmup N --steps N]\n" +
                             "       Vit.Benchmarks loader [--images N --source-size N --size N --batch N --workers N --epochs N --preset none|light|standard]\n" +
-                            "       Vit.Benchmarks predict [--requests N --images N --batch N]");
+                            "       Vit.Benchmarks predict [--requests N --images N --batch N]\n" +
+                            "       Vit.Benchmarks onnx --out model.onnx [--batch N --seconds N]");
     return 2;
 }
 for (int i = 1; i + 1 < args.Length; i += 2) opts[args[i].TrimStart('-')] = args[i + 1];
 int Get(string k, int d) => opts.TryGetValue(k, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : d;
 if (args[0] == "loader") return LoaderBenchmark.Run(Get, opts.GetValueOrDefault("preset", "standard"));
 if (args[0] == "predict") return PredictBenchmark.Run(Get);
+if (args[0] == "onnx") return OnnxBenchmark.Run(Get, opts.GetValueOrDefault("out", "vit-ti16.onnx"));
 
 var cfg = new VitConfig
 {
