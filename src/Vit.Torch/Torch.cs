@@ -24,6 +24,21 @@ public static unsafe class Torch
         Check(vit_manual_seed(seed));
     }
 
+    /// <summary>The state of libtorch's global CPU generator (torch.get_rng_state): a new uint8 tensor the caller owns.</summary>
+    public static Tensor GetRngState()
+    {
+        EnsureLoaded();
+        return Tensor.Wrap(vit_rng_get_state(out var o), o);
+    }
+
+    /// <summary>Restores a state from <see cref="GetRngState"/> (torch.set_rng_state), so that dropout continues as if uninterrupted.</summary>
+    public static void SetRngState(Tensor state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        EnsureLoaded();
+        Check(vit_rng_set_state(state.Handle));
+    }
+
     /// <summary>
     /// The one knob for intra-op threads: sets libtorch's pool and OpenBLAS's pool together so that they do not
     /// oversubscribe the cores. By default OpenBLAS gets one thread: libtorch already runs its parallel regions on

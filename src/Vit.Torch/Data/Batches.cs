@@ -41,6 +41,56 @@ public interface IBatchSource
 
     /// <summary>The batches of epoch <paramref name="epoch"/> (0-based); the consumer disposes each batch.</summary>
     IEnumerable<Batch> Batches(int epoch);
+
+    /// <summary>
+    /// The batches of epoch <paramref name="epoch"/> from batch <paramref name="firstBatch"/> on (a run resumed midway
+    /// through an epoch); <paramref name="cancellationToken"/> stops the wait for the next batch with an
+    /// <see cref="OperationCanceledException"/>. The default builds and frees the batches before
+    /// <paramref name="firstBatch"/>, so that a source whose randomness runs from batch to batch stays in step.
+    /// </summary>
+    IEnumerable<Batch> Batches(int epoch, int firstBatch, CancellationToken cancellationToken)
+    {
+        int index = 0;
+        foreach (var batch in Batches(epoch))
+        {
+            if (index++ < firstBatch)
+            {
+                batch.Dispose();
+                continue;
+            }
+            if (cancellationToken.IsCancellationRequested)
+            {
+                batch.Dispose();
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+            yield return batch;
+        }
+    }
+
+    /// <summary>What identifies the data and its batching (samples, labels, order, augmentation): a checkpoint refuses
+    /// to resume on other data. The default says only the counts.</summary>
+    string Fingerprint => $"{Count} samples, {NumClasses} classes, {BatchesPerEpoch} batches per epoch";
+}
+
+/// <summary>SHA-256 fingerprints of what a batch source reads, for <see cref="IBatchSource.Fingerprint"/>.</summary>
+internal static class DataFingerprint
+{
+    /// <summary>Hex SHA-256 of the given parts, each length-prefixed (so that parts cannot run into each other).</summary>
+    public static string Of(IEnumerable<string> parts) => Of(parts, []);
+
+    /// <summary>As <see cref="Of(IEnumerable{string})"/>, with <paramref name="data"/>'s bytes after the parts.</summary>
+    public static string Of(IEnumerable<string> parts, ReadOnlySpan<float> data)
+    {
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        foreach (var part in parts)
+        {
+            var bytes = System.Text.Encoding.UTF8.GetBytes(part);
+            sha.AppendData(BitConverter.GetBytes(bytes.Length));
+            sha.AppendData(bytes);
+        }
+        sha.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data));
+        return Convert.ToHexStringLower(sha.GetHashAndReset());
+    }
 }
 
 /// <summary>
@@ -104,6 +154,12 @@ public sealed class InMemoryBatchSource : IBatchSource
 
     /// <summary>The sample order of an epoch.</summary>
     public int[] Order(int epoch) => EpochOrder(data.Count, Shuffle, Seed, epoch);
+
+    /// <inheritdoc />
+    public string Fingerprint => DataFingerprint.Of(
+        [$"in-memory {data.Count} x {data.ImageShape}", $"classes {data.NumClasses}", $"batch {BatchSize}", $"shuffle {Shuffle}", $"seed {Seed}",
+         $"shift {MaxShift}", $"flip {HorizontalFlip}", $"pad {PadValue}", string.Join(",", Enumerable.Range(0, data.Count).Select(i => data.Label(i)))],
+        data.Pixels);
 
     /// <summary>
     /// The sample order of an epoch: 0..count-1, shuffled by a generator seeded with (seed, epoch) when

@@ -119,21 +119,36 @@ public sealed class ImageBatchLoader : IBatchSource
     public int[] Order(int epoch) => InMemoryBatchSource.EpochOrder(data.Count, Options.Shuffle, Options.Seed, epoch);
 
     /// <inheritdoc />
-    public IEnumerable<Batch> Batches(int epoch) => Batches(epoch, CancellationToken.None);
+    public IEnumerable<Batch> Batches(int epoch) => Batches(epoch, 0, CancellationToken.None);
 
     /// <summary>The batches of an epoch; <paramref name="cancellationToken"/> stops the workers.</summary>
-    public IEnumerable<Batch> Batches(int epoch, CancellationToken cancellationToken)
+    public IEnumerable<Batch> Batches(int epoch, CancellationToken cancellationToken) => Batches(epoch, 0, cancellationToken);
+
+    /// <summary>The names and labels of the samples in order, and every option that shapes a batch.</summary>
+    public string Fingerprint => DataFingerprint.Of(
+        [$"images {data.Count}", $"classes {string.Join("|", data.ClassNames)}", $"batch {Options.BatchSize}", $"shuffle {Options.Shuffle}",
+         $"seed {Options.Seed}", $"channels {Options.Channels}", $"size {Options.ImageSize}", $"resize {Options.ResizeMode} {Options.Interpolation} {Options.CropFraction}",
+         $"normalization {Options.Normalization}", $"augment {Options.Augment is not null}", $"bad images {Options.OnBadImage}", $"max pixels {Options.MaxPixels}",
+         .. data.Samples.Select(s => $"{s.Name}\t{s.Label}")]);
+
+    /// <summary>
+    /// The batches of an epoch from batch <paramref name="firstBatch"/> on (the samples of the batches before it are not
+    /// decoded: each sample's augmentation is seeded by itself); <paramref name="cancellationToken"/> stops the workers
+    /// and the wait for the next batch.
+    /// </summary>
+    public IEnumerable<Batch> Batches(int epoch, int firstBatch, CancellationToken cancellationToken)
     {
         var order = Order(epoch);
         int batches = (order.Length + Options.BatchSize - 1) / Options.BatchSize;
+        if (firstBatch < 0 || firstBatch > batches) throw new ArgumentOutOfRangeException(nameof(firstBatch), firstBatch, $"epoch {epoch} has {batches} batches");
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var ready = new Batch?[batches];
         var failures = new Exception?[batches];
         var done = new SemaphoreSlim[batches];
         for (int i = 0; i < batches; i++) done[i] = new SemaphoreSlim(0, 1);
         using var slots = new SemaphoreSlim(Options.Prefetch, Options.Prefetch);  // batches prepared but not yet consumed
-        int next = -1;
-        var workers = Enumerable.Range(0, Math.Min(Options.Workers, batches)).Select(_ => Task.Run(() =>
+        int next = firstBatch - 1;
+        var workers = Enumerable.Range(0, Math.Min(Options.Workers, batches - firstBatch)).Select(_ => Task.Run(() =>
         {
             while (!cts.IsCancellationRequested)
             {
@@ -162,7 +177,7 @@ public sealed class ImageBatchLoader : IBatchSource
                 done[b].Release();
             }
         })).ToArray();
-        int consumed = 0;
+        int consumed = firstBatch;
         try
         {
             for (; consumed < batches; consumed++)

@@ -48,6 +48,9 @@ public sealed class InMemoryDataset
     /// <summary>The normalised pixels of image <paramref name="index"/>.</summary>
     public ReadOnlySpan<float> Image(int index) => pixels.AsSpan(index * ImageSize, ImageSize);
 
+    /// <summary>Every pixel of every image, image after image.</summary>
+    internal ReadOnlySpan<float> Pixels => pixels;
+
     /// <summary>The label of image <paramref name="index"/>.</summary>
     public long Label(int index) => labels[index];
 

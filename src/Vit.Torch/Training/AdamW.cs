@@ -24,8 +24,43 @@ public sealed unsafe class AdamW : IDisposable
     /// <summary>ε added to the denominator.</summary>
     public double Eps { get; }
 
-    /// <summary>Steps taken so far.</summary>
+    /// <summary>Steps taken so far (the bias corrections depend on it).</summary>
     public long StepCount { get; private set; }
+
+    /// <summary>The per-parameter state, in the order of <see cref="Groups"/>: the moving averages of the gradient and of
+    /// its square. The optimizer owns these tensors; read them (e.g. to save a checkpoint), do not dispose them.</summary>
+    public IReadOnlyList<(string Name, Tensor ExpAvg, Tensor ExpAvgSq)> State =>
+        Groups.Select((g, i) => (g.Name, expAvg[i], expAvgSq[i])).ToList();
+
+    /// <summary>
+    /// Restores a state saved from <see cref="State"/> and <see cref="StepCount"/> (a resumed run continues exactly).
+    /// Every parameter's moments must be given with its shape; everything is checked before anything is changed.
+    /// </summary>
+    /// <exception cref="ArgumentException">A moment is missing or has another shape; the message lists every problem.</exception>
+    public void LoadState(long stepCount, IReadOnlyDictionary<string, (Tensor ExpAvg, Tensor ExpAvgSq)> state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        if (stepCount < 0) throw new ArgumentOutOfRangeException(nameof(stepCount), stepCount, "the step count cannot be negative");
+        var problems = new List<string>();
+        for (int i = 0; i < parameters.Length; i++)
+        {
+            var name = Groups[i].Name;
+            if (!state.TryGetValue(name, out var s)) problems.Add($"{name}: no optimizer state");
+            else if (!s.ExpAvg.Shape.AsSpan().SequenceEqual(parameters[i].Shape) || !s.ExpAvgSq.Shape.AsSpan().SequenceEqual(parameters[i].Shape))
+                problems.Add($"{name}: optimizer state of shape {Checkpoints.Safetensors.FormatShape(s.ExpAvg.Shape)}, the parameter is {Checkpoints.Safetensors.FormatShape(parameters[i].Shape)}");
+        }
+        foreach (var name in state.Keys.Except(Groups.Select(g => g.Name)))
+            problems.Add($"{name}: optimizer state for a parameter that is not trained");
+        if (problems.Count > 0)
+            throw new ArgumentException($"the optimizer state does not fit: {string.Join("; ", problems)}", nameof(state));
+        for (int i = 0; i < parameters.Length; i++)
+        {
+            var (m, v) = state[Groups[i].Name];
+            expAvg[i].CopyFrom(m);
+            expAvgSq[i].CopyFrom(v);
+        }
+        StepCount = stepCount;
+    }
 
     /// <summary>The parameters, with their names, weight decay and learning-rate scale, in the order the optimizer holds them.</summary>
     public IReadOnlyList<(string Name, Tensor Parameter, double WeightDecay, double LearningRateScale)> Groups { get; }

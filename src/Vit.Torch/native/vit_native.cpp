@@ -24,7 +24,7 @@
 #include <vector>
 
 // Bumped whenever an export's signature or meaning changes; checked by the C# loader.
-static constexpr int kAbiVersion = 3;  // 2: imaging exports (vit_imaging.cpp); 3: interpolate, AdamW lr scales
+static constexpr int kAbiVersion = 4;  // 2: imaging exports (vit_imaging.cpp); 3: interpolate, AdamW lr scales; 4: generator state
 
 using T = at::Tensor;
 
@@ -224,6 +224,26 @@ VIT_API int vit_cuda_device_count(int* out) {
 VIT_API int vit_manual_seed(uint64_t seed) {
   VIT_TRY
   torch::manual_seed(seed);
+  VIT_CATCH
+}
+
+// The state of libtorch's default CPU generator (dropout, drop path, random init) as a new uint8 tensor, for
+// checkpoints that resume bit for bit (torch.get_rng_state).
+VIT_API int vit_rng_get_state(T** out) {
+  VIT_TRY
+  check_out(out);
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  *out = wrap(gen.get_state());
+  VIT_CATCH
+}
+
+// Restores a state from vit_rng_get_state (torch.set_rng_state); libtorch checks its size and type.
+VIT_API int vit_rng_set_state(const T* state) {
+  VIT_TRY
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(ref(state));
   VIT_CATCH
 }
 

@@ -1,0 +1,83 @@
+namespace Vit.Torch.Training;
+
+/// <summary>Options of a training run. Every field has a default in <see cref="Defaults"/>.</summary>
+public sealed record TrainerOptions
+{
+    /// <summary>Default values.</summary>
+    public static class Defaults
+    {
+        /// <summary>Passes over the training set.</summary>
+        public const int Epochs = 10;
+        /// <summary>Peak learning rate.</summary>
+        public const double LearningRate = 1e-3;
+        /// <summary>AdamW decoupled weight decay.</summary>
+        public const double WeightDecay = 0.05;
+        /// <summary>Fraction of all steps spent warming up.</summary>
+        public const double WarmupFraction = 0.05;
+        /// <summary>Learning rate at the end of the schedule.</summary>
+        public const double MinLearningRate = 1e-5;
+        /// <summary>Label smoothing ε.</summary>
+        public const double LabelSmoothing = 0.1;
+        /// <summary>Maximum gradient norm (0 = no clipping).</summary>
+        public const double ClipGradNorm = 1.0;
+        /// <summary>Seed of initialisation, dropout and shuffling.</summary>
+        public const ulong Seed = 42;
+    }
+
+    /// <summary>Passes over the training set.</summary>
+    public int Epochs { get; init; } = Defaults.Epochs;
+
+    /// <summary>Peak learning rate (after warmup).</summary>
+    public double LearningRate { get; init; } = Defaults.LearningRate;
+
+    /// <summary>AdamW decoupled weight decay (not applied to biases, norms, position embedding, class token).</summary>
+    public double WeightDecay { get; init; } = Defaults.WeightDecay;
+
+    /// <summary>Fraction of all steps with linear warmup.</summary>
+    public double WarmupFraction { get; init; } = Defaults.WarmupFraction;
+
+    /// <summary>Learning rate at the end of the decay.</summary>
+    public double MinLearningRate { get; init; } = Defaults.MinLearningRate;
+
+    /// <summary>Decay shape after warmup.</summary>
+    public ScheduleKind Schedule { get; init; } = ScheduleKind.Cosine;
+
+    /// <summary>Label smoothing ε of the cross-entropy.</summary>
+    public double LabelSmoothing { get; init; } = Defaults.LabelSmoothing;
+
+    /// <summary>Gradients are scaled down to this total L2 norm when larger (0 = off).</summary>
+    public double ClipGradNorm { get; init; } = Defaults.ClipGradNorm;
+
+    /// <summary>Seed of libtorch's generator (dropout, drop path) set at the start of training.</summary>
+    public ulong Seed { get; init; } = Defaults.Seed;
+
+    /// <summary>Batch-level mixup/cutmix (soft targets; label smoothing then comes from the mixing); null = off.</summary>
+    public Imaging.BatchMixing? Mixing { get; init; }
+
+    /// <summary>Stop when the evaluation metric has not improved for a while, and restore the best epoch's weights (null = off).</summary>
+    public EarlyStopping? EarlyStopping { get; init; }
+
+    /// <summary>Layer-wise learning-rate decay for fine-tuning (BEiT/MAE; typical 0.65-0.75): block i of L learns at
+    /// decay^(L - i) times the rate, the head at the full rate (<see cref="AdamW.LayerDecay"/>); null = off.</summary>
+    public double? LayerDecay { get; init; }
+
+    /// <summary>Throws an <see cref="ArgumentException"/> naming the first invalid option.</summary>
+    public TrainerOptions Validate()
+    {
+        if (EarlyStopping is { } es)
+        {
+            if (es.Patience < 1) throw new ArgumentException($"early-stopping patience must be at least 1 epoch, got {es.Patience}");
+            if (!(es.MinDelta >= 0)) throw new ArgumentException($"early-stopping minimum delta must be >= 0, got {es.MinDelta}");
+        }
+        if (Epochs < 1) throw new ArgumentException($"epochs must be at least 1, got {Epochs}");
+        if (!(LearningRate > 0)) throw new ArgumentException($"learning rate must be positive, got {LearningRate}");
+        if (!(WeightDecay >= 0)) throw new ArgumentException($"weight decay must be >= 0, got {WeightDecay}");
+        if (!(WarmupFraction >= 0 && WarmupFraction < 1)) throw new ArgumentException($"warmup fraction must be in [0, 1), got {WarmupFraction}");
+        if (!(MinLearningRate >= 0 && MinLearningRate <= LearningRate))
+            throw new ArgumentException($"minimum learning rate must be in [0, {LearningRate}], got {MinLearningRate}");
+        if (!(LabelSmoothing >= 0 && LabelSmoothing < 1)) throw new ArgumentException($"label smoothing must be in [0, 1), got {LabelSmoothing}");
+        if (!(ClipGradNorm >= 0)) throw new ArgumentException($"gradient clipping norm must be >= 0, got {ClipGradNorm}");
+        if (LayerDecay is { } ld && !(ld > 0 && ld <= 1)) throw new ArgumentException($"layer decay must be in (0, 1], got {ld}");
+        return this;
+    }
+}
