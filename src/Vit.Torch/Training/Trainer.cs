@@ -5,18 +5,18 @@ using Vit.Torch.Model;
 namespace Vit.Torch.Training;
 
 /// <summary>
-/// Trains a <see cref="VisionTransformer"/> classifier: AdamW, warmup + cosine schedule, label smoothing,
-/// gradient clipping, per-epoch evaluation. Same seed, same data order: same losses.
+/// Trains a <see cref="VisionTransformer"/> classifier: AdamW, warmup + cosine schedule, label smoothing, gradient
+/// clipping and accumulation, an EMA of the weights, per-epoch evaluation, early stopping, and checkpoints that resume
+/// bit for bit. Same seed, same data order, same thread count: same losses and weights.
 /// </summary>
 public sealed class Trainer
 {
     private readonly VisionTransformer model;
-    private Random? mixRng;
 
     /// <summary>The options in use.</summary>
     public TrainerOptions Options { get; }
 
-    /// <summary>Losses of every step so far (for reproducibility checks and plots).</summary>
+    /// <summary>Losses of every batch so far (for reproducibility checks and plots).</summary>
     public List<double> StepLosses { get; } = new();
 
     /// <summary>Creates a trainer for <paramref name="model"/>.</summary>
@@ -26,12 +26,17 @@ public sealed class Trainer
         Options = (options ?? new TrainerOptions()).Validate();
     }
 
+    /// <summary>Test hook: called after every optimizer step with the step count and the epoch (a test injects a failure).</summary>
+    internal static Action<long, int>? AfterStep;
+
     /// <summary>
-    /// Runs the training. Reports every epoch through <paramref name="onEpoch"/> and every step through
-    /// <paramref name="progress"/>. When <paramref name="cancellationToken"/> fires, training stops before the next
-    /// batch and returns normally with <see cref="TrainingResult.Cancelled"/> set; the model then holds the best
-    /// evaluated epoch's weights when an evaluation set was given, else the weights of the last step.
+    /// Runs the training. Reports every epoch through <paramref name="onEpoch"/> and every optimizer step through
+    /// <paramref name="progress"/>. When <paramref name="cancellationToken"/> fires (also while a batch or an evaluation is
+    /// being prepared), training stops promptly and returns normally with <see cref="TrainingResult.Cancelled"/> set; the
+    /// model then holds the best evaluated epoch's weights when an evaluation set was given, else the weights of the last
+    /// step. A failure leaves the last good checkpoint on disk (see <see cref="TrainingFailedException"/>).
     /// </summary>
+    /// <exception cref="TrainingFailedException">Training failed; <see cref="TrainingFailedException.LastGoodCheckpoint"/> says where the last good state is.</exception>
     public TrainingResult Fit(IBatchSource train, IBatchSource? evaluation = null, Action<EpochResult>? onEpoch = null,
         IProgress<VitTrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -43,108 +48,278 @@ public sealed class Trainer
         if (o.EarlyStopping is not null && evaluation is null)
             throw new ArgumentException("early stopping needs an evaluation (validation) set", nameof(evaluation));
         Torch.ManualSeed(o.Seed);
-        long stepsPerEpoch = train.BatchesPerEpoch;
-        long totalSteps = stepsPerEpoch * o.Epochs;
-        var schedule = new LearningRateSchedule(o.LearningRate, totalSteps, (long)(o.WarmupFraction * totalSteps), o.MinLearningRate, o.Schedule);
+        int batchesPerEpoch = train.BatchesPerEpoch, k = o.AccumulationSteps;
+        long stepsPerEpoch = (batchesPerEpoch + k - 1) / k;
         using var optimizer = new AdamW(model.NamedParameters(), o.LearningRate, o.WeightDecay,
             learningRateScale: o.LayerDecay is { } decay ? AdamW.LayerDecay(decay, model.Config.Depth) : null);
+        using var ema = new WeightSnapshot();
         using var best = new WeightSnapshot();
-        var results = new List<EpochResult>();
-        var clock = Stopwatch.StartNew();
-        long step = 0;
-        int bestEpoch = 0, sinceBest = 0;
-        double bestScore = double.NegativeInfinity;
-        bool cancelled = false, stoppedEarly = false;
-        for (int epoch = 0; epoch < o.Epochs && !cancelled && !stoppedEarly; epoch++)
+        using var raw = new WeightSnapshot();  // the trained weights while the EMA's are evaluated
+        if (o.EmaDecay is not null) ema.Take(model);
+        bool keepBest = o.EarlyStopping is not null || cancellationToken.CanBeCanceled || o.CheckpointDirectory is not null;
+        var fingerprint = Fingerprint(train, evaluation);
+        string? last = o.CheckpointDirectory is null ? null : Path.Combine(o.CheckpointDirectory, "last.safetensors");
+        string? bestPath = o.CheckpointDirectory is null ? null : Path.Combine(o.CheckpointDirectory, "best.safetensors");
+        if (o.CheckpointDirectory is not null) Directory.CreateDirectory(o.CheckpointDirectory);
+
+        var state = new RunState();
+        (int, int)? resumedAt = null;
+        long continued = 0;  // optimizer steps of a run this one continues
+        if (o.Resume && File.Exists(last))
         {
-            model.Train();
-            double lossSum = 0;
-            long correct = 0, seen = 0;
-            var epochClock = Stopwatch.StartNew();
-            foreach (var batch in train.Batches(epoch))
+            state = TrainingCheckpoint.Restore(last!, model, optimizer, o.EmaDecay is null ? null : ema, best, fingerprint);
+            resumedAt = (state.Epoch, state.Batch);
+            continued = optimizer.StepCount - state.Step;
+        }
+        else if (o.ContinueFrom is not null)
+        {
+            TrainingCheckpoint.Restore(o.ContinueFrom, model, optimizer, null, null, null, optimizerOnly: true);
+            continued = optimizer.StepCount;
+        }
+        long totalSteps = continued + stepsPerEpoch * o.Epochs;
+        var schedule = new LearningRateSchedule(o.LearningRate, totalSteps, (long)(o.WarmupFraction * totalSteps), o.MinLearningRate, o.Schedule);
+        string? lastWritten = resumedAt is not null ? last : null;
+        bool inStep = false, cancelled = false;
+        var runClock = Stopwatch.StartNew();
+        var fitClock = Stopwatch.StartNew();
+        long stepsThisRun = 0;
+        TimeSpan RunTime() => state.RunTime + runClock.Elapsed;
+
+        void Checkpoint(string path)
+        {
+            TrainingCheckpoint.Save(path, model, optimizer, o.EmaDecay is null ? null : ema, best, state, fingerprint, o.CheckpointMetadata);
+            lastWritten = path;
+        }
+
+        try
+        {
+            var checkpointClock = Stopwatch.StartNew();
+            for (; state.Epoch < o.Epochs && !cancelled && !state.StoppedEarly; state.Epoch++, state.Batch = 0)
             {
-                using var b = batch;
-                if (cancellationToken.IsCancellationRequested)
+                int epoch = state.Epoch;
+                model.Train();
+                var epochClock = Stopwatch.StartNew();
+                if (state.Batch == 0) (state.LossSum, state.Correct, state.Seen, state.EpochTime) = (0, 0, 0, TimeSpan.Zero);
+                TimeSpan EpochTime() => state.EpochTime + epochClock.Elapsed;
+                int batch = state.Batch;
+                try
                 {
-                    cancelled = true;
+                    foreach (var loaded in train.Batches(epoch, state.Batch, cancellationToken))
+                    {
+                        using var b = loaded;
+                        if (cancellationToken.IsCancellationRequested)
+                        {
+                            cancelled = true;
+                            break;
+                        }
+                        var (loss, right) = Forward(b, epoch, batch, k);
+                        StepLosses.Add(loss);
+                        state.LossSum += loss * b.Count;
+                        state.Correct += right;
+                        state.Seen += b.Count;
+                        batch++;
+                        if (batch % k != 0 && batch != batchesPerEpoch) continue;  // accumulate
+
+                        double lr = schedule.At(continued + state.Step);
+                        inStep = true;
+                        Step(optimizer, lr, epoch + 1, continued + state.Step);
+                        if (o.EmaDecay is { } d) ema.Update(model, d);
+                        inStep = false;
+                        state.Step++;
+                        state.Batch = batch;
+                        AfterStep?.Invoke(state.Step, epoch + 1);
+                        if (progress is not null)
+                        {
+                            double ips = state.Seen / Math.Max(1e-9, EpochTime().TotalSeconds);
+                            long all = stepsPerEpoch * o.Epochs;
+                            stepsThisRun++;
+                            var eta = TimeSpan.FromSeconds((all - state.Step) * (fitClock.Elapsed.TotalSeconds / stepsThisRun));
+                            progress.Report(new VitTrainingProgress(epoch + 1, o.Epochs, state.Step, all, loss, (double)state.Correct / state.Seen, lr, ips, RunTime(), eta));
+                        }
+                        if (last is not null && o.CheckpointInterval is { } every && checkpointClock.Elapsed >= every && batch < batchesPerEpoch)
+                        {
+                            (state.EpochTime, state.RunTime) = (EpochTime(), RunTime());
+                            (epochClock, runClock) = (Stopwatch.StartNew(), Stopwatch.StartNew());
+                            Checkpoint(last);
+                            checkpointClock.Restart();
+                        }
+                    }
+                }
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    cancelled = true;  // stopped while the loader prepared a batch
+                }
+                if (state.Seen == 0)
+                {
+                    if (cancelled) break;
+                    throw new ArgumentException("no training images could be used in this epoch (all were skipped as unreadable); see the loader's warnings", nameof(train));
+                }
+                // A cancelled, partial epoch is not evaluated: that would delay the stop by a full pass over the
+                // evaluation set, and a partial epoch should not become the "best" one.
+                if (cancelled) break;
+                var eval = evaluation is null ? null : Evaluate(model, evaluation, cancellationToken);
+                EvaluationResult? emaEval = null;
+                if (evaluation is not null && o.EmaDecay is not null && eval is not null)
+                {
+                    raw.Take(model);
+                    ema.Restore(model);
+                    try
+                    {
+                        emaEval = Evaluate(model, evaluation, cancellationToken);
+                    }
+                    finally
+                    {
+                        raw.Restore(model);
+                    }
+                }
+                if (evaluation is not null && (eval is null || (o.EmaDecay is not null && emaEval is null)))
+                {
+                    cancelled = true;  // cancelled during the evaluation
                     break;
                 }
-                double lr = schedule.At(step);
-                var (loss, right) = TrainStep(optimizer, b, lr, epoch + 1, step);
-                lossSum += loss * b.Count;
-                correct += right;
-                seen += b.Count;
-                step++;
-                StepLosses.Add(loss);
-                if (progress is not null)
+                var r = new EpochResult(epoch + 1, state.LossSum / state.Seen, (double)state.Correct / state.Seen, eval,
+                    state.Seen / Math.Max(1e-9, EpochTime().TotalSeconds), RunTime(), schedule.At(continued + state.Step - 1)) { EmaEvaluation = emaEval };
+                state.History.Add(r);
+                onEpoch?.Invoke(r);
+                var watched = emaEval ?? eval;
+                if (watched is not null)
                 {
-                    double ips = seen / epochClock.Elapsed.TotalSeconds;
-                    var eta = TimeSpan.FromSeconds((totalSteps - step) * (clock.Elapsed.TotalSeconds / step));
-                    progress.Report(new VitTrainingProgress(epoch + 1, o.Epochs, step, totalSteps, loss, (double)correct / seen, lr, ips, clock.Elapsed, eta));
+                    // Higher is better for the score: accuracy, or minus the loss.
+                    var metric = o.EarlyStopping?.Metric ?? EarlyStoppingMetric.Accuracy;
+                    double score = metric == EarlyStoppingMetric.Accuracy ? watched.Accuracy : -watched.Loss;
+                    if (score > state.BestScore + (o.EarlyStopping?.MinDelta ?? 0))
+                    {
+                        state.BestScore = score;
+                        state.BestEpoch = epoch + 1;
+                        state.SinceBest = 0;
+                        if (keepBest)
+                        {
+                            if (o.EmaDecay is null) best.Take(model);
+                            else best.Load(model, ema.Tensors);  // with an EMA, the best epoch is the EMA's
+                        }
+                        if (bestPath is not null) TrainingCheckpoint.SaveWeights(bestPath, model, best, o.CheckpointMetadata);
+                    }
+                    else if (o.EarlyStopping is { } es && ++state.SinceBest >= es.Patience)
+                    {
+                        state.StoppedEarly = true;
+                    }
                 }
-            }
-            if (seen == 0)
-            {
-                if (cancelled) break;
-                throw new ArgumentException("no training images could be used in this epoch (all were skipped as unreadable); see the loader's warnings", nameof(train));
-            }
-            // A cancelled, partial epoch is not evaluated: that would delay the stop by a full pass over the
-            // evaluation set, and a partial epoch should not become the "best" one.
-            var eval = evaluation is null || cancelled ? null : Evaluate(model, evaluation);
-            var r = new EpochResult(epoch + 1, lossSum / seen, (double)correct / seen, eval, seen / epochClock.Elapsed.TotalSeconds,
-                clock.Elapsed, schedule.At(step - 1));
-            results.Add(r);
-            onEpoch?.Invoke(r);
-            if (eval is not null)
-            {
-                // Higher is better for the score: accuracy, or minus the loss.
-                var metric = o.EarlyStopping?.Metric ?? EarlyStoppingMetric.Accuracy;
-                double score = metric == EarlyStoppingMetric.Accuracy ? eval.Accuracy : -eval.Loss;
-                if (score > bestScore + (o.EarlyStopping?.MinDelta ?? 0))
+                if (last is not null)
                 {
-                    bestScore = score;
-                    bestEpoch = epoch + 1;
-                    sinceBest = 0;
-                    if (o.EarlyStopping is not null || cancellationToken.CanBeCanceled) best.Take(model);
-                }
-                else if (o.EarlyStopping is { } es && ++sinceBest >= es.Patience)
-                {
-                    stoppedEarly = true;
+                    (state.Epoch, state.Batch) = (epoch + 1, 0);  // the next epoch starts afresh
+                    (state.EpochTime, state.RunTime) = (TimeSpan.Zero, RunTime());
+                    runClock = Stopwatch.StartNew();
+                    Checkpoint(last);
+                    checkpointClock.Restart();
+                    state.Epoch = epoch;  // the loop's increment moves on
                 }
             }
         }
-        if ((stoppedEarly || cancelled || o.EarlyStopping is not null) && best.HasWeights)
+        catch (TrainingDivergedException e)
+        {
+            // The bad step was not applied: the model and the optimizer are at the last good step.
+            string? saved = SaveRescue(Checkpoint, last) ?? lastWritten;
+            throw new TrainingDivergedException(e.Message + (saved is null ? "" : $" The last good state is in {saved}."), saved);
+        }
+        catch (Exception e) when (e is not OperationCanceledException and not ArgumentException)
+        {
+            // Between steps the state is consistent: checkpoint it; inside an optimizer step it may not be.
+            string? saved = (inStep ? null : SaveRescue(Checkpoint, last)) ?? lastWritten;
+            throw new TrainingFailedException(
+                $"training failed at epoch {state.Epoch + 1}, after {state.Step} optimizer steps: {e.Message}" +
+                (saved is null ? "" : $" The last good state is in {saved}: resume from it with Resume = true, or fine-tune from it with StartFrom."),
+                saved, e);
+        }
+
+        int bestEpoch = state.BestEpoch;
+        if ((state.StoppedEarly || cancelled || o.EarlyStopping is not null) && best.HasWeights)
             best.Restore(model);
         else
-            bestEpoch = results.Count;
-        return new TrainingResult(results, bestEpoch, stoppedEarly, cancelled);
+        {
+            if (o.EmaDecay is not null) ema.Restore(model);
+            bestEpoch = state.History.Count;
+        }
+        return new TrainingResult(state.History, bestEpoch, state.StoppedEarly, cancelled)
+        {
+            LastCheckpoint = lastWritten, BestCheckpoint = bestPath is not null && File.Exists(bestPath) ? bestPath : null, ResumedAt = resumedAt,
+        };
+
+        string? SaveRescue(Action<string> write, string? lastPath)
+        {
+            var target = lastPath ?? (o.RescueDirectory is null ? null : Path.Combine(o.RescueDirectory, "last.safetensors"));
+            if (target is null) return null;
+            try
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+                write(target);
+                return target;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                return null;  // the original error matters more
+            }
+        }
     }
 
-    private (double Loss, long Correct) TrainStep(AdamW optimizer, Batch b, double lr, int epoch, long step)
+    /// <summary>What a checkpoint must match to be resumed: the options that shape the run, the model, the data.</summary>
+    private Dictionary<string, string> Fingerprint(IBatchSource train, IBatchSource? evaluation)
+    {
+        var o = Options;
+        var f = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["epochs"] = o.Epochs.ToString(), ["learning rate"] = o.LearningRate.ToString("R"), ["weight decay"] = o.WeightDecay.ToString("R"),
+            ["warmup"] = o.WarmupFraction.ToString("R"), ["min learning rate"] = o.MinLearningRate.ToString("R"), ["schedule"] = o.Schedule.ToString(),
+            ["label smoothing"] = o.LabelSmoothing.ToString("R"), ["gradient clipping"] = o.ClipGradNorm.ToString("R"), ["seed"] = o.Seed.ToString(),
+            ["mixing"] = o.Mixing?.ToString() ?? "none", ["early stopping"] = o.EarlyStopping?.ToString() ?? "none",
+            ["layer decay"] = o.LayerDecay?.ToString("R") ?? "none", ["accumulation"] = o.AccumulationSteps.ToString(),
+            ["EMA"] = o.EmaDecay?.ToString("R") ?? "none", ["model"] = model.Config.ToJson().ToJsonString(),
+            ["trained parameters"] = string.Join(",", model.NamedParameters().Where(p => p.Parameter.RequiresGrad).Select(p => p.Name)),
+            ["training data"] = train.Fingerprint, ["evaluation data"] = evaluation?.Fingerprint ?? "none",
+        };
+        if (o.Fingerprint is not null)
+            foreach (var (key, value) in o.Fingerprint) f[key] = value;
+        return f;
+    }
+
+    /// <summary>Forward and backward of one batch (loss divided by the accumulation count); returns its loss and right predictions.</summary>
+    private (double Loss, long Correct) Forward(Batch b, int epoch, int batchIndex, int accumulation)
     {
         using var scope = TensorScope.Begin();
         var device = model.Device;
-        var images = device.Type == DeviceType.Cpu ? b.Images : b.Images.To(device);
-        var labels = device.Type == DeviceType.Cpu ? b.Labels : b.Labels.To(device);
-        Tensor loss, logits;
+        Tensor images = b.Images, labels = b.Labels, loss, logits;
         if (Options.Mixing is { } mixing)
         {
-            // Mixup/CutMix blend the images in place and return soft targets (B, classes) that sum to 1.
-            var targets = mixing.Apply(images, labels, model.Config.NumClasses, mixRng ??= new Random(Data.StableSeed.Combine((int)Options.Seed, (int)(Options.Seed >> 32), 0x6d1c)));
+            // Mixup/CutMix blend the images in place, on the CPU before they move, and return soft targets (B, classes).
+            // Each batch's draws are seeded by (seed, epoch, batch), so a resumed run mixes as an uninterrupted one.
+            var rng = new Random(Data.StableSeed.Combine((int)Options.Seed ^ (int)(Options.Seed >> 32), epoch, 0x6d1c0000 ^ batchIndex));
+            var targets = mixing.Apply(images, labels, model.Config.NumClasses, rng);
+            if (device.Type != DeviceType.Cpu) (images, targets) = (images.To(device), targets.To(device));
             logits = model.Forward(images);                                    // (B, classes)
             loss = F.CrossEntropy(logits, targets);
         }
         else
         {
+            if (device.Type != DeviceType.Cpu) images = images.To(device);
             logits = model.Forward(images);                                    // (B, classes)
-            loss = F.CrossEntropy(logits, labels, Options.LabelSmoothing);
+            loss = F.CrossEntropy(logits, device.Type == DeviceType.Cpu ? labels : labels.To(device), Options.LabelSmoothing);
         }
         double value = loss.Item();
         if (!double.IsFinite(value))
             throw new TrainingDivergedException(
-                $"the training loss became {value} at epoch {epoch}, step {step + 1}; training stopped and the model keeps the " +
+                $"the training loss became {value} at epoch {epoch + 1}, batch {batchIndex + 1}; training stopped and the model keeps the " +
                 "weights of the last good step. Lower the learning rate or enable gradient clipping.");
-        loss.Backward();
+        (accumulation == 1 ? loss : loss / accumulation).Backward();
+        using (Torch.NoGrad())
+        {
+            var target = device.Type == DeviceType.Cpu ? labels : labels.To(device);
+            long correct = (long)logits.ArgMax(1).Eq(target).Sum().Item();
+            return (value, correct);
+        }
+    }
+
+    /// <summary>Clips the accumulated gradients, refuses non-finite ones, and applies one AdamW step.</summary>
+    private void Step(AdamW optimizer, double lr, int epoch, long step)
+    {
         double norm = optimizer.ClipGradNorm(Options.ClipGradNorm);
         if (!double.IsFinite(norm))
         {
@@ -156,15 +331,14 @@ public sealed class Trainer
         optimizer.LearningRate = lr;
         optimizer.Step();
         optimizer.ZeroGrad();
-        using (Torch.NoGrad())
-        {
-            long correct = (long)logits.ArgMax(1).Eq(labels).Sum().Item();
-            return (value, correct);
-        }
     }
 
     /// <summary>Top-1 and top-5 accuracy and mean loss of <paramref name="model"/> on <paramref name="data"/> (eval mode, no grad).</summary>
-    public static EvaluationResult Evaluate(VisionTransformer model, IBatchSource data)
+    public static EvaluationResult Evaluate(VisionTransformer model, IBatchSource data) => Evaluate(model, data, CancellationToken.None)!;
+
+    /// <summary>As <see cref="Evaluate(VisionTransformer, IBatchSource)"/>; null when <paramref name="cancellationToken"/>
+    /// fires first (checked before every batch and while the loader prepares one).</summary>
+    public static EvaluationResult? Evaluate(VisionTransformer model, IBatchSource data, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
@@ -177,9 +351,12 @@ public sealed class Trainer
             double lossSum = 0;
             long top1 = 0, topk = 0;
             int n = 0;
-            foreach (var batch in data.Batches(0))
+            try
+            {
+            foreach (var batch in data.Batches(0, 0, cancellationToken))
             {
                 using var b = batch;
+                if (cancellationToken.IsCancellationRequested) return null;
                 using var scope = TensorScope.Begin();
                 var device = model.Device;
                 var labels = device.Type == DeviceType.Cpu ? b.Labels : b.Labels.To(device);
@@ -189,6 +366,11 @@ public sealed class Trainer
                 var (_, idx) = logits.TopK(k, 1);                                  // (B, k)
                 topk += (long)idx.Eq(labels.Unsqueeze(1)).Sum().Item();
                 n += b.Count;
+            }
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return null;
             }
             if (n == 0) throw new ArgumentException("the evaluation set is empty", nameof(data));
             return new EvaluationResult(n, lossSum / n, (double)top1 / n, (double)topk / n);

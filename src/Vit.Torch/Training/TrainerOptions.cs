@@ -57,6 +57,46 @@ public sealed record TrainerOptions
     /// <summary>Stop when the evaluation metric has not improved for a while, and restore the best epoch's weights (null = off).</summary>
     public EarlyStopping? EarlyStopping { get; init; }
 
+    /// <summary>Batches whose gradients are summed before each optimizer step (the effective batch is this many loader
+    /// batches; each one's loss is divided by it, as timm does). The schedule counts optimizer steps.</summary>
+    public int AccumulationSteps { get; init; } = 1;
+
+    /// <summary>Decay of an exponential moving average of the weights, updated after every optimizer step (timm's
+    /// ModelEmaV2; 0.999-0.9999 is usual); null = off. With it, epochs are evaluated with both weights, the best epoch
+    /// is the EMA's, and the model ends with the EMA weights.</summary>
+    public double? EmaDecay { get; init; }
+
+    /// <summary>Folder of the run's checkpoints: <c>last.safetensors</c> after every epoch (and every
+    /// <see cref="CheckpointInterval"/> inside one), <c>best.safetensors</c> when an evaluation finds a new best; each
+    /// written atomically. Null: no checkpoints.</summary>
+    public string? CheckpointDirectory { get; init; }
+
+    /// <summary>Wall time between checkpoints inside an epoch (taken at optimizer-step boundaries); null: at epoch ends
+    /// only; <see cref="TimeSpan.Zero"/>: after every optimizer step.</summary>
+    public TimeSpan? CheckpointInterval { get; init; }
+
+    /// <summary>Continue from <see cref="CheckpointDirectory"/>'s <c>last.safetensors</c> when it exists: weights,
+    /// optimizer, schedule, every generator and the data position are restored, so that the run ends bit-identical to
+    /// an uninterrupted one (same seed, data and thread count). A checkpoint of other options or data is refused,
+    /// naming what differs.</summary>
+    public bool Resume { get; init; }
+
+    /// <summary>Where to write the checkpoint of the last good step when training fails and no
+    /// <see cref="CheckpointDirectory"/> is set (null: nowhere).</summary>
+    public string? RescueDirectory { get; init; }
+
+    /// <summary>Metadata written into every checkpoint besides the model's config (e.g. its preprocessing and labels,
+    /// so that a checkpoint loads as a complete model).</summary>
+    public IReadOnlyDictionary<string, string>? CheckpointMetadata { get; init; }
+
+    /// <summary>What else must match for <see cref="Resume"/> (e.g. the caller's augmentation and image size); the
+    /// trainer adds its own options, the model's config and the data's fingerprints.</summary>
+    public IReadOnlyDictionary<string, string>? Fingerprint { get; init; }
+
+    /// <summary>A checkpoint whose optimizer state (AdamW's moments and step) and step count this run continues from
+    /// (the weights are the model's): the schedule covers the saved steps and this run's, so warmup is not repeated.</summary>
+    public string? ContinueFrom { get; init; }
+
     /// <summary>Layer-wise learning-rate decay for fine-tuning (BEiT/MAE; typical 0.65-0.75): block i of L learns at
     /// decay^(L - i) times the rate, the head at the full rate (<see cref="AdamW.LayerDecay"/>); null = off.</summary>
     public double? LayerDecay { get; init; }
@@ -78,6 +118,11 @@ public sealed record TrainerOptions
         if (!(LabelSmoothing >= 0 && LabelSmoothing < 1)) throw new ArgumentException($"label smoothing must be in [0, 1), got {LabelSmoothing}");
         if (!(ClipGradNorm >= 0)) throw new ArgumentException($"gradient clipping norm must be >= 0, got {ClipGradNorm}");
         if (LayerDecay is { } ld && !(ld > 0 && ld <= 1)) throw new ArgumentException($"layer decay must be in (0, 1], got {ld}");
+        if (AccumulationSteps < 1) throw new ArgumentException($"accumulation steps must be at least 1, got {AccumulationSteps}");
+        if (EmaDecay is { } ema && !(ema > 0 && ema < 1)) throw new ArgumentException($"EMA decay must be in (0, 1), got {ema}");
+        if (CheckpointInterval is { } ci && ci < TimeSpan.Zero) throw new ArgumentException($"checkpoint interval must be >= 0, got {ci}");
+        if (Resume && CheckpointDirectory is null) throw new ArgumentException("Resume needs a CheckpointDirectory to resume from");
+        if (Resume && ContinueFrom is not null) throw new ArgumentException("Resume and ContinueFrom exclude each other: resume a run, or continue from a saved one");
         return this;
     }
 }

@@ -9,7 +9,11 @@ namespace Vit.Torch.Training;
 /// <param name="Elapsed">Wall time since training started.</param>
 /// <param name="LearningRate">Learning rate of the epoch's last step.</param>
 public sealed record EpochResult(int Epoch, double TrainLoss, double TrainAccuracy, EvaluationResult? Evaluation,
-    double ImagesPerSecond, TimeSpan Elapsed, double LearningRate);
+    double ImagesPerSecond, TimeSpan Elapsed, double LearningRate)
+{
+    /// <summary>Held-out metrics of the exponential moving average of the weights, with <see cref="TrainerOptions.EmaDecay"/>.</summary>
+    public EvaluationResult? EmaEvaluation { get; init; }
+}
 
 /// <summary>Progress of training, reported after every step.</summary>
 /// <param name="Epoch">1-based epoch.</param>
@@ -43,7 +47,17 @@ public sealed record EarlyStopping(EarlyStoppingMetric Metric = EarlyStoppingMet
 /// <param name="BestEpoch">Epoch whose weights the model holds when early stopping or cancellation restored the best one; otherwise the last epoch (0 when none finished).</param>
 /// <param name="StoppedEarly">True when early stopping ended training.</param>
 /// <param name="Cancelled">True when the cancellation token ended training.</param>
-public sealed record TrainingResult(IReadOnlyList<EpochResult> Epochs, int BestEpoch, bool StoppedEarly, bool Cancelled);
+public sealed record TrainingResult(IReadOnlyList<EpochResult> Epochs, int BestEpoch, bool StoppedEarly, bool Cancelled)
+{
+    /// <summary>The checkpoint of the run's end (<c>last.safetensors</c>), when checkpoints were written.</summary>
+    public string? LastCheckpoint { get; init; }
+
+    /// <summary>The best epoch's weights (<c>best.safetensors</c>), when checkpoints and an evaluation set were used.</summary>
+    public string? BestCheckpoint { get; init; }
+
+    /// <summary>Where a resumed run took up: epochs done and batches done in the next one (null: started from scratch).</summary>
+    public (int Epoch, int Batch)? ResumedAt { get; init; }
+}
 
 /// <summary>Classification metrics on a held-out set.</summary>
 /// <param name="Count">Images evaluated.</param>
