@@ -44,20 +44,42 @@ public sealed class ModelOperationsCatalog
     /// <summary>
     /// Writes the pipeline's ViT as ONNX to <paramref name="stream"/> (ML.NET's <c>ConvertToOnnx</c>), for ML.NET's
     /// <c>ApplyOnnxModel</c> and ONNX Runtime: input <c>pixel_values</c>, float32 [N, 3, H, W], planar RGB in [0, 1]
-    /// (what <c>ExtractPixels(outputColumnName: "pixel_values", scaleImage: 1f / 255)</c> gives after LoadImages and
+    /// (the layout of <c>ExtractPixels(outputColumnName: "pixel_values", scaleImage: 1f / 255)</c> after LoadImages and
     /// ResizeImages); the per-channel normalisation is inside the graph; outputs <c>logits</c> and <c>Score</c>
-    /// (softmax), [N, classes], in the order of <see cref="VitTransformer.Labels"/>. The image loading and resizing steps
-    /// stay in the host's pipeline. See <see cref="OnnxExport"/>.
+    /// (softmax), [N, classes], in the order of <see cref="VitTransformer.Labels"/>. Loading and resizing images stay in
+    /// the host's pipeline; the file's <c>vit.preprocessing</c> records the pipeline's own ResizeImages step, if it has
+    /// one, as the resize to reproduce. See <see cref="OnnxExport"/>.
     /// </summary>
     /// <exception cref="ArgumentException">The model has no ViT step, the data does not fit it, or the stream is not writable.</exception>
     public void ConvertToOnnx(ITransformer model, IDataView inputData, Stream stream)
     {
-        ArgumentNullException.ThrowIfNull(inputData);
         ArgumentNullException.ThrowIfNull(stream);
+        var (vit, pre) = OnnxSource(model, inputData);
+        if (!stream.CanWrite) throw new ArgumentException("the stream to write the ONNX model to is not writable", nameof(stream));
+        vit.Model.ExportOnnx(stream, pre, vit.Labels);
+    }
+
+    /// <summary>As <see cref="ConvertToOnnx(ITransformer, IDataView, Stream)"/>, to a file written atomically: an error leaves
+    /// any previous file at <paramref name="path"/> as it was (weights beyond 1 GB go to <c>&lt;file&gt;.data</c> beside it).</summary>
+    public void ConvertToOnnx(ITransformer model, IDataView inputData, string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var (vit, pre) = OnnxSource(model, inputData);
+        vit.Model.ExportOnnx(path, pre, vit.Labels);
+    }
+
+    /// <summary>The ViT step, and its preprocessing with the resize of the pipeline's own ResizeImages step when it makes
+    /// images of the model's size (then the ViT step never resizes).</summary>
+    private static (VitTransformer Vit, VitPreprocessing Preprocessing) OnnxSource(ITransformer model, IDataView inputData)
+    {
+        ArgumentNullException.ThrowIfNull(inputData);
         var vit = Transformers.Vit(model, "ConvertToOnnx");
         model.GetOutputSchema(inputData.Schema);  // the data must fit the pipeline
-        if (!stream.CanWrite) throw new ArgumentException("the stream to write the ONNX model to is not writable", nameof(stream));
-        vit.Model.ExportOnnx(stream, vit.Preprocessing, vit.Labels);
+        var pre = vit.Preprocessing;
+        var resize = Transformers.Steps(model).OfType<ImageResizingTransformer>().LastOrDefault(r => r.OutputColumnName == vit.Columns.Image);
+        if (resize is { Resize: var r } && r.Width == pre.ImageSize && r.Height == pre.ImageSize)
+            pre = pre with { ResizeMode = r.Mode, Interpolation = r.Interpolation, CropFraction = 1 };
+        return (vit, pre);
     }
 
     /// <summary>

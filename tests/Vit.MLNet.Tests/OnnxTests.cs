@@ -10,14 +10,34 @@ public sealed class OnnxTests
 {
     public TestContext TestContext { get; set; } = null!;
 
+    /// <summary>Photos of other shapes than the model's square: ResizeImages' IsoCrop has work to do.</summary>
+    private static readonly Lazy<string> Oblong = new(() =>
+    {
+        var root = Directory.CreateTempSubdirectory("vit-oblong-").FullName;
+        var rng = new Random(4);
+        (int W, int H)[] sizes = [(32, 20), (18, 30), (25, 25), (40, 17)];
+        for (int c = 0; c < Fixtures.Classes.Length; c++)
+        {
+            var dir = Directory.CreateDirectory(Path.Combine(root, Fixtures.Classes[c])).FullName;
+            for (int i = 0; i < 8; i++)
+            {
+                var (w, h) = sizes[i % sizes.Length];
+                var px = Fixtures.Pixels(c, Math.Max(w, h), rng).AsSpan(0, w * h * 3).ToArray();
+                using var img = Image.FromPixels(px, w, h, 3);
+                File.WriteAllBytes(Path.Combine(dir, $"{i:D3}.png"), img.EncodePng());
+            }
+        }
+        return root;
+    });
+
     [TestMethod]
     public void ConvertedPipelineScoresLikeTransformInOnnxRuntime()
     {
         var ctx = new VitContext(seed: 6);
-        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
+        var data = ctx.Data.LoadFromImageFolder(Oblong.Value);
         using var model = Fixtures.Pipeline(ctx, Fixtures.TinyOptions(epochs: 2)).Fit(data);
         var path = Path.Combine(Directory.CreateTempSubdirectory().FullName, "model.onnx");
-        using (var f = File.Create(path)) ctx.Model.ConvertToOnnx(model, data, f);
+        ctx.Model.ConvertToOnnx(model, data, path);
         TestContext.WriteLine($"{new FileInfo(path).Length} bytes for {model.LastTransformer.Model.ParameterCount()} parameters");
 
         var rows = model.Transform(data).GetRows().Take(8).Select(r => (Path: (string)r["ImagePath"]!, Score: (float[])r["Score"]!)).ToList();
@@ -34,6 +54,25 @@ public sealed class OnnxTests
             TestContext.WriteLine($"batch {batch}: max |Transform - ONNX Runtime| Score = {diff:E2}");
             Assert.IsLessThanOrEqualTo(1e-4, diff);
         }
+    }
+
+    [TestMethod]
+    public void TheFileRecordsThePipelinesResizeAndAFailureKeepsThePreviousFile()
+    {
+        var ctx = new VitContext(seed: 7);
+        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
+        using var model = ctx.Transforms.LoadImages("Image", "", "ImagePath")
+            .Append(ctx.Transforms.ResizeImages("Image", 16, 16, resizing: ResizeMode.Stretch, interpolation: Interpolation.Nearest))
+            .Append(new VitEstimator(ctx, Fixtures.TinyOptions(epochs: 0))).Fit(data);
+        var path = Path.Combine(Directory.CreateTempSubdirectory().FullName, "model.onnx");
+        ctx.Model.ConvertToOnnx(model, data, path);
+        var before = File.ReadAllBytes(path);
+        var text = System.Text.Encoding.UTF8.GetString(before);
+        StringAssert.Contains(text, "\"resize_mode\":\"Stretch\"");
+        StringAssert.Contains(text, "\"interpolation\":\"Nearest\"");
+        var loadOnly = ctx.Transforms.LoadImages("Image", "", "ImagePath").Fit(data);
+        Assert.Throws<ArgumentException>(() => ctx.Model.ConvertToOnnx(loadOnly, data, path));
+        CollectionAssert.AreEqual(before, File.ReadAllBytes(path), "the previous file is untouched");
     }
 
     [TestMethod]

@@ -62,14 +62,29 @@ public sealed class HuggingFaceExportTests
 
         // transformers' own keys say what its processors do: resize to the size, or the shorter side then a crop.
         var processor = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "preprocessor_config.json")))!;
-        Assert.AreEqual(mode == ResizeMode.Crop ? "ConvNextImageProcessor" : "ViTImageProcessor", (string)processor["image_processor_type"]!);
+        Assert.AreEqual(mode == ResizeMode.Crop ? "BitImageProcessor" : "ViTImageProcessor", (string)processor["image_processor_type"]!);
+        if (mode == ResizeMode.Crop)
+        {
+            Assert.AreEqual(18, (int)processor["size"]!["shortest_edge"]!);  // floor(16 / 0.875): Resize(18) + CenterCrop(16)
+            Assert.AreEqual(16, (int)processor["crop_size"]!["height"]!);
+        }
+        processor.Remove(Vit.Torch.Checkpoints.CheckpointFolders.OurPreprocessingKey);
+        File.WriteAllText(Path.Combine(dir, "preprocessor_config.json"), processor.ToJsonString());
+        using var fromTransformersKeys = PretrainedVit.Load(dir);  // what transformers' keys alone say
+        Assert.AreEqual(pre.ResizeMode == ResizeMode.Pad ? ResizeMode.Stretch : pre.ResizeMode, fromTransformersKeys.Preprocessing.ResizeMode);
+        Assert.AreEqual(pre.Interpolation, fromTransformersKeys.Preprocessing.Interpolation);
         Assert.AreEqual(interpolation switch { Interpolation.Bilinear => 2, Interpolation.Bicubic => 3, _ => 4 }, (int)processor["resample"]!);
     }
 
     [TestMethod]
-    public void AnIndependentForwardFromTransformersNamesGivesOurLogits()
+    [DataRow(true)]
+    [DataRow(false)]
+    public void AnIndependentForwardFromTransformersNamesGivesOurLogits(bool qkvBias)
     {
-        using var model = Model();
+        Torch.ManualSeed(9);
+        using var model = new VisionTransformer(Config with { QkvBias = qkvBias });
+        TestModels.Randomize(model);
+        model.Eval();
         model.SavePretrained(dir, labels: ["cat", "dog", "eel"]);
         var work = Directory.CreateTempSubdirectory("vit-hfx-io-").FullName;
         try
@@ -84,7 +99,7 @@ public sealed class HuggingFaceExportTests
             var ours = model.Forward(x).ToArray<float>();
             var theirs = Safetensors.Load(output)["logits"].ToArray<float>();
             double diff = ours.Zip(theirs, (a, b) => Math.Abs((double)a - b)).Max();
-            TestContext.WriteLine($"max |ours - PyTorch from HF names| = {diff:E2}");
+            TestContext.WriteLine($"qkv bias {qkvBias}: max |ours - PyTorch from HF names| = {diff:E2}");
             Assert.IsGreaterThan(0.5, theirs.Max(Math.Abs));
             Assert.IsLessThanOrEqualTo(1e-5, diff);
         }

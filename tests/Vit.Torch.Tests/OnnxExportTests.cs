@@ -36,6 +36,9 @@ public sealed class OnnxExportTests
         ["mean pooling with a class token and fc_norm"] = Small with { Pooling = VitPooling.Mean, ClassToken = true, FcNorm = true },
         ["mean pooling without a class token"] = Small with { Pooling = VitPooling.Mean },
         ["grayscale, no qkv bias"] = Small with { Channels = 1, QkvBias = false },
+        ["class token and fc_norm"] = Small with { FcNorm = true },
+        ["mean pooling with a class token, no fc_norm"] = Small with { Pooling = VitPooling.Mean, ClassToken = true },
+        ["layer norm eps 1e-12, one head"] = Small with { LayerNormEps = 1e-12, Heads = 1 },
     };
 
     [TestMethod]
@@ -43,6 +46,9 @@ public sealed class OnnxExportTests
     [DataRow("mean pooling with a class token and fc_norm")]
     [DataRow("mean pooling without a class token")]
     [DataRow("grayscale, no qkv bias")]
+    [DataRow("class token and fc_norm")]
+    [DataRow("mean pooling with a class token, no fc_norm")]
+    [DataRow("layer norm eps 1e-12, one head")]
     public void OnnxRuntimeGivesOurLogitsAndScore(string what)
     {
         var config = Variants[what];
@@ -53,6 +59,39 @@ public sealed class OnnxExportTests
         var pre = new VitPreprocessing(config.ImageSize, config.Channels, config.Channels == 1 ? Normalization.Half : Stats);
         var path = Path.Combine(dir, "model.onnx");
         model.ExportOnnx(path, pre, ["a", "b", "c", "d", "e"]);
+        CompareWithOnnxRuntime(model, config, pre, path, what);
+    }
+
+    [TestMethod]
+    public void WeightsBeyondTheInlineLimitGoToExternalDataThatOnnxRuntimeReads()
+    {
+        Torch.ManualSeed(4);
+        using var model = new VisionTransformer(Small);
+        TestModels.Randomize(model);
+        model.Eval();
+        var pre = new VitPreprocessing(16, 3, Stats);
+        var path = Path.Combine(dir, "model.onnx");
+        OnnxExport.InlineLimit = 1000;  // ViT-H's 2.5 GB, scaled down
+        try
+        {
+            model.ExportOnnx(path, pre);
+            using var stream = new MemoryStream();
+            StringAssert.Contains(Assert.Throws<NotSupportedException>(() => model.ExportOnnx(stream, pre)).Message, "export to a file path");
+        }
+        finally
+        {
+            OnnxExport.InlineLimit = OnnxExport.MaxInlineWeightBytes;
+        }
+        long weights = model.ParameterCount() * 4;
+        Assert.IsLessThan(weights / 4, new FileInfo(path).Length, "the graph file holds no weights");
+        Assert.IsGreaterThanOrEqualTo(weights, new FileInfo(path + ".data").Length);
+        CompareWithOnnxRuntime(model, Small, pre, path, "external data");
+        var report = JsonDocument.Parse(Python.RunScript(Python.Script("onnx_check.py"), path)).RootElement;
+        Assert.AreEqual(8, report.GetProperty("ir_version").GetInt32());
+    }
+
+    private void CompareWithOnnxRuntime(VisionTransformer model, VitConfig config, VitPreprocessing pre, string path, string what)
+    {
         foreach (int batch in new[] { 1, 8 })
         {
             using var scope = TensorScope.Begin();

@@ -158,15 +158,17 @@ internal static class CheckpointFolders
         };
         var mode = ResizeMode.Stretch;
         double crop = 1;
-        if (shortestEdge)
+        if (JsonFields.OptBool(p, "do_center_crop", source) == true && p["crop_size"] is { } cs && size is { } resized)
         {
-            (mode, crop) = (ResizeMode.Crop, JsonFields.OptDouble(p, "crop_pct", source) ?? 1);
-        }
-        else if (JsonFields.OptBool(p, "do_center_crop", source) == true && p["crop_size"] is { } cs && size is { } resized)
-        {
+            // DeiT's resize to size then crop, or BiT's/CLIP's shorter side to shortest_edge then crop.
             int c = SquareSize(cs, "crop_size", source);
             if (c > resized) throw new InvalidDataException($"'{source}': crop_size {c} is larger than size {resized}");
             (mode, crop, size) = (ResizeMode.Crop, (double)c / resized, c);
+        }
+        else if (shortestEdge)
+        {
+            // ConvNeXt's: the shorter side to shortest_edge / crop_pct, then a crop of shortest_edge.
+            (mode, crop) = (ResizeMode.Crop, JsonFields.OptDouble(p, "crop_pct", source) ?? 1);
         }
         try
         {

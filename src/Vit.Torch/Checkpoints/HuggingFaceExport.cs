@@ -30,11 +30,7 @@ public static class HuggingFaceExport
             throw new NotSupportedException(
                 "transformers' ViT classifies the class token after a final LayerNorm on every token; a model with mean pooling, fc_norm or no class token cannot be written in its layout (export it as ONNX or as our safetensors)");
         preprocessing ??= VitPreprocessing.Default(c.ImageSize, c.Channels);
-        preprocessing.Validate();
-        if (preprocessing.ImageSize != c.ImageSize || preprocessing.Channels != c.Channels)
-            throw new ArgumentException($"the preprocessing ({preprocessing.ImageSize}px, {preprocessing.Channels} channels) does not fit the model ({c.ImageSize}px, {c.Channels} channels)", nameof(preprocessing));
-        if (labels is not null && labels.Count != c.NumClasses)
-            throw new ArgumentException($"{labels.Count} labels for a model with {c.NumClasses} classes", nameof(labels));
+        VitMetadata.Of(c, preprocessing, labels);  // checks that they fit the model
         labels ??= Enumerable.Range(0, c.NumClasses).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToList();
 
         Directory.CreateDirectory(directory);
@@ -51,8 +47,8 @@ public static class HuggingFaceExport
             }
             Safetensors.Save(Path.Combine(directory, "model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
         }
-        WriteJson(Path.Combine(directory, "config.json"), Config(c, classifier, labels));
         WriteJson(Path.Combine(directory, "preprocessor_config.json"), Preprocessor(preprocessing));
+        WriteJson(Path.Combine(directory, "config.json"), Config(c, classifier, labels));  // last: a folder with it is complete
     }
 
     private static JsonObject Config(VitConfig c, bool classifier, IReadOnlyList<string> labels)
@@ -91,9 +87,10 @@ public static class HuggingFaceExport
     }
 
     /// <summary>
-    /// transformers' processor closest to ours: ViTImageProcessor (resize to the size) for a stretch or pad, and
-    /// ConvNextImageProcessor (shorter side to size / crop_pct, then a centre crop) for a crop; ours exactly under the
-    /// key transformers ignores and <see cref="PretrainedVit.Load"/> reads.
+    /// transformers' processor that does what ours does: ViTImageProcessor (resize to the size) for a stretch, and
+    /// BitImageProcessor (the shorter side to floor(size / crop fraction), then a centre crop of the size) for a crop.
+    /// A pad has no equivalent there and is written as a stretch. Ours, exactly, goes under a key transformers ignores
+    /// and <see cref="PretrainedVit.Load"/> reads.
     /// </summary>
     private static JsonObject Preprocessor(VitPreprocessing p)
     {
@@ -105,24 +102,34 @@ public static class HuggingFaceExport
             Interpolation.Bicubic => 3,
             _ => 4,  // area: PIL's BOX
         };
+        bool crop = p.ResizeMode == ResizeMode.Crop;
         var json = new JsonObject
         {
-            ["image_processor_type"] = p.ResizeMode == ResizeMode.Crop ? "ConvNextImageProcessor" : "ViTImageProcessor",
+            ["image_processor_type"] = crop ? "BitImageProcessor" : "ViTImageProcessor",
             ["do_resize"] = true,
-            ["size"] = p.ResizeMode == ResizeMode.Crop
-                ? new JsonObject { ["shortest_edge"] = p.ImageSize }
+            ["size"] = crop
+                ? new JsonObject { ["shortest_edge"] = (int)Math.Floor(p.ImageSize / p.CropFraction) }
                 : new JsonObject { ["height"] = p.ImageSize, ["width"] = p.ImageSize },
             ["resample"] = resample,
             ["do_rescale"] = true,
             ["rescale_factor"] = 1 / 255.0,
             ["do_normalize"] = true,
-            ["image_mean"] = new JsonArray(norm.Mean.Select(v => (JsonNode?)(double)v).ToArray()),
-            ["image_std"] = new JsonArray(norm.Std.Select(v => (JsonNode?)(double)v).ToArray()),
+            ["image_mean"] = Floats(norm.Mean),
+            ["image_std"] = Floats(norm.Std),
         };
-        if (p.ResizeMode == ResizeMode.Crop) json["crop_pct"] = p.CropFraction;
+        if (crop)
+        {
+            json["do_center_crop"] = true;
+            json["crop_size"] = new JsonObject { ["height"] = p.ImageSize, ["width"] = p.ImageSize };
+            json["do_convert_rgb"] = true;
+        }
         json[CheckpointFolders.OurPreprocessingKey] = p.ToJson();
         return json;
     }
+
+    /// <summary>Floats as their shortest decimal (0.485, not 0.48500001430511475).</summary>
+    private static JsonArray Floats(float[] values) =>
+        new(values.Select(v => (JsonNode?)double.Parse(v.ToString("R", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture)).ToArray());
 
     private static void WriteJson(string path, JsonObject json)
     {

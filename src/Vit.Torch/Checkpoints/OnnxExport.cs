@@ -17,8 +17,15 @@ namespace Vit.Torch.Checkpoints;
 /// </summary>
 public static class OnnxExport
 {
-    /// <summary>The ONNX IR version written (ONNX 1.10-1.12; ONNX Runtime 1.10 and later read it).</summary>
+    /// <summary>The ONNX IR version written (ONNX 1.10-1.12; with opset 17, ONNX Runtime 1.12 and later read it).</summary>
     public const long IrVersion = 8;
+
+    /// <summary>Above this many bytes of weights, <see cref="ExportOnnx(VisionTransformer, string, VitPreprocessing, IReadOnlyList{string}?)"/>
+    /// keeps them in a file beside the model (ONNX external data: protobuf messages cannot exceed 2 GB).</summary>
+    public const long MaxInlineWeightBytes = 1L << 30;
+
+    /// <summary>Test hook: the inline limit in force (a test lowers it to exercise external data on a small model).</summary>
+    internal static long InlineLimit = MaxInlineWeightBytes;
 
     /// <summary>The opset of the default domain (17: the first with LayerNormalization).</summary>
     public const long Opset = 17;
@@ -28,38 +35,46 @@ public static class OnnxExport
 
     /// <summary>
     /// Writes the model as ONNX to <paramref name="path"/>, atomically (a temporary file, then a rename): an error
-    /// leaves no half-written file. See <see cref="OnnxExport"/> for the graph's inputs and outputs.
+    /// leaves no half-written file. Weights beyond <see cref="MaxInlineWeightBytes"/> (ViT-H and larger) go to
+    /// <c>&lt;file&gt;.data</c> beside it as ONNX external data, which ONNX Runtime and ML.NET load from there.
+    /// See <see cref="OnnxExport"/> for the graph's inputs and outputs.
     /// </summary>
-    /// <exception cref="ArgumentException">A headless model, or labels that do not match the head.</exception>
+    /// <exception cref="ArgumentException">A headless model, or labels or preprocessing that do not fit it.</exception>
     /// <exception cref="DirectoryNotFoundException">The folder of <paramref name="path"/> does not exist.</exception>
     public static void ExportOnnx(this VisionTransformer model, string path, VitPreprocessing preprocessing, IReadOnlyList<string>? labels = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        var onnx = Build(model, preprocessing, labels);
-        AtomicFile.Write(path, onnx.WriteTo);
+        var graph = Build(model, preprocessing, labels, out var weights);
+        if (weights.Bytes > InlineLimit)
+        {
+            var data = path + ".data";
+            AtomicFile.Write(data, weights.MoveOut(Path.GetFileName(data)));
+        }
+        AtomicFile.Write(path, graph.WriteTo);
     }
 
     /// <summary>Writes the model as ONNX to a writable stream (the graph is built whole before the first byte is written).</summary>
+    /// <exception cref="NotSupportedException">The weights exceed <see cref="MaxInlineWeightBytes"/>: a stream cannot carry the
+    /// file of external data beside it; export to a path.</exception>
     public static void ExportOnnx(this VisionTransformer model, Stream stream, VitPreprocessing preprocessing, IReadOnlyList<string>? labels = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
         if (!stream.CanWrite) throw new ArgumentException("the stream to write the ONNX model to is not writable", nameof(stream));
-        Build(model, preprocessing, labels).WriteTo(stream);
+        var graph = Build(model, preprocessing, labels, out var weights);
+        if (weights.Bytes > InlineLimit)
+            throw new NotSupportedException(
+                $"the model's weights are {weights.Bytes / 1e9:F1} GB, more than one ONNX message holds; export to a file path, which keeps them beside it as external data");
+        graph.WriteTo(stream);
     }
 
     /// <summary>The ONNX model of <paramref name="model"/> (ViT eq. 1-4, as <see cref="VisionTransformer.Forward"/> computes it).</summary>
-    internal static ModelProto Build(VisionTransformer model, VitPreprocessing preprocessing, IReadOnlyList<string>? labels)
+    internal static ModelProto Build(VisionTransformer model, VitPreprocessing preprocessing, IReadOnlyList<string>? labels, out OnnxWeights weights)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(preprocessing);
         var c = model.Config;
         if (model.Head is null) throw new ArgumentException("a headless model has no logits to export; give it a head (ReplaceHead) or fine-tune it first", nameof(model));
-        if (labels is not null && labels.Count != c.NumClasses)
-            throw new ArgumentException($"{labels.Count} labels for a model with {c.NumClasses} classes", nameof(labels));
-        preprocessing.Validate();
-        if (preprocessing.Channels != c.Channels || preprocessing.ImageSize != c.ImageSize)
-            throw new ArgumentException(
-                $"the preprocessing ({preprocessing.ImageSize}px, {preprocessing.Channels} channels) does not fit the model ({c.ImageSize}px, {c.Channels} channels)", nameof(preprocessing));
+        var metadata = VitMetadata.Of(c, preprocessing, labels);  // checks that they fit the model
 
         using var scope = TensorScope.Begin();
         var g = new OnnxGraph();
@@ -130,14 +145,10 @@ public static class OnnxExport
             Graph = g.Graph,
         };
         onnx.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
-        onnx.MetadataProps.Add(new StringStringEntryProto { Key = VitMetadata.Config, Value = c.ToJsonString() });
-        onnx.MetadataProps.Add(new StringStringEntryProto { Key = VitMetadata.Preprocessing, Value = preprocessing.ToJson().ToJsonString() });
-        if (labels is not null)
-            onnx.MetadataProps.Add(new StringStringEntryProto { Key = VitMetadata.Labels, Value = new JsonArray(labels.Select(l => (JsonNode?)l).ToArray()).ToJsonString() });
+        foreach (var (key, value) in metadata) onnx.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
+        weights = g.Weights;
         return onnx;
     }
-
-    private static string ToJsonString(this VitConfig c) => c.ToJson().ToJsonString();
 
     /// <summary>LayerNormalization over the last axis with the parameters <paramref name="name"/>.weight and .bias.</summary>
     private static string LayerNorm(OnnxGraph g, string x, IReadOnlyDictionary<string, Tensor> p, string name, double eps) =>
@@ -166,6 +177,9 @@ internal sealed class OnnxGraph
     private int nodes;
 
     public GraphProto Graph { get; } = new() { Name = "vit" };
+
+    /// <summary>The float initializers (the weights), which can move to an external data file.</summary>
+    public OnnxWeights Weights { get; } = new();
 
     /// <summary>Adds a node and returns the name of its (single) output.</summary>
     public string Node(string op, string[] inputs, params AttributeProto[] attributes) => Node(op, inputs, null, attributes);
@@ -212,7 +226,9 @@ internal sealed class OnnxGraph
         using var f = t.To(DType.Float32).Contiguous();
         var bytes = new byte[f.NumElements * 4];
         f.CopyBytesTo(bytes);
-        return Add(name, TensorProto.Types.DataType.Float, f.Shape, bytes);
+        Add(name, TensorProto.Types.DataType.Float, f.Shape, bytes);
+        Weights.Add(Graph.Initializer[^1]);
+        return name;
     }
 
     /// <summary>A float32 constant.</summary>
@@ -257,5 +273,52 @@ internal sealed class OnnxGraph
         var a = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
         a.Ints.AddRange(values);
         return a;
+    }
+}
+
+/// <summary>
+/// The weight initializers of a graph, and their move to ONNX external data: each tensor's bytes go to one file, at a
+/// 4 KB-aligned offset, and the initializer says where (data_location EXTERNAL, external_data location/offset/length).
+/// </summary>
+internal sealed class OnnxWeights
+{
+    private const int Alignment = 4096;
+    private readonly List<TensorProto> tensors = new();
+
+    /// <summary>Bytes of all the weights.</summary>
+    public long Bytes { get; private set; }
+
+    public void Add(TensorProto t)
+    {
+        tensors.Add(t);
+        Bytes += t.RawData.Length;
+    }
+
+    /// <summary>Points every initializer at <paramref name="fileName"/> (a name relative to the model file) and returns
+    /// the writer of that file.</summary>
+    public Action<FileStream> MoveOut(string fileName)
+    {
+        var moved = new List<(ByteString Data, long Offset)>();
+        long offset = 0;
+        foreach (var t in tensors)
+        {
+            offset = (offset + Alignment - 1) / Alignment * Alignment;
+            moved.Add((t.RawData, offset));
+            t.DataLocation = TensorProto.Types.DataLocation.External;
+            t.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = fileName });
+            t.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+            t.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = t.RawData.Length.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+            t.ClearRawData();
+            offset += moved[^1].Data.Length;
+        }
+        return fs =>
+        {
+            foreach (var (data, at) in moved)
+            {
+                fs.SetLength(at);
+                fs.Position = at;
+                data.WriteTo(fs);
+            }
+        };
     }
 }

@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using Vit.Torch.Checkpoints;
 using Vit.Torch.Imaging;
 using Vit.Torch.Modules;
@@ -86,14 +85,9 @@ public sealed class VisionTransformer : Module
         IReadOnlyDictionary<string, string>? metadata = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        var all = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>(), StringComparer.Ordinal);
-        if (preprocessing is not null) all[VitMetadata.Preprocessing] = preprocessing.Validate().ToJson().ToJsonString();
-        if (labels is not null)
-        {
-            if (labels.Count != Config.NumClasses)
-                throw new ArgumentException($"{labels.Count} labels for a model with {Config.NumClasses} classes", nameof(labels));
-            all[VitMetadata.Labels] = new JsonArray(labels.Select(l => (JsonNode?)l).ToArray()).ToJsonString();
-        }
+        var all = VitMetadata.Of(Config, preprocessing, labels);
+        if (metadata is not null)
+            foreach (var (k, v) in metadata) all.TryAdd(k, v);
         this.SaveSafetensors(path, all);
     }
 
