@@ -34,7 +34,8 @@ internal static class ModelFile
         var training = vit.History is null && vit.TrainingJson is not null
             ? vit.TrainingJson   // a loaded model keeps the history it was saved with
             : new JsonObject { ["history"] = HistoryJson(vit.History) }.ToJsonString(Indented);
-        VitModelZip.Save(path, vit.Model, vit.Labels, vit.Preprocessing, pipeline, training);
+        VitModelZip.Save(path, vit.Model, vit.Labels, vit.Preprocessing, pipeline, training,
+            vit.TrainingState is { } state && File.Exists(state) ? state : null);
     }
 
     public static TransformerChain<ITransformer> Load(string path, out DataViewSchema inputSchema)

@@ -121,6 +121,28 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         /// <see cref="Defaults.FineTuneLearningRate"/> when <see cref="StartFrom"/> trains every weight.</summary>
         public double? LearningRate { get; set; }
 
+        /// <summary>Folder of the run's checkpoints (<c>last.safetensors</c> every epoch and every
+        /// <see cref="CheckpointInterval"/>, <c>best.safetensors</c> on a new best, each atomically): a crash, a kill or
+        /// Ctrl+C loses at most that much, and each checkpoint loads as a model (StartFrom, <c>PretrainedVit.Load</c>).
+        /// Null: no checkpoints (a failure still saves the last good state, to a folder under the temporary folder).</summary>
+        public string? CheckpointDirectory { get; set; }
+
+        /// <summary>Wall time between checkpoints inside an epoch (null: at the end of each epoch only).</summary>
+        public TimeSpan? CheckpointInterval { get; set; }
+
+        /// <summary>Continue from <see cref="CheckpointDirectory"/>'s last checkpoint when there is one: the run ends with
+        /// the weights an uninterrupted run would have (same seed, data and thread count). Checkpoints of other options or
+        /// data are refused, naming what differs.</summary>
+        public bool Resume { get; set; }
+
+        /// <summary>Decay of an exponential moving average of the weights (0.999-0.9999; timm's model EMA): evaluated and
+        /// saved alongside, and the fitted model's weights. Null: off.</summary>
+        public double? EmaDecay { get; set; }
+
+        /// <summary>Batches whose gradients are summed before each optimizer step (an effective batch of
+        /// <see cref="BatchSize"/> × this, in the memory of one batch).</summary>
+        public int AccumulationSteps { get; set; } = 1;
+
         /// <summary>Layer-wise learning-rate decay when fine-tuning (BEiT/MAE; 0.65-0.75 is typical): block i of L
         /// learns at decay^(L - i) times the rate, the head at the full rate; null = off.</summary>
         public double? LayerDecay { get; set; }
@@ -257,6 +279,9 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         if (o.EarlyStopping is not null && o.ValidationSet is null && o.ValidationFraction == 0)
             throw new ArgumentException("EarlyStopping needs a ValidationSet or a ValidationFraction > 0");
         if (o.LearningRate is { } lr && !(lr > 0)) throw new ArgumentException($"LearningRate must be positive, got {lr}");
+        if (o.AccumulationSteps < 1) throw new ArgumentException($"AccumulationSteps must be at least 1, got {o.AccumulationSteps}");
+        if (o.EmaDecay is { } ema && !(ema > 0 && ema < 1)) throw new ArgumentException($"EmaDecay must be in (0, 1), got {ema}");
+        if (o.Resume && o.CheckpointDirectory is null) throw new ArgumentException("Resume needs a CheckpointDirectory to resume from");
         if (o.LayerDecay is { } ld && !(ld > 0 && ld <= 1)) throw new ArgumentException($"LayerDecay must be in (0, 1], got {ld}");
     }
 
@@ -297,7 +322,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         var device = Engine.ResolveDevice(o.Device, o.FallbackToCpu);
         var imageType = (ImageDataViewType)input.Schema[o.ImageColumnName].Type;
         Engine.ManualSeed((ulong)seed);
-        var (model, preprocessing) = CreateModel(labels, imageType);
+        var (model, preprocessing, continueFrom) = CreateModel(labels, imageType);
         try
         {
             model.To(device);
@@ -315,6 +340,8 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
             var trainLoader = new ImageBatchLoader(train, loaderOptions);
             var evalLoader = validation is null ? null
                 : new ImageBatchLoader(validation, loaderOptions with { Shuffle = false, Augment = null, BatchSize = o.ScoringBatchSize });
+            // Every checkpoint is a complete model file: the config (the trainer adds it), the preprocessing and labels.
+            var metadata = VitMetadata.Of(model.Config, preprocessing, labels);
             var trainer = new Trainer(model, new TrainerOptions
             {
                 Epochs = Math.Max(1, o.Epochs), LearningRate = learningRate, WeightDecay = o.WeightDecay, WarmupFraction = o.WarmupFraction,
@@ -323,13 +350,33 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
                 Mixing = o.MixupAlpha > 0 || o.CutMixAlpha > 0
                     ? new BatchMixing { MixupAlpha = o.MixupAlpha, CutMixAlpha = o.CutMixAlpha, LabelSmoothing = o.LabelSmoothing }
                     : null,
+                AccumulationSteps = o.AccumulationSteps, EmaDecay = o.EmaDecay, CheckpointDirectory = o.CheckpointDirectory,
+                CheckpointInterval = o.CheckpointInterval, Resume = o.Resume, ContinueFrom = continueFrom,
+                RescueDirectory = Path.Combine(Path.GetTempPath(), "vit-rescue", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss-fff", System.Globalization.CultureInfo.InvariantCulture)),
+                CheckpointMetadata = metadata,
+                Fingerprint = new Dictionary<string, string>
+                {
+                    ["augmentation"] = $"{o.Augmentation}, flip {o.HorizontalFlip}", ["preprocessing"] = metadata[VitMetadata.Preprocessing],
+                    ["labels"] = metadata[VitMetadata.Labels], ["start"] = o.StartFrom is null ? "scratch" : $"{o.StartFrom} ({o.FineTune})",
+                },
             });
-            var result = o.Epochs == 0 ? new TrainingResult([], 0, false, false)
-                : trainer.Fit(trainLoader, evalLoader, progress: o.Progress, cancellationToken: o.CancellationToken);
+            TrainingResult result;
+            try
+            {
+                result = o.Epochs == 0 ? new TrainingResult([], 0, false, false)
+                    : trainer.Fit(trainLoader, evalLoader, progress: o.Progress, cancellationToken: o.CancellationToken);
+            }
+            finally
+            {
+                if (continueFrom is not null) File.Delete(continueFrom);
+            }
             model.Eval();
             var history = new TrainingHistory(result, trainLoader.SkippedCount, trainLoader.Warnings.ToList());
             return new VitTransformer(model, labels, preprocessing,
-                new VitColumns(o.ImageColumnName, o.ScoreColumnName, o.PredictedLabelColumnName), o.ScoringBatchSize, history, device);
+                new VitColumns(o.ImageColumnName, o.ScoreColumnName, o.PredictedLabelColumnName), o.ScoringBatchSize, history, device)
+            {
+                TrainingState = result.LastCheckpoint,
+            };
         }
         catch
         {
@@ -338,7 +385,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         }
     }
 
-    private (VisionTransformer Model, VitPreprocessing Preprocessing) CreateModel(List<string> labels, ImageDataViewType imageType)
+    private (VisionTransformer Model, VitPreprocessing Preprocessing, string? ContinueFrom) CreateModel(List<string> labels, ImageDataViewType imageType)
     {
         var o = TrainingOptions;
         if (imageType.Height > 0 && imageType.Height != imageType.Width)
@@ -350,7 +397,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
             if (imageType.Height > 0) cfg = cfg with { ImageSize = imageType.Height };
             var pre = VitPreprocessing.Default(cfg.ImageSize, cfg.Channels);
             if (o.Normalization is { } n0) pre = pre with { Normalization = n0.ForChannels(cfg.Channels) };
-            return (new VisionTransformer(cfg.Validate()), pre);
+            return (new VisionTransformer(cfg.Validate()), pre, null);
         }
         // The image column's size wins: the checkpoint's position embeddings are resampled to it.
         var startOptions = (o.StartFromOptions ?? new PretrainedVitOptions()) with
@@ -380,7 +427,9 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
                 model.ReplaceHead(labels.Count);
             }
             if (o.FineTune == FineTuneMode.HeadOnly) model.FreezeBackbone();
-            return (model, pre);
+            // A model file that carries its training state continues with AdamW's moments and step, not afresh.
+            string? continueFrom = o.FineTune == FineTuneMode.Continue ? VitModelZip.ExtractTrainingState(o.StartFrom) : null;
+            return (model, pre, continueFrom);
         }
         catch
         {

@@ -56,6 +56,10 @@ public sealed class VitTransformer : ITransformer, IDisposable
     /// <summary>Training history (null for a model loaded without one).</summary>
     public TrainingHistory? History { get; internal set; }
 
+    /// <summary>The checkpoint of the end of training (optimizer state included), which a saved model file carries so that
+    /// <see cref="FineTuneMode.Continue"/> resumes the optimizer exactly; null when training wrote no checkpoints.</summary>
+    internal string? TrainingState { get; init; }
+
     /// <summary>The training.json a loaded model was saved with (kept so that saving it again keeps its history).</summary>
     internal string? TrainingJson { get; init; }
 

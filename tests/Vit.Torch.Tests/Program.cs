@@ -16,7 +16,13 @@ internal static class Program
             Console.Out.Write(LoaderTests.Fingerprint(int.Parse(seed, CultureInfo.InvariantCulture)));
             return 0;
         }
-        Console.Error.WriteLine("usage: dotnet Vit.Torch.Tests.dll loader-fingerprint SEED (tests run through dotnet test)");
+        if (args is ["train-resumable", var directory])
+        {
+            // Prints "step N epoch E" after every optimizer step (a test kills the process at one), then the weights' hash.
+            Console.Out.WriteLine(ResumeTests.TrainResumable(directory, (step, epoch) => Console.Out.WriteLine($"step {step} epoch {epoch}")));
+            return 0;
+        }
+        Console.Error.WriteLine("usage: dotnet Vit.Torch.Tests.dll loader-fingerprint SEED | train-resumable DIR (tests run through dotnet test)");
         return args.Length == 0 ? 0 : 2;
     }
 }

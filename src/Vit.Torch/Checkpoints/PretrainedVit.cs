@@ -187,7 +187,7 @@ public sealed class PretrainedVit : IDisposable
         var model = VisionTransformer.ForWeights(config);
         try
         {
-            Fill(model, index, map, fileConfig);
+            Fill(model, index, map, fileConfig, skipTrainingState: description?.Ours == true);
             model.Eval();
             return new PretrainedVit(model, labels, preprocessing, map.Layout, index.Source);
         }
@@ -352,10 +352,10 @@ public sealed class PretrainedVit : IDisposable
 
     /// <summary>
     /// Checks every parameter against the checkpoint (name present, shape, floating type) and that no tensor is left
-    /// over, listing every problem; then reads the tensors in file order into the parameters, resampling the position
+    /// over (but a training checkpoint's state, with <paramref name="skipTrainingState"/>), listing every problem; then reads the tensors in file order into the parameters, resampling the position
     /// embedding when the model's grid differs from the file's.
     /// </summary>
-    private static void Fill(VisionTransformer model, CheckpointIndex index, VitNameMap map, VitConfig fileConfig)
+    private static void Fill(VisionTransformer model, CheckpointIndex index, VitNameMap map, VitConfig fileConfig, bool skipTrainingState)
     {
         var plan = new List<(string Name, Tensor Parameter)>();
         var problems = new List<string>();
@@ -388,7 +388,9 @@ public sealed class PretrainedVit : IDisposable
                 problems.Add($"{label}: {bad.Name} holds {bad.DType} values, not floating point");
             plan.Add((name, p));
         }
-        foreach (var name in index.Names.Where(n => !used.Contains(n) && !map.IsUnused(n)))
+        // Our training checkpoints also hold the optimizer's state and the like: a checkpoint loads as a model.
+        foreach (var name in index.Names.Where(n => !used.Contains(n) && !map.IsUnused(n)
+                     && !(skipTrainingState && n.StartsWith(Training.TrainingCheckpoint.StatePrefix, StringComparison.Ordinal))))
             problems.Add($"{name}: unexpected (the model has no such tensor)");
         if (problems.Count > 0)
             throw new InvalidDataException(

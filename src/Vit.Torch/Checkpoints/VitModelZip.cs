@@ -23,7 +23,8 @@ public static class VitModelZip
     public const int FormatVersion = 2;
 
     /// <summary>Entry names.</summary>
-    public const string ModelEntry = "model.json", WeightsEntry = "weights.safetensors", TrainingEntry = "training.json";
+    public const string ModelEntry = "model.json", WeightsEntry = "weights.safetensors", TrainingEntry = "training.json",
+        TrainingStateEntry = "training_state.safetensors";
 
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
@@ -31,8 +32,10 @@ public static class VitModelZip
     /// Writes a model file atomically. <paramref name="extra"/>'s top-level fields go into model.json after ours;
     /// <paramref name="trainingJson"/> (null: an empty history) becomes training.json.
     /// </summary>
+    /// <remarks><paramref name="trainingState"/>: a training checkpoint (optimizer moments, step) to carry in the zip as
+    /// <see cref="TrainingStateEntry"/>, so that continuing from the file resumes the optimizer exactly.</remarks>
     public static void Save(string path, VisionTransformer model, IReadOnlyList<string> labels, VitPreprocessing preprocessing,
-        JsonObject? extra = null, string? trainingJson = null)
+        JsonObject? extra = null, string? trainingJson = null, string? trainingState = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(model);
@@ -63,7 +66,27 @@ public static class VitModelZip
             using (var weights = zip.CreateEntry(WeightsEntry, CompressionLevel.NoCompression).Open())
                 model.WriteSafetensors(weights);
             WriteText(zip, TrainingEntry, training);
+            if (trainingState is not null) zip.CreateEntryFromFile(trainingState, TrainingStateEntry, CompressionLevel.NoCompression);
         });
+    }
+
+    /// <summary>
+    /// Copies the training state a model file carries (<see cref="TrainingStateEntry"/>) to a new temporary file and
+    /// returns its path (the caller deletes it); null when <paramref name="path"/> is not a model zip or carries none.
+    /// </summary>
+    public static string? ExtractTrainingState(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!File.Exists(path)) return null;
+        Span<byte> head = stackalloc byte[4];
+        using (var fs = File.OpenRead(path))
+            if (fs.Read(head) < 4 || !ZipReader.LooksLikeZip(head)) return null;
+        using var zip = OpenZip(path);
+        if (zip.Find(TrainingStateEntry) is not { } entry) return null;
+        var target = Path.Combine(Path.GetTempPath(), $"vit-training-state-{Guid.NewGuid():N}.safetensors");
+        using var source = zip.OpenRead(entry);
+        AtomicFile.Write(target, fs => source.CopyTo(fs));
+        return target;
     }
 
     private static void WriteText(ZipArchive zip, string name, string text)

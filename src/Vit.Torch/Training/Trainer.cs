@@ -29,6 +29,9 @@ public sealed class Trainer
     /// <summary>Test hook: called after every optimizer step with the step count and the epoch (a test injects a failure).</summary>
     internal static Action<long, int>? AfterStep;
 
+    /// <summary>Test hook: called with the model once its gradients are summed, before they are clipped and applied.</summary>
+    internal static Action<VisionTransformer>? BeforeOptimizerStep;
+
     /// <summary>
     /// Runs the training. Reports every epoch through <paramref name="onEpoch"/> and every optimizer step through
     /// <paramref name="progress"/>. When <paramref name="cancellationToken"/> fires (also while a batch or an evaluation is
@@ -102,6 +105,7 @@ public sealed class Trainer
                 if (state.Batch == 0) (state.LossSum, state.Correct, state.Seen, state.EpochTime) = (0, 0, 0, TimeSpan.Zero);
                 TimeSpan EpochTime() => state.EpochTime + epochClock.Elapsed;
                 int batch = state.Batch;
+                (double Loss, long Correct, long Seen) pending = (0, 0, 0);  // batches since the last optimizer step
                 try
                 {
                     foreach (var loaded in train.Batches(epoch, state.Batch, cancellationToken))
@@ -114,9 +118,7 @@ public sealed class Trainer
                         }
                         var (loss, right) = Forward(b, epoch, batch, k);
                         StepLosses.Add(loss);
-                        state.LossSum += loss * b.Count;
-                        state.Correct += right;
-                        state.Seen += b.Count;
+                        pending = (pending.Loss + loss * b.Count, pending.Correct + right, pending.Seen + b.Count);
                         batch++;
                         if (batch % k != 0 && batch != batchesPerEpoch) continue;  // accumulate
 
@@ -125,6 +127,9 @@ public sealed class Trainer
                         Step(optimizer, lr, epoch + 1, continued + state.Step);
                         if (o.EmaDecay is { } d) ema.Update(model, d);
                         inStep = false;
+                        // The state moves at step boundaries only, so that a checkpoint is always of a whole step.
+                        (state.LossSum, state.Correct, state.Seen) = (state.LossSum + pending.Loss, state.Correct + pending.Correct, state.Seen + pending.Seen);
+                        pending = (0, 0, 0);
                         state.Step++;
                         state.Batch = batch;
                         AfterStep?.Invoke(state.Step, epoch + 1);
@@ -226,11 +231,19 @@ public sealed class Trainer
             // Between steps the state is consistent: checkpoint it; inside an optimizer step it may not be.
             string? saved = (inStep ? null : SaveRescue(Checkpoint, last)) ?? lastWritten;
             throw new TrainingFailedException(
-                $"training failed at epoch {state.Epoch + 1}, after {state.Step} optimizer steps: {e.Message}" +
+                $"training failed at epoch {state.Epoch + 1}, after {state.Step} optimizer steps: {e.Message.TrimEnd('.')}." +
                 (saved is null ? "" : $" The last good state is in {saved}: resume from it with Resume = true, or fine-tune from it with StartFrom."),
                 saved, e);
         }
 
+        if (cancelled && last is not null)
+        {
+            // Stopped by the caller (Ctrl+C): keep the last whole step, so that Resume continues from here.
+            optimizer.ZeroGrad();
+            (state.RunTime) = RunTime();
+            runClock = Stopwatch.StartNew();
+            Checkpoint(last);
+        }
         int bestEpoch = state.BestEpoch;
         if ((state.StoppedEarly || cancelled || o.EarlyStopping is not null) && best.HasWeights)
             best.Restore(model);
@@ -320,6 +333,7 @@ public sealed class Trainer
     /// <summary>Clips the accumulated gradients, refuses non-finite ones, and applies one AdamW step.</summary>
     private void Step(AdamW optimizer, double lr, int epoch, long step)
     {
+        BeforeOptimizerStep?.Invoke(model);
         double norm = optimizer.ClipGradNorm(Options.ClipGradNorm);
         if (!double.IsFinite(norm))
         {
