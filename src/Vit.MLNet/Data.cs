@@ -45,26 +45,19 @@ public sealed class DataOperationsCatalog
 
     internal DataOperationsCatalog(VitContext context) => this.context = context;
 
-    /// <summary>Image file extensions the loaders pick up.</summary>
-    public static IReadOnlySet<string> ImageExtensions => ImageDataset.Extensions;
+    /// <summary>Image file extensions the loaders pick up (<see cref="ImageFolder.Extensions"/>).</summary>
+    public static IReadOnlySet<string> ImageExtensions => ImageFolder.Extensions;
 
     /// <summary>
     /// The ImageFolder convention: one subfolder per class, named after the class. Columns <c>ImagePath</c> (Text,
-    /// absolute) and <c>Label</c> (Text, the subfolder name). Files are listed in a stable (ordinal) order.
+    /// absolute) and <c>Label</c> (Text, the subfolder name). Files are listed in a stable (ordinal) order, by
+    /// <see cref="ImageFolder.List"/>, as <see cref="ImageDataset.FromFolder"/> lists them. A single class is accepted
+    /// here (a folder to score may hold one); <see cref="VitEstimator.Fit"/> refuses to train on one.
     /// </summary>
     public IDataView LoadFromImageFolder(string folder)
     {
-        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"image folder not found: {folder}");
-        var rows = new List<object?[]>();
-        foreach (var classDir in Directory.GetDirectories(folder).Order(StringComparer.Ordinal))
-        {
-            var label = Path.GetFileName(classDir);
-            foreach (var file in Directory.EnumerateFiles(classDir, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
-                if (ImageExtensions.Contains(Path.GetExtension(file)))
-                    rows.Add([Path.GetFullPath(file), label]);
-        }
-        if (rows.Count == 0)
-            throw new ArgumentException($"no images found in {folder}: expected one subfolder per class holding .jpg, .jpeg, .png, .bmp or .webp files");
+        var listing = ImageFolder.List(folder, allowSingleClass: true);
+        var rows = listing.Files.Select(f => new object?[] { Path.GetFullPath(f.Path), listing.ClassNames[f.Label] }).ToList();
         return new TableDataView(new DataViewSchema([("ImagePath", TextDataViewType.Instance), ("Label", TextDataViewType.Instance)]), rows);
     }
 

@@ -98,6 +98,30 @@ public sealed class ImageDatasetTests
         Assert.Contains("at least two classes, found 1", Assert.ThrowsExactly<ArgumentException>(() => ImageDataset.FromFolder(oneClass)).Message);
     }
 
+    [TestMethod]
+    public void ImageFolderList_SingleClassIsAPolicy_AnEmptyClassFolderIsStillAClass()
+    {
+        using var dir = new TempDir();
+        var one = Path.Combine(dir.Path, "one");
+        WriteImage(Path.Combine(one, "only", "b.png"), 1, "png");
+        WriteImage(Path.Combine(one, "only", "a.png"), 2, "png");
+        var listing = ImageFolder.List(one, allowSingleClass: true);
+        CollectionAssert.AreEqual(new[] { "only" }, listing.ClassNames.ToArray());
+        CollectionAssert.AreEqual(new[] { (Path.Combine(one, "only", "a.png"), 0), (Path.Combine(one, "only", "b.png"), 0) }, listing.Files.ToArray());
+        var e = Assert.ThrowsExactly<ArgumentException>(() => ImageFolder.List(one));
+        Assert.AreEqual($"{one} holds one class folder (only); a classifier needs at least two classes, found 1", e.Message);
+
+        // A class folder without images keeps its index, so "b" stays class 2 whether "a2" holds images or not.
+        var gap = Path.Combine(dir.Path, "gap");
+        WriteImage(Path.Combine(gap, "a1", "x.png"), 1, "png");
+        Directory.CreateDirectory(Path.Combine(gap, "a2"));
+        WriteImage(Path.Combine(gap, "b", "y.png"), 2, "png");
+        var data = ImageDataset.FromFolder(gap);
+        CollectionAssert.AreEqual(new[] { "a1", "a2", "b" }, data.ClassNames.ToArray());
+        CollectionAssert.AreEqual(new[] { 0L, 2L }, data.Samples.Select(s => s.Label).ToArray());
+        Assert.AreSame(ImageFolder.Extensions, ImageDataset.Extensions);
+    }
+
     // ------------------------------------------------------------------ CSV and lists
 
     [TestMethod]

@@ -70,23 +70,17 @@ public sealed class ImageDataset
     /// <summary>Number of images.</summary>
     public int Count => Samples.Count;
 
-    /// <summary>Image file extensions picked up from folders.</summary>
-    public static IReadOnlySet<string> Extensions { get; } =
-        new HashSet<string>(StringComparer.OrdinalIgnoreCase) { ".jpg", ".jpeg", ".png", ".bmp", ".webp" };
+    /// <summary>Image file extensions picked up from folders (<see cref="ImageFolder.Extensions"/>).</summary>
+    public static IReadOnlySet<string> Extensions => ImageFolder.Extensions;
 
-    /// <summary>The ImageFolder convention: <c>root/class_name/*.jpg</c>; classes in ordinal order of their names.</summary>
+    /// <summary>
+    /// The ImageFolder convention: <c>root/class_name/*.jpg</c>; classes in ordinal order of their names (see
+    /// <see cref="ImageFolder.List"/>). A single class folder is refused: a classifier needs two classes.
+    /// </summary>
     public static ImageDataset FromFolder(string root)
     {
-        if (!Directory.Exists(root)) throw new DirectoryNotFoundException($"image folder not found: {root}");
-        var classes = Directory.GetDirectories(root).Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToList();
-        var samples = new List<IImageSample>();
-        for (int c = 0; c < classes.Count; c++)
-            foreach (var f in Directory.EnumerateFiles(Path.Combine(root, classes[c]), "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
-                if (Extensions.Contains(Path.GetExtension(f)))
-                    samples.Add(new FileImageSample(f, c));
-        if (samples.Count == 0)
-            throw new ArgumentException($"no images in {root}: expected one subfolder per class holding .jpg, .jpeg, .png, .bmp or .webp files");
-        return new ImageDataset(samples, classes);
+        var listing = ImageFolder.List(root, allowSingleClass: false);
+        return new ImageDataset(listing.Files.Select(f => (IImageSample)new FileImageSample(f.Path, f.Label)).ToList(), listing.ClassNames);
     }
 
     /// <summary>(path, label) pairs; relative paths are resolved against <paramref name="imageFolder"/>.</summary>
