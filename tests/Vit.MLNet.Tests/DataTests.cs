@@ -68,4 +68,36 @@ public sealed class DataTests
         StringAssert.StartsWith(Assert.ThrowsExactly<ArgumentException>(() => new VitContext().Data.LoadFromImageFolder(dir)).Message,
             $"no images in {dir}: expected one subfolder per class");
     }
+
+    [TestMethod]
+    public void TextFile_QuotedFieldsFollowRfc4180()
+    {
+        var dir = TempFolder();
+        var csv = Path.Combine(dir, "data.csv");
+        File.WriteAllText(csv, "ImagePath,Label\r\n\"photos/a,b.png\",cat\r\n\r\n\"say \"\"hi\"\".png\",\" dog \"\r\n\"two\r\nlines.png\",cat\r\n");
+        var rows = new VitContext().Data.LoadFromTextFile(csv).GetRows().Select(r => ((string)r["ImagePath"]!, (string)r["Label"]!)).ToArray();
+        CollectionAssert.AreEqual(new[] { ("photos/a,b.png", "cat"), ("say \"hi\".png", " dog "), ("two\r\nlines.png", "cat") }, rows);
+
+        var noHeader = Path.Combine(dir, "plain.tsv");
+        File.WriteAllText(noHeader, "a.png\tcat\n\"b\tc.png\"\tdog\n");
+        var view = new VitContext().Data.LoadFromTextFile(noHeader, '\t', hasHeader: false);
+        CollectionAssert.AreEqual(new[] { "Column1", "Column2" }, view.Schema.Select(c => c.Name).ToArray());
+        CollectionAssert.AreEqual(new[] { "a.png", "b\tc.png" }, view.GetRows().Select(r => (string)r["Column1"]!).ToArray());
+    }
+
+    [TestMethod]
+    public void TextFile_BrokenQuotingAndShortRows_NameTheFileAndTheLine()
+    {
+        var dir = TempFolder();
+        var open = Path.Combine(dir, "open.csv");
+        File.WriteAllText(open, "ImagePath,Label\na.png,cat\nb.png,\"dog\nc.png,cat\n");
+        Assert.AreEqual($"{open}, line 3: field 2 opens a quote that is never closed (a \" inside a quoted field is written \"\")",
+            Assert.ThrowsExactly<InvalidDataException>(() => new VitContext().Data.LoadFromTextFile(open)).Message);
+
+        // The blank line 3 counts, as in an editor.
+        var shortRow = Path.Combine(dir, "short.csv");
+        File.WriteAllText(shortRow, "ImagePath,Label\na.png,cat\n\nb.png\n");
+        Assert.AreEqual($"{shortRow}, line 4: 1 fields where the header has 2",
+            Assert.ThrowsExactly<InvalidDataException>(() => new VitContext().Data.LoadFromTextFile(shortRow)).Message);
+    }
 }

@@ -182,6 +182,30 @@ public sealed class ImageDatasetTests
     }
 
     [TestMethod]
+    public void FromCsv_QuotedPathsWithCommasQuotesAndLineBreaks_AndAnUnclosedQuoteNamesItsLine()
+    {
+        using var dir = new TempDir();
+        var csv = dir.File("labels.csv");
+        File.WriteAllText(csv, "path,label,note\n\"imgs/a,b.png\",cat,\"a comma\"\n\"imgs/say \"\"hi\"\".png\",\"dog, big\"\n" +
+            "\"imgs/two\nlines.png\",cat,\"a line break\"\n");
+        var data = ImageDataset.FromCsv(csv);
+        CollectionAssert.AreEqual(new[] { "cat", "dog, big" }, data.ClassNames.ToArray());
+        CollectionAssert.AreEqual(
+            new[] { (Path.Combine(dir.Path, "imgs/a,b.png"), 0L), (Path.Combine(dir.Path, "imgs/say \"hi\".png"), 1L), (Path.Combine(dir.Path, "imgs/two\nlines.png"), 0L) },
+            data.Samples.Select(s => (s.Name, s.Label)).ToArray());
+
+        var open = dir.File("open.csv");
+        File.WriteAllText(open, "path,label\na.png,cat\n\n\"b.png,dog\nc.png,cat\n");
+        Assert.AreEqual($"{open}, line 4: field 1 opens a quote that is never closed (a \" inside a quoted field is written \"\")",
+            Assert.ThrowsExactly<InvalidDataException>(() => ImageDataset.FromCsv(open)).Message);
+
+        // After a quoted line break, errors still name the line an editor shows.
+        var later = dir.File("later.csv");
+        File.WriteAllText(later, "path,label\n\"x\ny.png\",cat\nz.png\n");
+        Assert.AreEqual($"{later}, line 4: expected path,label, got 'z.png'", Assert.ThrowsExactly<InvalidDataException>(() => ImageDataset.FromCsv(later)).Message);
+    }
+
+    [TestMethod]
     public void FromList_LabelsInOrdinalOrder_EmptyLabelIsAnError()
     {
         var data = ImageDataset.FromList([("x/1.png", "zebra"), ("/abs/2.png", "ant"), ("3.png", "zebra"), ("4.png", "Bee")], imageFolder: "/data");

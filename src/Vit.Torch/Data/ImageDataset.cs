@@ -95,19 +95,20 @@ public sealed class ImageDataset
             imageFolder is null || Path.IsPathRooted(i.Path) ? i.Path : Path.Combine(imageFolder, i.Path), index[i.Label])).ToList(), classes);
     }
 
-    /// <summary>A CSV (or TSV with <paramref name="separator"/> '\t') with a header and columns path,label.</summary>
+    /// <summary>
+    /// A CSV (or TSV with <paramref name="separator"/> '\t') with a header and columns path,label (further columns are
+    /// ignored), read by <see cref="Csv"/>: a quoted field may hold the separator, <c>""</c> and line breaks.
+    /// </summary>
     public static ImageDataset FromCsv(string csvPath, string? imageFolder = null, char separator = ',')
     {
         if (!File.Exists(csvPath)) throw new FileNotFoundException($"CSV file not found: {csvPath}", csvPath);
-        // Blank lines are skipped but keep their place in the numbering, so an error names the line an editor shows.
-        var lines = File.ReadAllLines(csvPath).Select((Text, Index) => (Text, Number: Index + 1)).Where(l => l.Text.Trim().Length > 0).ToList();
-        if (lines.Count < 2) throw new InvalidDataException($"{csvPath} has no data rows (a header line, then path{separator}label lines)");
+        var records = Csv.ReadFile(csvPath, separator);
+        if (records.Count < 2) throw new InvalidDataException($"{csvPath} has no data rows (a header line, then path{separator}label lines)");
         var items = new List<(string, string)>();
-        foreach (var (text, number) in lines.Skip(1))
+        foreach (var r in records.Skip(1))
         {
-            var f = text.Split(separator);
-            if (f.Length < 2) throw new InvalidDataException($"{csvPath}, line {number}: expected path{separator}label, got '{text}'");
-            items.Add((f[0].Trim().Trim('"'), f[1].Trim().Trim('"')));
+            if (r.Fields.Count < 2) throw new InvalidDataException($"{csvPath}, line {r.Line}: expected path{separator}label, got '{r.Text}'");
+            items.Add((r.Fields[0], r.Fields[1]));
         }
         return FromList(items, imageFolder ?? Path.GetDirectoryName(Path.GetFullPath(csvPath)));
     }
