@@ -73,7 +73,7 @@ public sealed class MulticlassClassificationCatalog
                 unknown[label] = unknown.GetValueOrDefault(label) + 1;
                 continue;
             }
-            int p = predicted is not null && index.TryGetValue(predicted, out var pi) ? pi : ArgMax(score);
+            int p = predicted is not null && index.TryGetValue(predicted, out var pi) ? pi : VitTransformer.PredictedIndex(score);
             confusion[t][p]++;
             if (p == t) correct++;
             int higher = 0;
@@ -100,12 +100,5 @@ public sealed class MulticlassClassificationCatalog
             RowCount = rows,
             UnknownLabels = unknown,
         };
-    }
-
-    private static int ArgMax(float[] s)
-    {
-        int best = 0;
-        for (int i = 1; i < s.Length; i++) if (s[i] > s[best]) best = i;
-        return best;
     }
 }
