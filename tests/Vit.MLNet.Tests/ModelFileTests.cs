@@ -1,7 +1,9 @@
 using System.IO.Compression;
 using System.Text.Json.Nodes;
 using Vit.MLNet;
+using Vit.Torch;
 using Vit.Torch.Checkpoints;
+using Engine = Vit.Torch.Torch;
 
 namespace Vit.MLNet.Tests;
 
@@ -182,5 +184,47 @@ public sealed class ModelFileTests
         StringAssert.Contains(e.Message, "Save needs a pipeline with one VitTransformer step");
         CollectionAssert.AreEqual(before, File.ReadAllBytes(p));
         CollectionAssert.AreEqual(new[] { p }, Directory.GetFiles(Path.GetDirectoryName(p)!));
+    }
+
+    [TestMethod]
+    public void LoadOnADevice_CpuScoresAsBefore_AnAbsentGpuFallsBackOrFailsAsTrainingDoes()
+    {
+        var ctx = new VitContext();
+        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
+        var expected = ScoresOf(saved.Value);
+        void ScoresAsSaved(ITransformer model)
+        {
+            var scores = model.Transform(data).GetRows().Select(r => (float[])r["Score"]!).ToList();
+            Assert.HasCount(expected.Count, scores);
+            for (int i = 0; i < expected.Count; i++) CollectionAssert.AreEqual(expected[i], scores[i], $"row {i}");
+        }
+        static Device DeviceOf(ITransformer model) => Transformers.Vit(model, "test").Device;
+
+        using (var onCpu = (IDisposable)ctx.Model.Load(saved.Value, out var schema, Device.Cpu))
+        {
+            Assert.AreEqual(Device.Cpu, DeviceOf((ITransformer)onCpu));
+            CollectionAssert.AreEqual(new[] { "ImagePath", "Label" }, schema.Select(c => c.Name).ToArray());
+            ScoresAsSaved((ITransformer)onCpu);
+        }
+
+        // A CUDA index past the visible devices is absent on every machine (this one has no CUDA at all).
+        var absent = Device.Cuda(Engine.CudaDeviceCount);
+        using (var fellBack = (IDisposable)ctx.Model.Load(saved.Value, out _, absent))
+        {
+            Assert.AreEqual(Device.Cpu, DeviceOf((ITransformer)fellBack), "FallbackToCpu's default: score on the CPU");
+            ScoresAsSaved((ITransformer)fellBack);
+        }
+        var loadError = Assert.ThrowsExactly<TorchException>(() => ctx.Model.Load(saved.Value, out _, absent, fallbackToCpu: false));
+        StringAssert.Contains(loadError.Message, $"device {absent} was requested, but");
+        var missing = Path.Combine(Directory.CreateTempSubdirectory().FullName, "missing.zip");
+        Assert.ThrowsExactly<TorchException>(() => ctx.Model.Load(missing, out _, absent, fallbackToCpu: false), "the device is checked before the file is read");
+
+        // Training resolves Options.Device the same way: the same fallback, the same error.
+        var options = Fixtures.TinyOptions(epochs: 0);
+        options.Device = absent;
+        using (var trained = Fixtures.Pipeline(ctx, options).Fit(data)) Assert.AreEqual(Device.Cpu, trained.LastTransformer.Device);
+        options.FallbackToCpu = false;
+        var fitError = Assert.ThrowsExactly<TorchException>(() => Fixtures.Pipeline(ctx, options).Fit(data));
+        Assert.AreEqual(fitError.Message, loadError.Message);
     }
 }
