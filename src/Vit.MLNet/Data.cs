@@ -1,5 +1,4 @@
 using System.Reflection;
-using System.Text;
 using Vit.Torch.Data;
 
 namespace Vit.MLNet;
@@ -45,70 +44,43 @@ public sealed class DataOperationsCatalog
 
     internal DataOperationsCatalog(VitContext context) => this.context = context;
 
-    /// <summary>Image file extensions the loaders pick up.</summary>
-    public static IReadOnlySet<string> ImageExtensions => ImageDataset.Extensions;
+    /// <summary>Image file extensions the loaders pick up (<see cref="ImageFolder.Extensions"/>).</summary>
+    public static IReadOnlySet<string> ImageExtensions => ImageFolder.Extensions;
 
     /// <summary>
     /// The ImageFolder convention: one subfolder per class, named after the class. Columns <c>ImagePath</c> (Text,
-    /// absolute) and <c>Label</c> (Text, the subfolder name). Files are listed in a stable (ordinal) order.
+    /// absolute) and <c>Label</c> (Text, the subfolder name). Files are listed in a stable (ordinal) order, by
+    /// <see cref="ImageFolder.List"/>, as <see cref="ImageDataset.FromFolder"/> lists them. A single class is accepted
+    /// here (a folder to score may hold one); <see cref="VitEstimator.Fit"/> refuses to train on one.
     /// </summary>
     public IDataView LoadFromImageFolder(string folder)
     {
-        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"image folder not found: {folder}");
-        var rows = new List<object?[]>();
-        foreach (var classDir in Directory.GetDirectories(folder).Order(StringComparer.Ordinal))
-        {
-            var label = Path.GetFileName(classDir);
-            foreach (var file in Directory.EnumerateFiles(classDir, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
-                if (ImageExtensions.Contains(Path.GetExtension(file)))
-                    rows.Add([Path.GetFullPath(file), label]);
-        }
-        if (rows.Count == 0)
-            throw new ArgumentException($"no images found in {folder}: expected one subfolder per class holding .jpg, .jpeg, .png, .bmp or .webp files");
+        var listing = ImageFolder.List(folder, allowSingleClass: true);
+        var rows = listing.Files.Select(f => new object?[] { Path.GetFullPath(f.Path), listing.ClassNames[f.Label] }).ToList();
         return new TableDataView(new DataViewSchema([("ImagePath", TextDataViewType.Instance), ("Label", TextDataViewType.Instance)]), rows);
     }
 
     /// <summary>
     /// A CSV or TSV file whose header names the columns (e.g. <c>ImagePath,Label</c>); every column is Text. Relative
-    /// paths stay relative: give LoadImages an <c>imageFolder</c> to resolve them. Quoted fields may contain the separator.
+    /// paths stay relative: give LoadImages an <c>imageFolder</c> to resolve them. Read by <see cref="Csv"/> (RFC 4180
+    /// quoting): a quoted field may hold the separator, <c>""</c> for a quote, and line breaks; blank lines are skipped.
     /// </summary>
+    /// <exception cref="InvalidDataException">Broken quoting, or a row with another number of fields than the first;
+    /// the message names the file and the line.</exception>
     public IDataView LoadFromTextFile(string path, char separator = ',', bool hasHeader = true)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"data file not found: {path}", path);
-        var lines = File.ReadAllLines(path).Where(l => l.Trim().Length > 0).ToList();
-        if (lines.Count == 0) throw new ArgumentException($"{path} is empty");
-        var header = hasHeader ? SplitLine(lines[0], separator) : Enumerable.Range(0, SplitLine(lines[0], separator).Count).Select(i => $"Column{i + 1}").ToList();
+        var records = Csv.ReadFile(path, separator);
+        if (records.Count == 0) throw new ArgumentException($"{path} is empty");
+        var header = hasHeader ? records[0].Fields : Enumerable.Range(0, records[0].Fields.Count).Select(i => $"Column{i + 1}").ToList();
         var rows = new List<object?[]>();
-        for (int i = hasHeader ? 1 : 0; i < lines.Count; i++)
+        foreach (var r in records.Skip(hasHeader ? 1 : 0))
         {
-            var f = SplitLine(lines[i], separator);
-            if (f.Count != header.Count)
-                throw new InvalidDataException($"{path}, line {i + 1}: {f.Count} fields where the header has {header.Count}");
-            rows.Add(f.Cast<object?>().ToArray());
+            if (r.Fields.Count != header.Count)
+                throw new InvalidDataException($"{path}, line {r.Line}: {r.Fields.Count} fields where the {(hasHeader ? "header" : "first row")} has {header.Count}");
+            rows.Add(r.Fields.Cast<object?>().ToArray());
         }
         return new TableDataView(new DataViewSchema(header.Select(h => (h, (DataViewType)TextDataViewType.Instance))), rows);
-    }
-
-    private static List<string> SplitLine(string line, char sep)
-    {
-        var fields = new List<string>();
-        var cur = new StringBuilder();
-        bool quoted = false;
-        for (int i = 0; i < line.Length; i++)
-        {
-            char c = line[i];
-            if (quoted)
-            {
-                if (c == '"' && i + 1 < line.Length && line[i + 1] == '"') { cur.Append('"'); i++; }
-                else if (c == '"') quoted = false;
-                else cur.Append(c);
-            }
-            else if (c == '"') quoted = true;
-            else if (c == sep) { fields.Add(cur.ToString().Trim()); cur.Clear(); }
-            else cur.Append(c);
-        }
-        fields.Add(cur.ToString().Trim());
-        return fields;
     }
 
     /// <summary>A data view over objects; columns are their public properties (by name or <see cref="ColumnNameAttribute"/>).</summary>

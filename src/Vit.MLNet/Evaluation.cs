@@ -3,16 +3,23 @@ namespace Vit.MLNet;
 /// <summary>Multiclass metrics, named as in ML.NET's MulticlassClassificationMetrics.</summary>
 public sealed record MulticlassClassificationMetrics
 {
-    /// <summary>Share of rows whose predicted label is right (rows with labels the model never saw count as wrong).</summary>
+    /// <summary>
+    /// Share of rows whose predicted label is right (rows with labels the model never saw count as wrong). The predicted
+    /// label is the <c>PredictedLabel</c> column's; where it is missing, the highest score's, the first in label order on ties.
+    /// </summary>
     public double MicroAccuracy { get; init; }
 
     /// <summary>Mean over classes of per-class accuracy (recall).</summary>
     public double MacroAccuracy { get; init; }
 
-    /// <summary>Share of rows whose label is among the <see cref="TopKPredictionCount"/> highest scores.</summary>
+    /// <summary>
+    /// Share of rows whose label is among the <see cref="TopKPredictionCount"/> highest scores. Ties count in the label's
+    /// favour: a row counts when fewer than k classes score strictly higher than its label. So with tied scores this
+    /// can exceed <see cref="MicroAccuracy"/> even at k = 1, where the predicted label is only the first of the tied.
+    /// </summary>
     public double TopKAccuracy { get; init; }
 
-    /// <summary>k of <see cref="TopKAccuracy"/>.</summary>
+    /// <summary>k of <see cref="TopKAccuracy"/>: the k asked for, at most the number of labels.</summary>
     public int TopKPredictionCount { get; init; }
 
     /// <summary>Mean of -ln(probability of the true label), over rows with known labels (probabilities clamped at 1e-15).</summary>
@@ -73,10 +80,10 @@ public sealed class MulticlassClassificationCatalog
                 unknown[label] = unknown.GetValueOrDefault(label) + 1;
                 continue;
             }
-            int p = predicted is not null && index.TryGetValue(predicted, out var pi) ? pi : ArgMax(score);
+            int p = predicted is not null && index.TryGetValue(predicted, out var pi) ? pi : VitTransformer.PredictedIndex(score);
             confusion[t][p]++;
             if (p == t) correct++;
-            int higher = 0;
+            int higher = 0;  // ties count in the label's favour (see TopKAccuracy)
             for (int c = 0; c < k; c++) if (score[c] > score[t]) higher++;
             if (higher < topK) inTopK++;
             double loss = -Math.Log(Math.Max(score[t], 1e-15));
@@ -100,12 +107,5 @@ public sealed class MulticlassClassificationCatalog
             RowCount = rows,
             UnknownLabels = unknown,
         };
-    }
-
-    private static int ArgMax(float[] s)
-    {
-        int best = 0;
-        for (int i = 1; i < s.Length; i++) if (s[i] > s[best]) best = i;
-        return best;
     }
 }

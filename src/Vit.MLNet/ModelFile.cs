@@ -38,12 +38,14 @@ internal static class ModelFile
             vit.TrainingState is { } state && File.Exists(state) ? state : null);
     }
 
-    public static TransformerChain<ITransformer> Load(string path, out DataViewSchema inputSchema)
+    /// <summary>Loads a model file onto <paramref name="device"/>, which the caller has resolved (Torch.ResolveDevice).</summary>
+    public static TransformerChain<ITransformer> Load(string path, out DataViewSchema inputSchema, Device device)
     {
         var pretrained = VitModelZip.Load(path, null, out var json, out var trainingJson);
         var model = pretrained.TakeModel();
         try
         {
+            model.To(device);
             string src = $"{path} ({VitModelZip.ModelEntry})";
             try
             {
@@ -63,7 +65,7 @@ internal static class ModelFile
                         "Vit" when steps.OfType<VitTransformer>().Any() => throw new InvalidDataException("its pipeline has two Vit steps"),
                         "Vit" => new VitTransformer(model, pretrained.Labels!, pretrained.Preprocessing,
                             new VitColumns(S("image_column"), S("score_column"), S("predicted_label_column")),
-                            (int?)step["scoring_batch_size"] ?? 64, null, Device.Cpu) { TrainingJson = trainingJson },
+                            (int?)step["scoring_batch_size"] ?? 64, null, device) { TrainingJson = trainingJson },
                         _ => throw new InvalidDataException($"unknown pipeline step '{type}'"),
                     });
                 }

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Engine = Vit.Torch.Torch;
 using Vit.Torch;
 using Vit.Torch.Checkpoints;
 using Vit.Torch.Imaging;
@@ -17,8 +18,23 @@ public sealed class ModelOperationsCatalog
     /// </summary>
     public void Save(ITransformer model, DataViewSchema inputSchema, string filePath) => ModelFile.Save(model, inputSchema, filePath);
 
-    /// <summary>Loads a model file; <paramref name="inputSchema"/> receives the schema it was saved with.</summary>
-    public ITransformer Load(string filePath, out DataViewSchema inputSchema) => ModelFile.Load(filePath, out inputSchema);
+    /// <summary>Loads a model file to score on the CPU; <paramref name="inputSchema"/> receives the schema it was saved with.</summary>
+    public ITransformer Load(string filePath, out DataViewSchema inputSchema) => ModelFile.Load(filePath, out inputSchema, Device.Cpu);
+
+    /// <summary>
+    /// Loads a model file to score on <paramref name="device"/> (e.g. <c>Device.Cuda(0)</c>); <paramref name="inputSchema"/>
+    /// receives the schema it was saved with. The device is resolved as <see cref="VitEstimator.Options.Device"/> is for
+    /// training (<see cref="Engine.ResolveDevice"/>); <see cref="VitTransformer.Device"/> says where the model runs.
+    /// </summary>
+    /// <param name="filePath">The model file.</param>
+    /// <param name="inputSchema">Receives the schema the model was saved with.</param>
+    /// <param name="device">Where to score.</param>
+    /// <param name="fallbackToCpu">When <paramref name="device"/> is not available: score on the CPU (true, as
+    /// <see cref="VitEstimator.Options.FallbackToCpu"/>) or throw (false).</param>
+    /// <exception cref="TorchException">The device is not available and <paramref name="fallbackToCpu"/> is false; the
+    /// message says why (no CUDA in the linked libtorch, or how many devices are visible).</exception>
+    public ITransformer Load(string filePath, out DataViewSchema inputSchema, Device device, bool fallbackToCpu = true) =>
+        ModelFile.Load(filePath, out inputSchema, Engine.ResolveDevice(device, fallbackToCpu));
 
     /// <summary>
     /// A published classifier as a pipeline step, without training: a Hugging Face folder, a timm or torchvision

@@ -116,9 +116,7 @@ public sealed class VitTransformer : ITransformer, IDisposable
             for (int j = 0; j < present.Count; j++)
             {
                 var score = probs.AsSpan(j * k, k).ToArray();
-                int best = 0;
-                for (int c = 1; c < k; c++) if (score[c] > score[best]) best = c;
-                results[present[j]] = [score, Labels[best]];
+                results[present[j]] = [score, Labels[PredictedIndex(score)]];
             }
             return results;
         }
@@ -126,6 +124,17 @@ public sealed class VitTransformer : ITransformer, IDisposable
         {
             foreach (var im in images) im.Dispose();
         }
+    }
+
+    /// <summary>
+    /// The index of the predicted label: the highest score, the first in label order on ties. The one
+    /// rule for <c>PredictedLabel</c> here and in <see cref="MulticlassClassificationCatalog.Evaluate"/>.
+    /// </summary>
+    internal static int PredictedIndex(ReadOnlySpan<float> scores)
+    {
+        int best = 0;
+        for (int c = 1; c < scores.Length; c++) if (scores[c] > scores[best]) best = c;
+        return best;
     }
 
     /// <summary>Frees the model's native memory.</summary>

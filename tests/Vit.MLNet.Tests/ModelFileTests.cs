@@ -1,6 +1,9 @@
 using System.IO.Compression;
 using System.Text.Json.Nodes;
 using Vit.MLNet;
+using Vit.Torch;
+using Vit.Torch.Checkpoints;
+using Engine = Vit.Torch.Torch;
 
 namespace Vit.MLNet.Tests;
 
@@ -94,16 +97,134 @@ public sealed class ModelFileTests
         for (int i = 0; i < sa.Count; i++) CollectionAssert.AreEqual(sa[i], sb[i]);
     }
 
+    /// <summary>Each row's scores from the model file at <paramref name="path"/>, over the fixture folder.</summary>
+    private static List<float[]> ScoresOf(string path)
+    {
+        var ctx = new VitContext();
+        var model = ctx.Model.Load(path, out _);
+        using var _m = (IDisposable)model;
+        return model.Transform(ctx.Data.LoadFromImageFolder(Fixtures.Folder)).GetRows().Select(r => (float[])r["Score"]!).ToList();
+    }
+
     [TestMethod]
-    public void FailedSaveLeavesThePreviousFileIntact()
+    public void SaveFailingMidwayThroughTheWeights_LeavesThePreviousFileLoadingAndScoringAsBefore()
+    {
+        var p = Copy("keep.zip");
+        var dir = Path.GetDirectoryName(p)!;
+        var before = File.ReadAllBytes(p);
+        var expected = ScoresOf(p);
+        var ctx = new VitContext(seed: 7);
+        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
+        using var other = Fixtures.Pipeline(ctx, Fixtures.TinyOptions(epochs: 1)).Fit(data);  // other weights than keep.zip's
+        int saver = Environment.CurrentManagedThreadId;  // the hook is process-wide: count only this thread's saves
+
+        // A fault-free save elsewhere: how far the temporary file has grown as each tensor's bytes are about to be written.
+        var probeDir = Directory.CreateTempSubdirectory().FullName;
+        var probe = Path.Combine(probeDir, "probe.zip");
+        var sizes = new List<long>();
+        Safetensors.BeforeTensorDataWritten = _ =>
+        {
+            if (Environment.CurrentManagedThreadId == saver) sizes.Add(new FileInfo(Directory.GetFiles(probeDir).Single()).Length);
+        };
+        try
+        {
+            ctx.Model.Save(other, data.Schema, probe);
+        }
+        finally
+        {
+            Safetensors.BeforeTensorDataWritten = null;
+        }
+        long full = new FileInfo(probe).Length;
+        int failAt = sizes.FindIndex(n => n > full / 2);
+        Assert.IsGreaterThan(0, failAt, "some tensors are written before the failure, and one after it");
+
+        // The same save over keep.zip, failing when more than half of the file is on disk.
+        long partial = -1;
+        int calls = 0;
+        Safetensors.BeforeTensorDataWritten = _ =>
+        {
+            if (Environment.CurrentManagedThreadId != saver || calls++ != failAt) return;
+            // The file being written: the temporary one beside keep.zip (keep.zip itself, were saving not atomic).
+            partial = new FileInfo(Directory.GetFiles(dir, "*.tmp").SingleOrDefault() ?? p).Length;
+            throw new IOException("simulated disk failure");
+        };
+        try
+        {
+            var e = Assert.ThrowsExactly<IOException>(() => ctx.Model.Save(other, data.Schema, p));
+            Assert.AreEqual("simulated disk failure", e.Message);
+        }
+        finally
+        {
+            Safetensors.BeforeTensorDataWritten = null;
+        }
+        Assert.IsGreaterThan(full / 2, partial, "the failure came midway through the weights");
+
+        CollectionAssert.AreEqual(before, File.ReadAllBytes(p), "the previous file is untouched");
+        CollectionAssert.AreEqual(new[] { p }, Directory.GetFiles(dir), "no temporary file is left behind");
+        var after = ScoresOf(p);
+        Assert.HasCount(expected.Count, after);
+        for (int i = 0; i < expected.Count; i++) CollectionAssert.AreEqual(expected[i], after[i], $"row {i} scores as before");
+
+        // The save the fault interrupted does replace the file when nothing fails, and the model it writes scores otherwise.
+        ctx.Model.Save(other, data.Schema, p);
+        var replaced = ScoresOf(p);
+        Assert.IsTrue(replaced.Zip(ScoresOf(probe)).All(x => x.First.SequenceEqual(x.Second)), "the file now holds the other model");
+        Assert.IsFalse(replaced.Zip(expected).All(x => x.First.SequenceEqual(x.Second)), "the other model scores differently");
+    }
+
+    [TestMethod]
+    public void SavingAPipelineWithoutAVitStep_IsRefusedBeforeTouchingTheFile()
     {
         var p = Copy("keep.zip");
         var before = File.ReadAllBytes(p);
         var ctx = new VitContext();
-        // A pipeline without a ViT step cannot be saved: the error comes before anything is written.
-        var loadOnly = ctx.Transforms.LoadImages("Image", "", "ImagePath").Fit(ctx.Data.LoadFromImageFolder(Fixtures.Folder));
-        Assert.Throws<ArgumentException>(() => ctx.Model.Save(loadOnly, ctx.Data.LoadFromImageFolder(Fixtures.Folder).Schema, p));
+        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
+        var loadOnly = ctx.Transforms.LoadImages("Image", "", "ImagePath").Fit(data);
+        var e = Assert.ThrowsExactly<ArgumentException>(() => ctx.Model.Save(loadOnly, data.Schema, p));
+        StringAssert.Contains(e.Message, "Save needs a pipeline with one VitTransformer step");
         CollectionAssert.AreEqual(before, File.ReadAllBytes(p));
-        Assert.IsEmpty(Directory.GetFiles(Path.GetDirectoryName(p)!, "*.tmp"));
+        CollectionAssert.AreEqual(new[] { p }, Directory.GetFiles(Path.GetDirectoryName(p)!));
+    }
+
+    [TestMethod]
+    public void LoadOnADevice_CpuScoresAsBefore_AnAbsentGpuFallsBackOrFailsAsTrainingDoes()
+    {
+        var ctx = new VitContext();
+        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
+        var expected = ScoresOf(saved.Value);
+        void ScoresAsSaved(ITransformer model)
+        {
+            var scores = model.Transform(data).GetRows().Select(r => (float[])r["Score"]!).ToList();
+            Assert.HasCount(expected.Count, scores);
+            for (int i = 0; i < expected.Count; i++) CollectionAssert.AreEqual(expected[i], scores[i], $"row {i}");
+        }
+        static Device DeviceOf(ITransformer model) => Transformers.Vit(model, "test").Device;
+
+        using (var onCpu = (IDisposable)ctx.Model.Load(saved.Value, out var schema, Device.Cpu))
+        {
+            Assert.AreEqual(Device.Cpu, DeviceOf((ITransformer)onCpu));
+            CollectionAssert.AreEqual(new[] { "ImagePath", "Label" }, schema.Select(c => c.Name).ToArray());
+            ScoresAsSaved((ITransformer)onCpu);
+        }
+
+        // A CUDA index past the visible devices is absent on every machine (this one has no CUDA at all).
+        var absent = Device.Cuda(Engine.CudaDeviceCount);
+        using (var fellBack = (IDisposable)ctx.Model.Load(saved.Value, out _, absent))
+        {
+            Assert.AreEqual(Device.Cpu, DeviceOf((ITransformer)fellBack), "FallbackToCpu's default: score on the CPU");
+            ScoresAsSaved((ITransformer)fellBack);
+        }
+        var loadError = Assert.ThrowsExactly<TorchException>(() => ctx.Model.Load(saved.Value, out _, absent, fallbackToCpu: false));
+        StringAssert.Contains(loadError.Message, $"device {absent} was requested, but");
+        var missing = Path.Combine(Directory.CreateTempSubdirectory().FullName, "missing.zip");
+        Assert.ThrowsExactly<TorchException>(() => ctx.Model.Load(missing, out _, absent, fallbackToCpu: false), "the device is checked before the file is read");
+
+        // Training resolves Options.Device the same way: the same fallback, the same error.
+        var options = Fixtures.TinyOptions(epochs: 0);
+        options.Device = absent;
+        using (var trained = Fixtures.Pipeline(ctx, options).Fit(data)) Assert.AreEqual(Device.Cpu, trained.LastTransformer.Device);
+        options.FallbackToCpu = false;
+        var fitError = Assert.ThrowsExactly<TorchException>(() => Fixtures.Pipeline(ctx, options).Fit(data));
+        Assert.AreEqual(fitError.Message, loadError.Message);
     }
 }

@@ -98,6 +98,30 @@ public sealed class ImageDatasetTests
         Assert.Contains("at least two classes, found 1", Assert.ThrowsExactly<ArgumentException>(() => ImageDataset.FromFolder(oneClass)).Message);
     }
 
+    [TestMethod]
+    public void ImageFolderList_SingleClassIsAPolicy_AnEmptyClassFolderIsStillAClass()
+    {
+        using var dir = new TempDir();
+        var one = Path.Combine(dir.Path, "one");
+        WriteImage(Path.Combine(one, "only", "b.png"), 1, "png");
+        WriteImage(Path.Combine(one, "only", "a.png"), 2, "png");
+        var listing = ImageFolder.List(one, allowSingleClass: true);
+        CollectionAssert.AreEqual(new[] { "only" }, listing.ClassNames.ToArray());
+        CollectionAssert.AreEqual(new[] { (Path.Combine(one, "only", "a.png"), 0), (Path.Combine(one, "only", "b.png"), 0) }, listing.Files.ToArray());
+        var e = Assert.ThrowsExactly<ArgumentException>(() => ImageFolder.List(one));
+        Assert.AreEqual($"{one} holds one class folder (only); a classifier needs at least two classes, found 1", e.Message);
+
+        // A class folder without images keeps its index, so "b" stays class 2 whether "a2" holds images or not.
+        var gap = Path.Combine(dir.Path, "gap");
+        WriteImage(Path.Combine(gap, "a1", "x.png"), 1, "png");
+        Directory.CreateDirectory(Path.Combine(gap, "a2"));
+        WriteImage(Path.Combine(gap, "b", "y.png"), 2, "png");
+        var data = ImageDataset.FromFolder(gap);
+        CollectionAssert.AreEqual(new[] { "a1", "a2", "b" }, data.ClassNames.ToArray());
+        CollectionAssert.AreEqual(new[] { 0L, 2L }, data.Samples.Select(s => s.Label).ToArray());
+        Assert.AreSame(ImageFolder.Extensions, ImageDataset.Extensions);
+    }
+
     // ------------------------------------------------------------------ CSV and lists
 
     [TestMethod]
@@ -155,6 +179,30 @@ public sealed class ImageDatasetTests
         var emptyLabel = dir.File("empty-label.csv");
         File.WriteAllText(emptyLabel, "path,label\na.png,cat\nb.png,\n");
         Assert.Contains("(b.png) has an empty label", Assert.ThrowsExactly<ArgumentException>(() => ImageDataset.FromCsv(emptyLabel)).Message);
+    }
+
+    [TestMethod]
+    public void FromCsv_QuotedPathsWithCommasQuotesAndLineBreaks_AndAnUnclosedQuoteNamesItsLine()
+    {
+        using var dir = new TempDir();
+        var csv = dir.File("labels.csv");
+        File.WriteAllText(csv, "path,label,note\n\"imgs/a,b.png\",cat,\"a comma\"\n\"imgs/say \"\"hi\"\".png\",\"dog, big\"\n" +
+            "\"imgs/two\nlines.png\",cat,\"a line break\"\n");
+        var data = ImageDataset.FromCsv(csv);
+        CollectionAssert.AreEqual(new[] { "cat", "dog, big" }, data.ClassNames.ToArray());
+        CollectionAssert.AreEqual(
+            new[] { (Path.Combine(dir.Path, "imgs/a,b.png"), 0L), (Path.Combine(dir.Path, "imgs/say \"hi\".png"), 1L), (Path.Combine(dir.Path, "imgs/two\nlines.png"), 0L) },
+            data.Samples.Select(s => (s.Name, s.Label)).ToArray());
+
+        var open = dir.File("open.csv");
+        File.WriteAllText(open, "path,label\na.png,cat\n\n\"b.png,dog\nc.png,cat\n");
+        Assert.AreEqual($"{open}, line 4: field 1 opens a quote that is never closed (a \" inside a quoted field is written \"\")",
+            Assert.ThrowsExactly<InvalidDataException>(() => ImageDataset.FromCsv(open)).Message);
+
+        // After a quoted line break, errors still name the line an editor shows.
+        var later = dir.File("later.csv");
+        File.WriteAllText(later, "path,label\n\"x\ny.png\",cat\nz.png\n");
+        Assert.AreEqual($"{later}, line 4: expected path,label, got 'z.png'", Assert.ThrowsExactly<InvalidDataException>(() => ImageDataset.FromCsv(later)).Message);
     }
 
     [TestMethod]

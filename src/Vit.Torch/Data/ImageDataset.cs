@@ -70,23 +70,17 @@ public sealed class ImageDataset
     /// <summary>Number of images.</summary>
     public int Count => Samples.Count;
 
-    /// <summary>Image file extensions picked up from folders.</summary>
-    public static IReadOnlySet<string> Extensions { get; } =
-        new HashSet<string>(StringComparer.OrdinalIgnoreCase) { ".jpg", ".jpeg", ".png", ".bmp", ".webp" };
+    /// <summary>Image file extensions picked up from folders (<see cref="ImageFolder.Extensions"/>).</summary>
+    public static IReadOnlySet<string> Extensions => ImageFolder.Extensions;
 
-    /// <summary>The ImageFolder convention: <c>root/class_name/*.jpg</c>; classes in ordinal order of their names.</summary>
+    /// <summary>
+    /// The ImageFolder convention: <c>root/class_name/*.jpg</c>; classes in ordinal order of their names (see
+    /// <see cref="ImageFolder.List"/>). A single class folder is refused: a classifier needs two classes.
+    /// </summary>
     public static ImageDataset FromFolder(string root)
     {
-        if (!Directory.Exists(root)) throw new DirectoryNotFoundException($"image folder not found: {root}");
-        var classes = Directory.GetDirectories(root).Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToList();
-        var samples = new List<IImageSample>();
-        for (int c = 0; c < classes.Count; c++)
-            foreach (var f in Directory.EnumerateFiles(Path.Combine(root, classes[c]), "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
-                if (Extensions.Contains(Path.GetExtension(f)))
-                    samples.Add(new FileImageSample(f, c));
-        if (samples.Count == 0)
-            throw new ArgumentException($"no images in {root}: expected one subfolder per class holding .jpg, .jpeg, .png, .bmp or .webp files");
-        return new ImageDataset(samples, classes);
+        var listing = ImageFolder.List(root, allowSingleClass: false);
+        return new ImageDataset(listing.Files.Select(f => (IImageSample)new FileImageSample(f.Path, f.Label)).ToList(), listing.ClassNames);
     }
 
     /// <summary>(path, label) pairs; relative paths are resolved against <paramref name="imageFolder"/>.</summary>
@@ -101,19 +95,20 @@ public sealed class ImageDataset
             imageFolder is null || Path.IsPathRooted(i.Path) ? i.Path : Path.Combine(imageFolder, i.Path), index[i.Label])).ToList(), classes);
     }
 
-    /// <summary>A CSV (or TSV with <paramref name="separator"/> '\t') with a header and columns path,label.</summary>
+    /// <summary>
+    /// A CSV (or TSV with <paramref name="separator"/> '\t') with a header and columns path,label (further columns are
+    /// ignored), read by <see cref="Csv"/>: a quoted field may hold the separator, <c>""</c> and line breaks.
+    /// </summary>
     public static ImageDataset FromCsv(string csvPath, string? imageFolder = null, char separator = ',')
     {
         if (!File.Exists(csvPath)) throw new FileNotFoundException($"CSV file not found: {csvPath}", csvPath);
-        // Blank lines are skipped but keep their place in the numbering, so an error names the line an editor shows.
-        var lines = File.ReadAllLines(csvPath).Select((Text, Index) => (Text, Number: Index + 1)).Where(l => l.Text.Trim().Length > 0).ToList();
-        if (lines.Count < 2) throw new InvalidDataException($"{csvPath} has no data rows (a header line, then path{separator}label lines)");
+        var records = Csv.ReadFile(csvPath, separator);
+        if (records.Count < 2) throw new InvalidDataException($"{csvPath} has no data rows (a header line, then path{separator}label lines)");
         var items = new List<(string, string)>();
-        foreach (var (text, number) in lines.Skip(1))
+        foreach (var r in records.Skip(1))
         {
-            var f = text.Split(separator);
-            if (f.Length < 2) throw new InvalidDataException($"{csvPath}, line {number}: expected path{separator}label, got '{text}'");
-            items.Add((f[0].Trim().Trim('"'), f[1].Trim().Trim('"')));
+            if (r.Fields.Count < 2) throw new InvalidDataException($"{csvPath}, line {r.Line}: expected path{separator}label, got '{r.Text}'");
+            items.Add((r.Fields[0], r.Fields[1]));
         }
         return FromList(items, imageFolder ?? Path.GetDirectoryName(Path.GetFullPath(csvPath)));
     }
