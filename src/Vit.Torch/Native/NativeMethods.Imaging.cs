@@ -40,9 +40,10 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(Lib)] internal static partial int vit_image_flip(ImageHandle img, int horizontal, int vertical, out IntPtr o);
     [LibraryImport(Lib)] internal static partial int vit_image_affine(ImageHandle img, double* matrix, int outW, int outH, int interp, int fill, out IntPtr o);
 
-    // ---- colour, erasing, statistics ----
+    // ---- colour, erasing, blending, statistics ----
     [LibraryImport(Lib)] internal static partial int vit_image_adjust(ImageHandle img, int op, double amount, out IntPtr o);
     [LibraryImport(Lib)] internal static partial int vit_image_erase(ImageHandle img, int x, int y, int w, int h, int mode, int value, ulong seed, out IntPtr o);
+    [LibraryImport(Lib)] internal static partial int vit_image_blend(ImageHandle img, ImageHandle overlay, double alpha, out IntPtr o);
     [LibraryImport(Lib)] internal static partial int vit_image_channel_sums(ImageHandle img, double* sum, double* sumSq, int cap);
 
     // ---- batches ----

@@ -815,6 +815,28 @@ VIT_API int vit_image_erase(const VitImage* img, int x, int y, int w, int h, int
   VIT_CATCH
 }
 
+// (1 - alpha) * base + alpha * overlay per sample, rounded and saturated (cv::addWeighted): a heat map laid over
+// a picture (Vit.Torch.Reports' attention overlays). Both images must have the same size and channel count;
+// alpha in [0, 1]. *out: a new image the caller owns; the inputs are unchanged.
+VIT_API int vit_image_blend(const VitImage* base, const VitImage* overlay, double alpha, VitImage** out) {
+  VIT_TRY
+  check_out(out);
+  const auto& a = mat_of(base);
+  const auto& b = mat_of(overlay);
+  if (!(alpha >= 0.0 && alpha <= 1.0))  // also refuses NaN
+    throw std::invalid_argument("blend weight must be in [0, 1], got " + std::to_string(alpha));
+  if (a.size() != b.size() || a.channels() != b.channels()) {
+    std::ostringstream s;
+    s << "cannot blend a " << b.cols << "x" << b.rows << " image with " << b.channels() << " channel(s) over a "
+      << a.cols << "x" << a.rows << " image with " << a.channels() << " channel(s): size and channels must match";
+    throw std::invalid_argument(s.str());
+  }
+  cv::Mat o;
+  cv::addWeighted(a, 1.0 - alpha, b, alpha, 0.0, o);
+  *out = wrap(std::move(o));
+  VIT_CATCH
+}
+
 // Per-channel sums of v/255 and (v/255)^2 over all pixels, into sum[c] and sum_sq[c] (cap >= channels).
 VIT_API int vit_image_channel_sums(const VitImage* img, double* sum, double* sum_sq, int cap) {
   VIT_TRY
