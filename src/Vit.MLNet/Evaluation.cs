@@ -1,3 +1,4 @@
+using Vit.Torch.Training;
 namespace Vit.MLNet;
 
 /// <summary>Multiclass metrics, named as in ML.NET's MulticlassClassificationMetrics.</summary>
@@ -80,12 +81,10 @@ public sealed class MulticlassClassificationCatalog
                 unknown[label] = unknown.GetValueOrDefault(label) + 1;
                 continue;
             }
-            int p = predicted is not null && index.TryGetValue(predicted, out var pi) ? pi : VitTransformer.PredictedIndex(score);
+            int p = predicted is not null && index.TryGetValue(predicted, out var pi) ? pi : Classification.ArgMax(score);
             confusion[t][p]++;
             if (p == t) correct++;
-            int higher = 0;  // ties count in the label's favour (see TopKAccuracy)
-            for (int c = 0; c < k; c++) if (score[c] > score[t]) higher++;
-            if (higher < topK) inTopK++;
+            if (Classification.InTopK(score, t, topK)) inTopK++;  // ties count in the label's favour (see TopKAccuracy)
             double loss = -Math.Log(Math.Max(score[t], 1e-15));
             logLoss += loss;
             classLoss[t] += loss;

@@ -372,11 +372,15 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
             }
             model.Eval();
             var history = new TrainingHistory(result, trainLoader.SkippedCount, trainLoader.Warnings.ToList());
-            return new VitTransformer(model, labels, preprocessing,
+            var fitted = new VitTransformer(model, labels, preprocessing,
                 new VitColumns(o.ImageColumnName, o.ScoreColumnName, o.PredictedLabelColumnName), o.ScoringBatchSize, history, device)
             {
                 TrainingState = result.LastCheckpoint,
             };
+            // The pictures of the run next to its checkpoints: learning curves; with a validation set, its confusion
+            // matrix and attention.
+            if (o.CheckpointDirectory is not null && result.Epochs.Count > 0) fitted.WritePictures(o.CheckpointDirectory, o.ValidationSet, o.LabelColumnName);
+            return fitted;
         }
         catch
         {

@@ -116,7 +116,7 @@ public sealed class VitTransformer : ITransformer, IDisposable
             for (int j = 0; j < present.Count; j++)
             {
                 var score = probs.AsSpan(j * k, k).ToArray();
-                results[present[j]] = [score, Labels[PredictedIndex(score)]];
+                results[present[j]] = [score, Labels[Classification.ArgMax(score)]];
             }
             return results;
         }
@@ -127,14 +127,51 @@ public sealed class VitTransformer : ITransformer, IDisposable
     }
 
     /// <summary>
-    /// The index of the predicted label: the highest score, the first in label order on ties. The one
-    /// rule for <c>PredictedLabel</c> here and in <see cref="MulticlassClassificationCatalog.Evaluate"/>.
+    /// Writes pictures of the model into <paramref name="folder"/> (created if missing): <c>curves.svg</c>, the learning
+    /// curves of its training history (when it has one); with labelled <paramref name="data"/> (image and label
+    /// columns), <c>confusion.svg</c>, the confusion matrix of its predictions, and <c>attention.svg</c>, the attention
+    /// rollout (Abnar &amp; Zuidema 2020) over the first <paramref name="samples"/> images with predicted and true labels.
+    /// Returns the files written.
     /// </summary>
-    internal static int PredictedIndex(ReadOnlySpan<float> scores)
+    public IReadOnlyList<string> WritePictures(string folder, IDataView? data = null, string labelColumnName = "Label", int samples = 8)
     {
-        int best = 0;
-        for (int c = 1; c < scores.Length; c++) if (scores[c] > scores[best]) best = c;
-        return best;
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        Directory.CreateDirectory(folder);
+        var written = new List<string>();
+        if (History is { Result.Epochs.Count: > 0 } h)
+        {
+            written.Add(Path.Combine(folder, "curves.svg"));
+            Vit.Torch.Reports.TrainingCurves.Write(written[^1], h.Result.Epochs);
+        }
+        if (data is null) return written;
+        var scored = Transform(data);
+        var metrics = new MulticlassClassificationCatalog().Evaluate(scored, labelColumnName, Columns.Score, Columns.PredictedLabel);
+        written.Add(Path.Combine(folder, "confusion.svg"));
+        Vit.Torch.Reports.ConfusionMatrixPicture.Write(written[^1], metrics.Labels, metrics.ConfusionMatrix);
+
+        int image = data.Schema[Columns.Image].Index, label = data.Schema[labelColumnName].Index;
+        var rows = scored.GetRows().Take(samples).Select(r => (Source: (ImageSource?)r[image], Truth: r[label] as string ?? "", Predicted: (string)r[Columns.PredictedLabel]!)).ToList();
+        if (rows.Count == 0) return written;
+        var images = new List<Image>();
+        try
+        {
+            foreach (var r in rows)
+            {
+                using var decoded = r.Source!.Decode(Preprocessing.Channels);
+                images.Add(Preprocessing.Resize(decoded));
+            }
+            using var scope = TensorScope.Begin();
+            var batch = ImageBatch.ToTensor(images, Preprocessing.Normalization);
+            var rollout = Vit.Torch.Reports.AttentionRollout.Compute(Model, Device.Type == DeviceType.Cpu ? batch : batch.To(Device));
+            written.Add(Path.Combine(folder, "attention.svg"));
+            Vit.Torch.Reports.AttentionRollout.WriteOverlays(written[^1], images, rollout.To(DType.Float32, Vit.Torch.Device.Cpu),
+                rows.Select(r => r.Predicted).ToList(), rows.Select(r => r.Truth).ToList());
+        }
+        finally
+        {
+            foreach (var im in images) im.Dispose();
+        }
+        return written;
     }
 
     /// <summary>Frees the model's native memory.</summary>

@@ -258,6 +258,21 @@ public sealed class TrainingTests
     }
 
     [TestMethod]
+    public void EvaluationBreaksTiesAsScoredDataDoes()
+    {
+        // A zero head scores every class alike: the first class is predicted, and every label is in the top k.
+        using var model = new VisionTransformer(ModelTests.Tiny() with { NumClasses = 8 });
+        model.Head!.Weight.Fill(0);
+        using var scope = TensorScope.Begin();
+        var pixels = new float[6 * 64];
+        var labels = new long[] { 0, 1, 2, 3, 5, 7 };
+        var data = new Data.InMemoryBatchSource(new Data.InMemoryDataset(pixels, labels, (1, 8, 8), 8), 6, shuffle: false);
+        var r = Trainer.Evaluate(model, data);
+        Assert.AreEqual(1.0 / 6, r.Accuracy, 1e-12, "only label 0 is the first of the tied classes");
+        Assert.AreEqual(1.0, r.Top5Accuracy, 1e-12, "no class scores strictly higher than any label");
+    }
+
+    [TestMethod]
     public void InvalidTrainerOptionsAreNamed()
     {
         StringAssert.Contains(Assert.Throws<ArgumentException>(() => new TrainerOptions { Epochs = 0 }.Validate()).Message, "epochs");

@@ -19,9 +19,10 @@ namespace Vit.Torch.Reports;
 /// </remarks>
 public static class TrainingCurves
 {
-    // Colours: train dark blue, validation orange (apart for colour-blind readers too), learning rate green.
+    // Colours: train dark blue, validation orange (apart for colour-blind readers too), the EMA purple, learning rate green.
     internal const string TrainColor = "#1f5fa8";
     internal const string ValidationColor = "#e0701a";
+    internal const string EmaColor = "#7b3fa0";
     internal const string RateColor = "#2e8b57";
 
     private const double PanelWidth = 380, PanelHeight = 330, Header = 40;
@@ -68,11 +69,13 @@ public static class TrainingCurves
             [
                 Of("train", "train-loss", TrainColor, e => e.TrainLoss),
                 Of("validation", "validation-loss", ValidationColor, e => e.Evaluation?.Loss),
+                Of("validation, EMA", "ema-validation-loss", EmaColor, e => e.EmaEvaluation?.Loss),
             ]),
             ("Accuracy", "top-1 accuracy", true,
             [
                 Of("train", "train-accuracy", TrainColor, e => e.TrainAccuracy),
                 Of("validation", "validation-accuracy", ValidationColor, e => e.Evaluation?.Accuracy),
+                Of("validation, EMA", "ema-validation-accuracy", EmaColor, e => e.EmaEvaluation?.Accuracy),
             ]),
             ("Learning rate", "learning rate (last step of the epoch)", false,
             [

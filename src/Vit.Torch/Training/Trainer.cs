@@ -376,9 +376,16 @@ public sealed class Trainer
                 var labels = device.Type == DeviceType.Cpu ? b.Labels : b.Labels.To(device);
                 var logits = model.Forward(device.Type == DeviceType.Cpu ? b.Images : b.Images.To(device));
                 lossSum += F.CrossEntropy(logits, labels, 0, F.Reduction.Sum).Item();
-                top1 += (long)logits.ArgMax(1).Eq(labels).Sum().Item();
-                var (_, idx) = logits.TopK(k, 1);                                  // (B, k)
-                topk += (long)idx.Eq(labels.Unsqueeze(1)).Sum().Item();
+                // The rules of Classification, as scored data is evaluated (libtorch's topk breaks ties arbitrarily).
+                var scores = logits.To(DType.Float32, Device.Cpu).ToArray<float>();   // (B, classes)
+                var truth = b.Labels.ToArray<long>();
+                int classes = model.Config.NumClasses;
+                for (int i = 0; i < truth.Length; i++)
+                {
+                    var row = scores.AsSpan(i * classes, classes);
+                    if (Classification.ArgMax(row) == truth[i]) top1++;
+                    if (Classification.InTopK(row, (int)truth[i], (int)k)) topk++;
+                }
                 n += b.Count;
             }
             }
