@@ -1,7 +1,9 @@
 // Trains a Vision Transformer from scratch on Fashion-MNIST (Debian's dataset-fashion-mnist) and reports
-// per-epoch loss, train/test accuracy, images/s and elapsed time, then saves the weights.
+// per-epoch loss, train/test accuracy, images/s and elapsed time. Checkpoints every epoch into --out (a killed run
+// continues with --resume), then saves the weights and pictures of the run: learning curves, the test set's
+// confusion matrix, attention rollout over test images.
 //
-//   dotnet run -c Release --project examples/FashionMnist -- [--epochs 10] [--out runs/fashion-mnist]
+//   dotnet run -c Release --project examples/FashionMnist -- [--epochs 10] [--out runs/fashion-mnist] [--resume]
 using System.Diagnostics;
 using System.Globalization;
 using Vit.Torch;
@@ -34,10 +36,12 @@ var config = new VitConfig
     Dim = args2.Dim, Depth = args2.Depth, Heads = args2.Heads, MlpDim = args2.Dim * 2,
     Pooling = VitPooling.ClassToken,
 }.Validate();
+var preprocessing = new VitPreprocessing(config.ImageSize, config.Channels, FashionMnist.Normalization);
 var options = new TrainerOptions
 {
     Epochs = args2.Epochs, LearningRate = args2.LearningRate, WeightDecay = 0.05,
     WarmupFraction = 0.05, LabelSmoothing = args2.Smoothing, ClipGradNorm = 1.0, Seed = args2.Seed,
+    CheckpointDirectory = args2.OutDir, Resume = args2.Resume, CheckpointMetadata = VitMetadata.Of(config, preprocessing, FashionMnist.ClassNames),
 }.Validate();
 
 Torch.ManualSeed(args2.Seed);
@@ -59,14 +63,21 @@ var trainBatches = new ImageBatchLoader(train, loader);
 var testBatches = new ImageBatchLoader(test, loader with { Shuffle = false, Augment = null, BatchSize = 500 });
 
 var trainer = new Trainer(model, options);
-trainer.Fit(trainBatches, testBatches, onEpoch: r =>
+var result = trainer.Fit(trainBatches, testBatches, onEpoch: r =>
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
         $"epoch {r.Epoch,3}/{options.Epochs}  loss {r.TrainLoss:F4}  train acc {r.TrainAccuracy:P2}  " +
         $"test acc {r.Evaluation!.Accuracy:P2}  top5 {r.Evaluation.Top5Accuracy:P2}  {r.ImagesPerSecond:F0} img/s  " +
         $"elapsed {r.Elapsed:mm\\:ss}")));
 
+if (result.ResumedAt is var (doneEpochs, doneBatches))
+    Console.WriteLine($"resumed from {result.LastCheckpoint} after {doneEpochs} epochs and {doneBatches} batches");
 var final = Trainer.Evaluate(model, testBatches);
 Directory.CreateDirectory(args2.OutDir);
+var (count, time) = result.Checkpoints;
+if (count > 0)
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"{count} checkpoints of {new FileInfo(result.LastCheckpoint!).Length / 1e6:F1} MB in {args2.OutDir}, {time.TotalMilliseconds / count:F0} ms each"));
+WritePictures(model, result, test, testBatches, preprocessing, args2.OutDir);
 var weightsPath = Path.Combine(args2.OutDir, "weights.safetensors");
 // With the config, preprocessing and labels in its metadata: PretrainedVit.Load and VitEstimator's StartFrom read it back exactly.
 model.Save(weightsPath, new VitPreprocessing(model.Config.ImageSize, model.Config.Channels, FashionMnist.Normalization),
@@ -81,6 +92,45 @@ if (trainBatches.SkippedCount + testBatches.SkippedCount > 0)
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
     $"final test accuracy: {final.Accuracy:P2} (top-5 {final.Top5Accuracy:P2}) in {total.Elapsed:mm\\:ss}"));
 return 0;
+
+// Learning curves, the test set's confusion matrix, and attention rollout over the first 12 test images.
+static void WritePictures(VisionTransformer model, TrainingResult result, ImageDataset test, ImageBatchLoader testBatches,
+    VitPreprocessing preprocessing, string folder)
+{
+    var names = FashionMnist.ClassNames;
+    Vit.Torch.Reports.TrainingCurves.Write(Path.Combine(folder, "curves.svg"), result.Epochs);
+    var counts = names.Select(_ => new long[names.Count]).ToArray();
+    var predictions = new List<int>();
+    model.Eval();
+    using (Torch.NoGrad())
+        foreach (var batch in testBatches.Batches(0))
+        {
+            using var b = batch;
+            using var scope = TensorScope.Begin();
+            var scores = model.Forward(b.Images).ToArray<float>();
+            var labels = b.Labels.ToArray<long>();
+            for (int i = 0; i < labels.Length; i++)
+            {
+                int p = Classification.ArgMax(scores.AsSpan(i * names.Count, names.Count));
+                counts[labels[i]][p]++;
+                predictions.Add(p);
+            }
+        }
+    Vit.Torch.Reports.ConfusionMatrixPicture.Write(Path.Combine(folder, "confusion.svg"), names, counts);
+    var images = test.Samples.Take(12).Select(s => s.Load(new ImageDecodeOptions())).ToList();
+    try
+    {
+        using var scope = TensorScope.Begin();
+        var rollout = Vit.Torch.Reports.AttentionRollout.Compute(model, ImageBatch.ToTensor(images, preprocessing.Normalization));
+        Vit.Torch.Reports.AttentionRollout.WriteOverlays(Path.Combine(folder, "attention.svg"), images, rollout,
+            predictions.Take(12).Select(p => names[p]).ToList(), test.Samples.Take(12).Select(s => names[(int)s.Label]).ToList(), columns: 6, tileSize: 112);
+    }
+    finally
+    {
+        foreach (var im in images) im.Dispose();
+    }
+    Console.WriteLine($"pictures: {Path.Combine(folder, "curves.svg")}, confusion.svg, attention.svg");
+}
 
 // Random horizontal flip and (optionally) a small random translation; black (the background) fills the border.
 static Func<Image, Random, Image>? Augmentation(Args a)
@@ -110,6 +160,7 @@ internal sealed record Args
     public double Smoothing { get; init; }
     public string? DataDir { get; init; }
     public string OutDir { get; init; } = "runs/fashion-mnist";
+    public bool Resume { get; init; }
     public bool Help { get; init; }
 
     public const string Usage = """
@@ -117,7 +168,8 @@ internal sealed record Args
         options: --epochs N (12)  --batch-size N (128)  --lr X (0.002)  --dim N (96)  --depth N (4)  --heads N (4)
                  --patch N (7)  --threads N (cores)  --seed N (42)  --limit N (use only N images per split)
                  --shift N (0, random translation in pixels)  --no-flip  --smoothing X (0, label smoothing)
-                 --data DIR (/usr/share/datasets/fashion-mnist)  --out DIR (runs/fashion-mnist)
+                 --data DIR (/usr/share/datasets/fashion-mnist)  --out DIR (runs/fashion-mnist: checkpoints, weights, pictures)
+                 --resume (continue from --out's last checkpoint, as if never interrupted)
         """;
 
     public static Args Parse(string[] argv)
@@ -144,6 +196,7 @@ internal sealed record Args
                 "--smoothing" => a with { Smoothing = double.Parse(Next(), CultureInfo.InvariantCulture) },
                 "--data" => a with { DataDir = Next() },
                 "--out" => a with { OutDir = Next() },
+                "--resume" => a with { Resume = true },
                 "-h" or "--help" => a with { Help = true },
                 _ => throw new ArgumentException($"unknown option {argv[i]}\n{Usage}"),
             };

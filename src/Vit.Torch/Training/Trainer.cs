@@ -88,9 +88,14 @@ public sealed class Trainer
         long stepsThisRun = 0;
         TimeSpan RunTime() => state.RunTime + runClock.Elapsed;
 
+        var checkpointTime = new Stopwatch();
+        int checkpoints = 0;
         void Checkpoint(string path)
         {
+            checkpointTime.Start();
             TrainingCheckpoint.Save(path, model, optimizer, o.EmaDecay is null ? null : ema, best, state, fingerprint, o.CheckpointMetadata);
+            checkpointTime.Stop();
+            checkpoints++;
             lastWritten = path;
         }
 
@@ -255,6 +260,7 @@ public sealed class Trainer
         return new TrainingResult(state.History, bestEpoch, state.StoppedEarly, cancelled)
         {
             LastCheckpoint = lastWritten, BestCheckpoint = bestPath is not null && File.Exists(bestPath) ? bestPath : null, ResumedAt = resumedAt,
+            Checkpoints = (checkpoints, checkpointTime.Elapsed),
         };
 
         string? SaveRescue(Action<string> write, string? lastPath)

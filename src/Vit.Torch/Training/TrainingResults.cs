@@ -57,6 +57,9 @@ public sealed record TrainingResult(IReadOnlyList<EpochResult> Epochs, int BestE
 
     /// <summary>Where a resumed run took up: epochs done and batches done in the next one (null: started from scratch).</summary>
     public (int Epoch, int Batch)? ResumedAt { get; init; }
+
+    /// <summary>Checkpoints this run wrote, and the wall time they took.</summary>
+    public (int Count, TimeSpan Time) Checkpoints { get; init; }
 }
 
 /// <summary>Classification metrics on a held-out set.</summary>
