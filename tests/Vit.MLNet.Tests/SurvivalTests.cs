@@ -48,6 +48,22 @@ public sealed class SurvivalTests
     }
 
     [TestMethod]
+    public void MixupAndCutMixTrainThroughTheEstimator()
+    {
+        var ctx = new VitContext(seed: 11);
+        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
+        var options = Fixtures.TinyOptions(epochs: 2);
+        options.MixupAlpha = 0.8;
+        options.CutMixAlpha = 1.0;
+        using var model = Fixtures.Pipeline(ctx, options).Fit(data);
+        var epochs = model.LastTransformer.History!.Result.Epochs;
+        Assert.HasCount(2, epochs);
+        Assert.IsTrue(epochs.All(e => double.IsFinite(e.TrainLoss)));
+        using var plain = Fixtures.Pipeline(ctx, Fixtures.TinyOptions(epochs: 2)).Fit(data);
+        Assert.AreNotEqual(plain.LastTransformer.History!.Result.Epochs[0].TrainLoss, epochs[0].TrainLoss, "the mixing changes what is trained on");
+    }
+
+    [TestMethod]
     public void ABadImageStopsTrainingAndTheLastGoodStateIsSavedAndLoads()
     {
         var root = Directory.CreateTempSubdirectory("vit-bad-").FullName;

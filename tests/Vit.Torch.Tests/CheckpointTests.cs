@@ -11,19 +11,9 @@ namespace Vit.Torch.Tests;
 /// (fc_norm, mean pooling with a class token, headless) against the plain-PyTorch reference (parity/vit_reference.py).
 /// </summary>
 [TestClass]
-public sealed class CheckpointTests
+public sealed class CheckpointTests : TempDirectoryTests
 {
-    private string dir = "";
-
-    public TestContext TestContext { get; set; } = null!;
-
-    [TestInitialize]
-    public void Init() => dir = Directory.CreateTempSubdirectory("vit-ckpt-").FullName;
-
-    [TestCleanup]
-    public void Cleanup() => Directory.Delete(dir, recursive: true);
-
-    private string PathOf(string name) => Path.Combine(dir, name);
+    private string PathOf(string name) => Path.Combine(Dir, name);
 
     /// <summary>D 96 with 4 heads (D/64 would say 1): the Fashion-MNIST example's shape, smaller.</summary>
     private static readonly VitConfig FourHeads = new()

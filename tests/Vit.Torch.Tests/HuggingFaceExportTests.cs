@@ -10,18 +10,8 @@ namespace Vit.Torch.Tests;
 /// independent PyTorch forward from transformers' names (parity/hf_reference.py) gives our logits.
 /// </summary>
 [TestClass]
-public sealed class HuggingFaceExportTests
+public sealed class HuggingFaceExportTests : TempDirectoryTests
 {
-    private string dir = "";
-
-    public TestContext TestContext { get; set; } = null!;
-
-    [TestInitialize]
-    public void Init() => dir = Directory.CreateTempSubdirectory("vit-hfx-").FullName;
-
-    [TestCleanup]
-    public void Cleanup() => Directory.Delete(dir, recursive: true);
-
     private static readonly VitConfig Config = new()
     {
         ImageSize = 16, PatchSize = 4, Channels = 3, Dim = 96, Depth = 2, Heads = 4, MlpDim = 64, NumClasses = 3,
@@ -48,10 +38,10 @@ public sealed class HuggingFaceExportTests
         {
             ResizeMode = mode, Interpolation = interpolation, CropFraction = crop,
         };
-        model.SavePretrained(dir, pre, ["cat", "dog", "eel"]);
+        model.SavePretrained(Dir, pre, ["cat", "dog", "eel"]);
         CollectionAssert.AreEquivalent(new[] { "config.json", "model.safetensors", "preprocessor_config.json" },
-            Directory.GetFiles(dir).Select(Path.GetFileName).ToArray());
-        using var loaded = PretrainedVit.Load(dir);
+            Directory.GetFiles(Dir).Select(Path.GetFileName).ToArray());
+        using var loaded = PretrainedVit.Load(Dir);
         Assert.AreEqual(CheckpointLayout.HuggingFace, loaded.Layout);
         Assert.AreEqual(Config with { ClassToken = true, FcNorm = false, Pooling = VitPooling.ClassToken }, loaded.Model.Config);
         Assert.AreEqual(pre, loaded.Preprocessing);
@@ -61,7 +51,7 @@ public sealed class HuggingFaceExportTests
             CollectionAssert.AreEqual(p.ToArray<float>(), theirs[name], name);
 
         // transformers' own keys say what its processors do: resize to the size, or the shorter side then a crop.
-        var processor = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "preprocessor_config.json")))!;
+        var processor = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(Dir, "preprocessor_config.json")))!;
         Assert.AreEqual(mode == ResizeMode.Crop ? "BitImageProcessor" : "ViTImageProcessor", (string)processor["image_processor_type"]!);
         if (mode == ResizeMode.Crop)
         {
@@ -69,8 +59,8 @@ public sealed class HuggingFaceExportTests
             Assert.AreEqual(16, (int)processor["crop_size"]!["height"]!);
         }
         processor.Remove(Vit.Torch.Checkpoints.CheckpointFolders.OurPreprocessingKey);
-        File.WriteAllText(Path.Combine(dir, "preprocessor_config.json"), processor.ToJsonString());
-        using var fromTransformersKeys = PretrainedVit.Load(dir);  // what transformers' keys alone say
+        File.WriteAllText(Path.Combine(Dir, "preprocessor_config.json"), processor.ToJsonString());
+        using var fromTransformersKeys = PretrainedVit.Load(Dir);  // what transformers' keys alone say
         Assert.AreEqual(pre.ResizeMode == ResizeMode.Pad ? ResizeMode.Stretch : pre.ResizeMode, fromTransformersKeys.Preprocessing.ResizeMode);
         Assert.AreEqual(pre.Interpolation, fromTransformersKeys.Preprocessing.Interpolation);
         Assert.AreEqual(interpolation switch { Interpolation.Bilinear => 2, Interpolation.Bicubic => 3, _ => 4 }, (int)processor["resample"]!);
@@ -85,7 +75,7 @@ public sealed class HuggingFaceExportTests
         using var model = new VisionTransformer(Config with { QkvBias = qkvBias });
         TestModels.Randomize(model);
         model.Eval();
-        model.SavePretrained(dir, labels: ["cat", "dog", "eel"]);
+        model.SavePretrained(Dir, labels: ["cat", "dog", "eel"]);
         var work = Directory.CreateTempSubdirectory("vit-hfx-io-").FullName;
         try
         {
@@ -94,7 +84,7 @@ public sealed class HuggingFaceExportTests
             var x = Tensor.Randn([4, 3, 16, 16]);
             Safetensors.Save(inputs, [("pixel_values", x)]);
             var output = Path.Combine(work, "logits.safetensors");
-            Python.RunScript(Python.Script("hf_reference.py"), dir, inputs, output);
+            Python.RunScript(Python.Script("hf_reference.py"), Dir, inputs, output);
             using var noGrad = Torch.NoGrad();
             var ours = model.Forward(x).ToArray<float>();
             var theirs = Safetensors.Load(output)["logits"].ToArray<float>();
@@ -113,19 +103,19 @@ public sealed class HuggingFaceExportTests
     public void ModelsTransformersCannotExpressAreRefused()
     {
         using var mean = new VisionTransformer(Config with { Pooling = VitPooling.Mean });
-        StringAssert.Contains(Assert.Throws<NotSupportedException>(() => mean.SavePretrained(dir)).Message, "mean pooling");
-        Assert.IsEmpty(Directory.GetFiles(dir));
+        StringAssert.Contains(Assert.Throws<NotSupportedException>(() => mean.SavePretrained(Dir)).Message, "mean pooling");
+        Assert.IsEmpty(Directory.GetFiles(Dir));
     }
 
     [TestMethod]
     public void HeadlessModelIsAViTModelWithoutPrefix()
     {
         using var model = new VisionTransformer(Config with { NumClasses = 0 });
-        model.SavePretrained(dir);
-        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))!;
+        model.SavePretrained(Dir);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(Dir, "config.json")))!;
         Assert.AreEqual("ViTModel", (string)config["architectures"]![0]!);
-        Assert.IsTrue(Safetensors.ReadHeader(Path.Combine(dir, "model.safetensors")).Entries.Any(e => e.Name == "embeddings.cls_token"));
-        using var loaded = PretrainedVit.Load(dir);
+        Assert.IsTrue(Safetensors.ReadHeader(Path.Combine(Dir, "model.safetensors")).Entries.Any(e => e.Name == "embeddings.cls_token"));
+        using var loaded = PretrainedVit.Load(Dir);
         Assert.AreEqual(0, loaded.Model.Config.NumClasses);
     }
 }

@@ -11,18 +11,8 @@ namespace Vit.Torch.Tests;
 /// Score as our forward on the same pixels; Debian's onnx.checker (full_check) accepts the file.
 /// </summary>
 [TestClass]
-public sealed class OnnxExportTests
+public sealed class OnnxExportTests : TempDirectoryTests
 {
-    private string dir = "";
-
-    public TestContext TestContext { get; set; } = null!;
-
-    [TestInitialize]
-    public void Init() => dir = Directory.CreateTempSubdirectory("vit-onnx-").FullName;
-
-    [TestCleanup]
-    public void Cleanup() => Directory.Delete(dir, recursive: true);
-
     private static readonly VitConfig Small = new()
     {
         ImageSize = 16, PatchSize = 4, Channels = 3, Dim = 48, Depth = 2, Heads = 4, MlpDim = 64, NumClasses = 5, LayerNormEps = 1e-5,
@@ -57,7 +47,7 @@ public sealed class OnnxExportTests
         TestModels.Randomize(model);
         model.Eval();
         var pre = new VitPreprocessing(config.ImageSize, config.Channels, config.Channels == 1 ? Normalization.Half : Stats);
-        var path = Path.Combine(dir, "model.onnx");
+        var path = Path.Combine(Dir, "model.onnx");
         model.ExportOnnx(path, pre, ["a", "b", "c", "d", "e"]);
         CompareWithOnnxRuntime(model, config, pre, path, what);
     }
@@ -70,7 +60,7 @@ public sealed class OnnxExportTests
         TestModels.Randomize(model);
         model.Eval();
         var pre = new VitPreprocessing(16, 3, Stats);
-        var path = Path.Combine(dir, "model.onnx");
+        var path = Path.Combine(Dir, "model.onnx");
         OnnxExport.InlineLimit = 1000;  // ViT-H's 2.5 GB, scaled down
         try
         {
@@ -120,7 +110,7 @@ public sealed class OnnxExportTests
     {
         using var model = new VisionTransformer(Small);
         var pre = new VitPreprocessing(16, 3, Stats) { ResizeMode = ResizeMode.Crop, Interpolation = Interpolation.Bicubic, CropFraction = 0.9 };
-        var path = Path.Combine(dir, "model.onnx");
+        var path = Path.Combine(Dir, "model.onnx");
         model.ExportOnnx(path, pre, ["a", "b", "c", "d", "e"]);
         var report = JsonDocument.Parse(Python.RunScript(Python.Script("onnx_check.py"), path)).RootElement;
         TestContext.WriteLine(report.ToString());
@@ -143,21 +133,21 @@ public sealed class OnnxExportTests
     {
         using var model = new VisionTransformer(Small);
         var pre = new VitPreprocessing(16, 3, Stats);
-        var missing = Path.Combine(dir, "no such folder", "model.onnx");
+        var missing = Path.Combine(Dir, "no such folder", "model.onnx");
         var e = Assert.Throws<DirectoryNotFoundException>(() => model.ExportOnnx(missing, pre));
-        StringAssert.Contains(e.Message, Path.Combine(dir, "no such folder"));
-        Assert.IsFalse(Directory.Exists(Path.Combine(dir, "no such folder")));
+        StringAssert.Contains(e.Message, Path.Combine(Dir, "no such folder"));
+        Assert.IsFalse(Directory.Exists(Path.Combine(Dir, "no such folder")));
 
         using var readOnly = new MemoryStream(new byte[16], writable: false);
         StringAssert.Contains(Assert.Throws<ArgumentException>(() => model.ExportOnnx(readOnly, pre)).Message, "not writable");
 
-        StringAssert.Contains(Assert.Throws<ArgumentException>(() => model.ExportOnnx(Path.Combine(dir, "m.onnx"), pre, ["a"])).Message,
+        StringAssert.Contains(Assert.Throws<ArgumentException>(() => model.ExportOnnx(Path.Combine(Dir, "m.onnx"), pre, ["a"])).Message,
             "1 labels for a model with 5 classes");
-        StringAssert.Contains(Assert.Throws<ArgumentException>(() => model.ExportOnnx(Path.Combine(dir, "m.onnx"), new VitPreprocessing(32, 3, Stats))).Message,
+        StringAssert.Contains(Assert.Throws<ArgumentException>(() => model.ExportOnnx(Path.Combine(Dir, "m.onnx"), new VitPreprocessing(32, 3, Stats))).Message,
             "does not fit the model");
         using var headless = new VisionTransformer(Small with { NumClasses = 0 });
-        StringAssert.Contains(Assert.Throws<ArgumentException>(() => headless.ExportOnnx(Path.Combine(dir, "m.onnx"), pre)).Message, "headless");
-        Assert.IsEmpty(Directory.GetFiles(dir), "nothing was written");
+        StringAssert.Contains(Assert.Throws<ArgumentException>(() => headless.ExportOnnx(Path.Combine(Dir, "m.onnx"), pre)).Message, "headless");
+        Assert.IsEmpty(Directory.GetFiles(Dir), "nothing was written");
     }
 
     private static double MaxDiff(float[] a, float[] b)

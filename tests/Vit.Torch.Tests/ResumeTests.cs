@@ -14,21 +14,13 @@ namespace Vit.Torch.Tests;
 /// weights; the EMA and gradient accumulation follow their formulas; mixing runs end to end.
 /// </summary>
 [TestClass]
-public sealed class ResumeTests
+public sealed class ResumeTests : TempDirectoryTests
 {
-    private string dir = "";
-
-    public TestContext TestContext { get; set; } = null!;
-
-    [TestInitialize]
-    public void Init() => dir = Directory.CreateTempSubdirectory("vit-resume-").FullName;
-
     [TestCleanup]
-    public void Cleanup()
+    public void ResetHooks()
     {
         Trainer.AfterStep = null;
         Trainer.BeforeOptimizerStep = null;
-        Directory.Delete(dir, recursive: true);
     }
 
     /// <summary>Dropout, drop path, augmentation, mixup, an EMA and accumulation: every source of randomness and state.</summary>
@@ -104,7 +96,7 @@ public sealed class ResumeTests
             expectedLosses = trainer.StepLosses;
         }
 
-        var checkpoints = Path.Combine(dir, "run");
+        var checkpoints = Path.Combine(Dir, "run");
         // 3 steps per epoch: step 8 is epoch 3's second. After a step the state is whole, and the failure writes it; inside
         // one it may not be, and the last periodic checkpoint (here the end of epoch 2) is the last good one.
         if (everyStep)
@@ -146,8 +138,8 @@ public sealed class ResumeTests
     [TestMethod]
     public void AKilledProcessResumesAndEndsBitIdentical()
     {
-        var uninterrupted = RunChild(Path.Combine(dir, "whole"), killAt: null);
-        var killed = Path.Combine(dir, "killed");
+        var uninterrupted = RunChild(Path.Combine(Dir, "whole"), killAt: null);
+        var killed = Path.Combine(Dir, "killed");
         var partial = RunChild(killed, killAt: "epoch 3");
         Assert.IsNull(partial, "the child was killed during epoch 3");
         Assert.IsTrue(File.Exists(Path.Combine(killed, "last.safetensors")), "the kill left a checkpoint");
@@ -189,7 +181,7 @@ public sealed class ResumeTests
     [TestMethod]
     public void ResumeRefusesAnotherRunsCheckpointNamingTheDifferences()
     {
-        var checkpoints = Path.Combine(dir, "run");
+        var checkpoints = Path.Combine(Dir, "run");
         using (var model = NewModel())
             new Trainer(model, Options(checkpoints) with { Epochs = 1 }).Fit(Batches(Data()));
         using var other = NewModel();
@@ -203,7 +195,7 @@ public sealed class ResumeTests
     [TestMethod]
     public void ADivergingGradientLeavesTheLastGoodStepOnDisk()
     {
-        var checkpoints = Path.Combine(dir, "run");
+        var checkpoints = Path.Combine(Dir, "run");
         byte[]? good = null;
         long steps = 0;
         Trainer.AfterStep = (step, _) => steps = step;
@@ -235,7 +227,7 @@ public sealed class ResumeTests
             var perEpoch = new List<byte[]>();
             using var cts = new CancellationTokenSource();
             using var model = NewModel(config: Deterministic);
-            var options = Options(Path.Combine(dir, cancel ? "cancel" : "stop")) with
+            var options = Options(Path.Combine(Dir, cancel ? "cancel" : "stop")) with
             {
                 Epochs = 8, EarlyStopping = cancel ? null : new EarlyStopping(Patience: 2), EmaDecay = null, Mixing = null, LearningRate = 1e-2,
                 AccumulationSteps = 1,
@@ -253,6 +245,45 @@ public sealed class ResumeTests
             using var saved = PretrainedVit.Load(result.BestCheckpoint!, new PretrainedVitOptions { Heads = 2 });
             CollectionAssert.AreEqual(perEpoch[best - 1], Weights(saved.Model), "best.safetensors holds them too");
             Assert.AreEqual(cancel, result.Cancelled);
+        }
+    }
+
+    /// <summary>A source whose batches never come (a stuck file share): only cancellation ends the wait.</summary>
+    private sealed class StuckSource(IBatchSource inner) : IBatchSource
+    {
+        public int Count => inner.Count;
+        public int NumClasses => inner.NumClasses;
+        public int BatchesPerEpoch => inner.BatchesPerEpoch;
+        public IEnumerable<Batch> Batches(int epoch) => throw new InvalidOperationException("the trainer must pass its cancellation token");
+
+        public IEnumerable<Batch> Batches(int epoch, int firstBatch, CancellationToken cancellationToken)
+        {
+            cancellationToken.WaitHandle.WaitOne(TimeSpan.FromMinutes(2));
+            cancellationToken.ThrowIfCancellationRequested();
+            throw new TimeoutException("never cancelled");
+        }
+    }
+
+    [TestMethod]
+    public void CancellationStopsAWaitForTheFirstBatchAndAnEvaluation()
+    {
+        using var model = NewModel();
+        using (var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(300)))
+        {
+            var r = new Trainer(model, Options(null)).Fit(new StuckSource(Batches(Data())), cancellationToken: cts.Token);
+            Assert.IsTrue(r.Cancelled);
+            Assert.IsEmpty(r.Epochs);
+        }
+        using (var cts = new CancellationTokenSource())
+        {
+            // The first epoch trains, then its evaluation waits for a batch that only cancellation ends.
+            var r = new Trainer(model, Options(null) with { Epochs = 2 }).Fit(Batches(Data()), new StuckSource(Batches(Data(seed: 8, count: 30))),
+                progress: new SyncProgress<VitTrainingProgress>(p =>
+                {
+                    if (p.Step == 3) cts.CancelAfter(200);  // the epoch's last step: the evaluation comes next
+                }), cancellationToken: cts.Token);
+            Assert.IsTrue(r.Cancelled);
+            Assert.IsEmpty(r.Epochs, "an epoch whose evaluation was cancelled is not recorded");
         }
     }
 
