@@ -139,6 +139,11 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         /// saved alongside, and the fitted model's weights. Null: off.</summary>
         public double? EmaDecay { get; set; }
 
+        /// <summary>Keep the optimizer's state (AdamW's moments and step, two copies of the trained weights' size) with the
+        /// fitted model, so that its model file carries it and <see cref="FineTuneMode.Continue"/> from that file resumes
+        /// the optimizer exactly. Off by default: a deployed model needs no optimizer.</summary>
+        public bool KeepTrainingState { get; set; }
+
         /// <summary>Batches whose gradients are summed before each optimizer step (an effective batch of
         /// <see cref="BatchSize"/> × this, in the memory of one batch).</summary>
         public int AccumulationSteps { get; set; } = 1;
@@ -323,6 +328,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         var imageType = (ImageDataViewType)input.Schema[o.ImageColumnName].Type;
         Engine.ManualSeed((ulong)seed);
         var (model, preprocessing, continueFrom) = CreateModel(labels, imageType);
+        VitTransformer fitted;
         try
         {
             model.To(device);
@@ -340,6 +346,9 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
             var trainLoader = new ImageBatchLoader(train, loaderOptions);
             var evalLoader = validation is null ? null
                 : new ImageBatchLoader(validation, loaderOptions with { Shuffle = false, Augment = null, BatchSize = o.ScoringBatchSize });
+            string? finalState = o.KeepTrainingState && o.Epochs > 0
+                ? Path.Combine(Path.GetTempPath(), $"vit-optimizer-{Guid.NewGuid():N}.safetensors")
+                : null;
             // Every checkpoint is a complete model file: the config (the trainer adds it), the preprocessing and labels.
             var metadata = VitMetadata.Of(model.Config, preprocessing, labels);
             var trainer = new Trainer(model, new TrainerOptions
@@ -352,6 +361,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
                     : null,
                 AccumulationSteps = o.AccumulationSteps, EmaDecay = o.EmaDecay, CheckpointDirectory = o.CheckpointDirectory,
                 CheckpointInterval = o.CheckpointInterval, Resume = o.Resume, ContinueFrom = continueFrom,
+                FinalStatePath = finalState,
                 RescueDirectory = Path.Combine(Path.GetTempPath(), "vit-rescue", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss-fff", System.Globalization.CultureInfo.InvariantCulture)),
                 CheckpointMetadata = metadata,
                 Fingerprint = new Dictionary<string, string>
@@ -366,27 +376,47 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
                 result = o.Epochs == 0 ? new TrainingResult([], 0, false, false)
                     : trainer.Fit(trainLoader, evalLoader, progress: o.Progress, cancellationToken: o.CancellationToken);
             }
+            catch (Exception e) when (continueFrom is not null && e is InvalidDataException or ArgumentException && e.Message.Contains(continueFrom))
+            {
+                // The carried state is read from a temporary copy: name the model file the user gave.
+                throw new InvalidDataException(e.Message.Replace(continueFrom, $"{o.StartFrom} ({VitModelZip.TrainingStateEntry})"), e);
+            }
+            catch
+            {
+                if (finalState is not null) File.Delete(finalState);
+                throw;
+            }
             finally
             {
                 if (continueFrom is not null) File.Delete(continueFrom);
             }
             model.Eval();
             var history = new TrainingHistory(result, trainLoader.SkippedCount, trainLoader.Warnings.ToList());
-            var fitted = new VitTransformer(model, labels, preprocessing,
+            fitted = new VitTransformer(model, labels, preprocessing,
                 new VitColumns(o.ImageColumnName, o.ScoreColumnName, o.PredictedLabelColumnName), o.ScoringBatchSize, history, device)
             {
-                TrainingState = result.LastCheckpoint,
+                TrainingState = finalState is not null && File.Exists(finalState) ? finalState : null,
             };
-            // The pictures of the run next to its checkpoints: learning curves; with a validation set, its confusion
-            // matrix and attention.
-            if (o.CheckpointDirectory is not null && result.Epochs.Count > 0) fitted.WritePictures(o.CheckpointDirectory, o.ValidationSet, o.LabelColumnName);
-            return fitted;
         }
         catch
         {
             model.Dispose();
             throw;
         }
+        // The pictures of the run next to its checkpoints: learning curves; with a validation set, its confusion matrix and
+        // attention. Drawing them cannot cost the trained model: a failure is a warning.
+        if (o.CheckpointDirectory is not null && fitted.History!.Result.Epochs.Count > 0)
+        {
+            try
+            {
+                fitted.WritePictures(o.CheckpointDirectory, o.ValidationSet, o.LabelColumnName);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                Console.Error.WriteLine($"warning: the pictures of the run could not be drawn in {o.CheckpointDirectory}: {e.Message}");
+            }
+        }
+        return fitted;
     }
 
     private (VisionTransformer Model, VitPreprocessing Preprocessing, string? ContinueFrom) CreateModel(List<string> labels, ImageDataViewType imageType)

@@ -56,8 +56,9 @@ public sealed class VitTransformer : ITransformer, IDisposable
     /// <summary>Training history (null for a model loaded without one).</summary>
     public TrainingHistory? History { get; internal set; }
 
-    /// <summary>The checkpoint of the end of training (optimizer state included), which a saved model file carries so that
-    /// <see cref="FineTuneMode.Continue"/> resumes the optimizer exactly; null when training wrote no checkpoints.</summary>
+    /// <summary>The optimizer's state at the end of training (a temporary file this transformer owns), which a saved model
+    /// file carries so that <see cref="FineTuneMode.Continue"/> resumes the optimizer exactly; null unless
+    /// <see cref="VitEstimator.Options.KeepTrainingState"/>.</summary>
     internal string? TrainingState { get; init; }
 
     /// <summary>The training.json a loaded model was saved with (kept so that saving it again keeps its history).</summary>
@@ -174,6 +175,10 @@ public sealed class VitTransformer : ITransformer, IDisposable
         return written;
     }
 
-    /// <summary>Frees the model's native memory.</summary>
-    public void Dispose() => Model.Dispose();
+    /// <summary>Frees the model's native memory (and the training state it kept).</summary>
+    public void Dispose()
+    {
+        Model.Dispose();
+        if (TrainingState is not null) File.Delete(TrainingState);
+    }
 }

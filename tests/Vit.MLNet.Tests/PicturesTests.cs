@@ -32,4 +32,35 @@ public sealed class PicturesTests
         Assert.HasCount(9, cells);
         Assert.AreEqual(loaded.GetRows().Count(), cells.Sum());
     }
+
+    [TestMethod]
+    public void PicturesThatCannotBeDrawnCostAWarningNotTheModel()
+    {
+        var root = Directory.CreateTempSubdirectory("vit-pictures-bad-").FullName;
+        foreach (var c in Fixtures.Classes)
+        {
+            var target = Directory.CreateDirectory(Path.Combine(root, c)).FullName;
+            foreach (var f in Directory.GetFiles(Path.Combine(Fixtures.Folder, c)).Take(4)) File.Copy(f, Path.Combine(target, Path.GetFileName(f)));
+        }
+        File.WriteAllBytes(Path.Combine(root, "red", "broken.png"), [0x89, 0x50, 0x4e, 0x47]);
+        var ctx = new VitContext(seed: 13);
+        var validation = ctx.Transforms.LoadImages("Image", "", "ImagePath").Fit(ctx.Data.LoadFromImageFolder(root)).Transform(ctx.Data.LoadFromImageFolder(root));
+        var options = Fixtures.TinyOptions(epochs: 1);
+        options.CheckpointDirectory = Directory.CreateTempSubdirectory("vit-pictures-run-").FullName;
+        options.ValidationSet = validation;  // its broken image is skipped in training's evaluation, and fails scoring
+        var error = new StringWriter();
+        var original = Console.Error;
+        Console.SetError(error);
+        try
+        {
+            using var model = Fixtures.Pipeline(ctx, options).Fit(ctx.Data.LoadFromImageFolder(Fixtures.Folder));
+            Assert.IsNotNull(model.LastTransformer.Model.Head, "the trained model is returned");
+        }
+        finally
+        {
+            Console.SetError(original);
+        }
+        StringAssert.Contains(error.ToString(), "warning: the pictures of the run could not be drawn");
+        Assert.IsTrue(File.Exists(Path.Combine(options.CheckpointDirectory, "curves.svg")), "what could be drawn was");
+    }
 }

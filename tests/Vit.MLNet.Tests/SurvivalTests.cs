@@ -94,10 +94,27 @@ public sealed class SurvivalTests
         var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
         var dir = Directory.CreateTempSubdirectory("vit-carry-").FullName;
         var zip = Path.Combine(dir, "model.zip");
-        using (var model = Fixtures.Pipeline(ctx, Options(Path.Combine(dir, "run"))).Fit(data))
+        var keep = Options(null);
+        keep.KeepTrainingState = true;
+        using (var model = Fixtures.Pipeline(ctx, keep).Fit(data))
+        {
+            // Another fit meanwhile does not change what this model carries.
+            using (Fixtures.Pipeline(ctx, keep).Fit(data)) { }
             ctx.Model.Save(model, data.Schema, zip);
+        }
         using (var archive = ZipFile.OpenRead(zip))
-            Assert.IsNotNull(archive.GetEntry(VitModelZip.TrainingStateEntry));
+        {
+            var state = archive.GetEntry(VitModelZip.TrainingStateEntry);
+            Assert.IsNotNull(state);
+            Assert.IsLessThan(3 * archive.GetEntry(VitModelZip.WeightsEntry)!.Length, state.Length, "the optimizer's moments only: two copies of the weights");
+        }
+        using (var plain = Fixtures.Pipeline(ctx, Options(null)).Fit(data))
+        {
+            var plainZip = Path.Combine(dir, "plain.zip");
+            ctx.Model.Save(plain, data.Schema, plainZip);
+            using var archive = ZipFile.OpenRead(plainZip);
+            Assert.IsNull(archive.GetEntry(VitModelZip.TrainingStateEntry), "a model file carries no optimizer unless asked");
+        }
 
         Dictionary<string, float[]> Continue(string from)
         {
@@ -118,5 +135,16 @@ public sealed class SurvivalTests
             Assert.IsNull(archive.GetEntry(VitModelZip.TrainingStateEntry), "a loaded model saves without the state");
         var withoutState = Continue(bare);
         Assert.IsTrue(withState.Any(kv => !kv.Value.SequenceEqual(withoutState[kv.Key])), "the carried optimizer state changes the continued training");
+
+        // A head-only run carries the head's moments; continuing trains everything, the rest from fresh moments.
+        var headOnly = Path.Combine(dir, "head.zip");
+        var probe = Options(null);
+        probe.StartFrom = zip;
+        probe.FineTune = FineTuneMode.HeadOnly;
+        probe.KeepTrainingState = true;
+        probe.Epochs = 1;
+        using (var model = Fixtures.Pipeline(ctx, probe).Fit(data))
+            ctx.Model.Save(model, data.Schema, headOnly);
+        Assert.HasCount(withState.Count, Continue(headOnly));
     }
 }

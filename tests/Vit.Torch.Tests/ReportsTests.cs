@@ -664,18 +664,29 @@ public sealed class ReportsTests
     }
 
     [TestMethod]
-    public void Rollout_FromAttentionMaps_MatchesCompute()
+    public void ConfusionMatrix_OfAThousandClasses_ShowsTheMostConfusedAndStaysSmall()
     {
-        var config = TinyConfig();
-        using var model = RandomModel(config);
-        using var images = RandomImages(2);
-        using var scope = TensorScope.Begin();
-        model.Eval();
-        var maps = new List<Tensor>();
-        using (Torch.NoGrad()) model.Forward(images, maps);
-        var fromMaps = AttentionRollout.FromAttentionMaps(maps, config);
-        var computed = AttentionRollout.Compute(model, images);
-        CollectionAssert.AreEqual(computed.ToArray<float>(), fromMaps.ToArray<float>());
+        const int k = 1000;
+        var labels = Enumerable.Range(0, k).Select(i => $"class {i}").ToArray();
+        var counts = Enumerable.Range(0, k).Select(i => (IReadOnlyList<long>)Enumerable.Range(0, k).Select(j => (long)(i == j ? 5 : 0)).ToArray()).ToArray();
+        ((long[])counts[700])[3] = 4;  // class 700 taken for class 3 four times
+        ((long[])counts[12])[999] = 1;
+        var path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"vit-cm-{Guid.NewGuid():N}.svg");
+        try
+        {
+            ConfusionMatrixPicture.Write(path, labels, counts);
+            Assert.IsLessThan(2_000_000, new FileInfo(path).Length);
+            var doc = XDocument.Load(path);
+            var cells = doc.Descendants().Where(e => e.Attribute("data-count") is not null).ToList();
+            Assert.HasCount(ConfusionMatrixPicture.MaxClasses * ConfusionMatrixPicture.MaxClasses, cells);
+            var text = string.Concat(doc.Descendants().Select(e => e.Value));
+            StringAssert.Contains(text, "the 60 of 1000 classes most often confused");
+            foreach (var name in new[] { "class 700", "class 3", "class 12", "class 999" }) StringAssert.Contains(text, name);
+        }
+        finally
+        {
+            System.IO.File.Delete(path);
+        }
     }
 
     [TestMethod]

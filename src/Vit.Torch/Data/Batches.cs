@@ -19,6 +19,10 @@ public sealed class Batch : IDisposable
     /// <summary>Number of samples.</summary>
     public int Count => (int)Labels.Size(0);
 
+    /// <summary>The batch's position in its epoch (0-based), or -1 when the source does not say: a source may leave out
+    /// a batch (every image unreadable), and a trainer that counts batches must not lose its place.</summary>
+    public int Index { get; init; } = -1;
+
     /// <summary>Frees both tensors.</summary>
     public void Dispose()
     {
@@ -67,9 +71,14 @@ public interface IBatchSource
         }
     }
 
-    /// <summary>What identifies the data and its batching (samples, labels, order, augmentation): a checkpoint refuses
-    /// to resume on other data. The default says only the counts.</summary>
-    string Fingerprint => $"{Count} samples, {NumClasses} classes, {BatchesPerEpoch} batches per epoch";
+    /// <summary>What identifies the data and its batching (samples, labels, order, augmentation), field by field: a
+    /// checkpoint refuses to resume on other data and names the fields that differ. The default says only the counts.</summary>
+    IReadOnlyDictionary<string, string> Fingerprint => new Dictionary<string, string>
+    {
+        ["samples"] = Count.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["classes"] = NumClasses.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["batches per epoch"] = BatchesPerEpoch.ToString(System.Globalization.CultureInfo.InvariantCulture),
+    };
 }
 
 /// <summary>SHA-256 fingerprints of what a batch source reads, for <see cref="IBatchSource.Fingerprint"/>.</summary>
@@ -156,10 +165,14 @@ public sealed class InMemoryBatchSource : IBatchSource
     public int[] Order(int epoch) => EpochOrder(data.Count, Shuffle, Seed, epoch);
 
     /// <inheritdoc />
-    public string Fingerprint => DataFingerprint.Of(
-        [$"in-memory {data.Count} x {data.ImageShape}", $"classes {data.NumClasses}", $"batch {BatchSize}", $"shuffle {Shuffle}", $"seed {Seed}",
-         $"shift {MaxShift}", $"flip {HorizontalFlip}", $"pad {PadValue}", string.Join(",", Enumerable.Range(0, data.Count).Select(i => data.Label(i)))],
-        data.Pixels);
+    public IReadOnlyDictionary<string, string> Fingerprint => new Dictionary<string, string>
+    {
+        ["images"] = $"{data.Count} x {data.ImageShape}, {DataFingerprint.Of([string.Join(",", Enumerable.Range(0, data.Count).Select(i => data.Label(i)))], data.Pixels)}",
+        ["classes"] = data.NumClasses.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["batch size"] = BatchSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["shuffle"] = $"{Shuffle}, seed {Seed}",
+        ["augmentation"] = $"shift {MaxShift}, flip {HorizontalFlip}, pad {PadValue}",
+    };
 
     /// <summary>
     /// The sample order of an epoch: 0..count-1, shuffled by a generator seeded with (seed, epoch) when
@@ -197,7 +210,7 @@ public sealed class InMemoryBatchSource : IBatchSource
                         Augment(data.Image(idx), target, c, h, w, rng);
                 }
             }
-            yield return new Batch(images, Tensor.FromArray(labels, n).DetachFromScope());
+            yield return new Batch(images, Tensor.FromArray(labels, n).DetachFromScope()) { Index = start / BatchSize };
         }
     }
 

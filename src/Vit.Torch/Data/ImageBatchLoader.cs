@@ -124,12 +124,23 @@ public sealed class ImageBatchLoader : IBatchSource
     /// <summary>The batches of an epoch; <paramref name="cancellationToken"/> stops the workers.</summary>
     public IEnumerable<Batch> Batches(int epoch, CancellationToken cancellationToken) => Batches(epoch, 0, cancellationToken);
 
-    /// <summary>The names and labels of the samples in order, and every option that shapes a batch.</summary>
-    public string Fingerprint => DataFingerprint.Of(
-        [$"images {data.Count}", $"classes {string.Join("|", data.ClassNames)}", $"batch {Options.BatchSize}", $"shuffle {Options.Shuffle}",
-         $"seed {Options.Seed}", $"channels {Options.Channels}", $"size {Options.ImageSize}", $"resize {Options.ResizeMode} {Options.Interpolation} {Options.CropFraction}",
-         $"normalization {Options.Normalization}", $"augment {Options.Augment is not null}", $"bad images {Options.OnBadImage}", $"max pixels {Options.MaxPixels}",
-         .. data.Samples.Select(s => $"{s.Name}\t{s.Label}")]);
+    /// <summary>The samples in order (names, labels, and for files their size and time of change), and every option that
+    /// shapes a training batch, field by field. Not the bad-image policy (switching to Skip after a bad image is how a run
+    /// recovers) nor the worker count (batches do not depend on it).</summary>
+    public IReadOnlyDictionary<string, string> Fingerprint => new Dictionary<string, string>
+    {
+        ["images"] = $"{data.Count}, {DataFingerprint.Of(data.Samples.Select(Describe))}",
+        ["classes"] = string.Join("|", data.ClassNames),
+        ["batch size"] = Options.BatchSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["shuffle"] = $"{Options.Shuffle}, seed {Options.Seed}",
+        ["input"] = $"{Options.Channels} channels, {Options.ImageSize}px, {Options.ResizeMode} {Options.Interpolation} {Options.CropFraction}, {Options.Normalization}",
+        ["augmentation"] = Options.Augment is null ? "none" : "on",
+        ["pixel limit"] = Options.MaxPixels.ToString(System.Globalization.CultureInfo.InvariantCulture),
+    };
+
+    private static string Describe(IImageSample s) => s is FileImageSample f && File.Exists(f.Path)
+        ? $"{s.Name}\t{s.Label}\t{new FileInfo(f.Path).Length}\t{File.GetLastWriteTimeUtc(f.Path).Ticks}"
+        : $"{s.Name}\t{s.Label}";
 
     /// <summary>
     /// The batches of an epoch from batch <paramref name="firstBatch"/> on (the samples of the batches before it are not
@@ -259,7 +270,7 @@ public sealed class ImageBatchLoader : IBatchSource
             try
             {
                 ImageBatch.WriteNormalized(images, Options.Normalization, tensor);  // throws for an image of the wrong channel count
-                return new Batch(tensor, Tensor.FromArray(labels.ToArray(), labels.Count));
+                return new Batch(tensor, Tensor.FromArray(labels.ToArray(), labels.Count)) { Index = b };
             }
             catch
             {

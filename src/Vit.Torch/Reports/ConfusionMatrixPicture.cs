@@ -23,6 +23,10 @@ public static class ConfusionMatrixPicture
     /// <summary>Labels longer than this are cut (with "…") on the axes; tooltips keep them whole.</summary>
     public const int MaxLabelLength = 22;
 
+    /// <summary>Most classes drawn: with more (ImageNet's 1000), the picture shows the ones most often confused (errors
+    /// in their row and column), and says so, so that it stays readable and small.</summary>
+    public const int MaxClasses = 60;
+
     /// <summary>
     /// Writes the confusion matrix <paramref name="counts"/> (counts[true][predicted], K × K, in the order of
     /// <paramref name="labels"/>, as <c>MulticlassClassificationMetrics.ConfusionMatrix</c> holds it) to
@@ -33,7 +37,17 @@ public static class ConfusionMatrixPicture
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         Validate(labels, counts);
-        AtomicFile.Write(path, stream => Render(stream, labels, counts));
+        string? note = null;
+        if (labels.Count > MaxClasses)
+        {
+            int k = labels.Count;
+            var errors = Enumerable.Range(0, k).Select(c => Enumerable.Range(0, k).Where(o => o != c).Sum(o => counts[c][o] + counts[o][c])).ToArray();
+            var keep = Enumerable.Range(0, k).OrderByDescending(c => errors[c]).ThenBy(c => c).Take(MaxClasses).Order().ToArray();
+            note = $"the {MaxClasses} of {k} classes most often confused";
+            labels = keep.Select(c => labels[c]).ToArray();
+            counts = keep.Select(i => (IReadOnlyList<long>)keep.Select(j => counts[i][j]).ToArray()).ToArray();
+        }
+        AtomicFile.Write(path, stream => Render(stream, labels, counts, note));
     }
 
     internal static void Validate(IReadOnlyList<string> labels, IReadOnlyList<IReadOnlyList<long>> counts)
@@ -58,7 +72,7 @@ public static class ConfusionMatrixPicture
         }
     }
 
-    private static void Render(Stream stream, IReadOnlyList<string> labels, IReadOnlyList<IReadOnlyList<long>> counts)
+    private static void Render(Stream stream, IReadOnlyList<string> labels, IReadOnlyList<IReadOnlyList<long>> counts, string? note)
     {
         var inv = CultureInfo.InvariantCulture;
         int k = labels.Count;
@@ -85,8 +99,8 @@ public static class ConfusionMatrixPicture
         svg.Text(14, 26, "Confusion matrix", 17, weight: "bold");
         string accuracy = total == 0 ? "no examples" :
             $"{total.ToString(inv)} examples, accuracy {((double)correct / total * 100).ToString("0.##", inv)}%";
-        svg.Text(14, 46, $"{accuracy} · rows: true class · columns: predicted class · colour: share of the row", 11, fill: "#555555",
-            cssClass: "subtitle");
+        svg.Text(14, 46, $"{(note is null ? "" : note + " · ")}{accuracy} · rows: true class · columns: predicted class · colour: share of the row", 11,
+            fill: "#555555", cssClass: "subtitle");
 
         svg.Start("g", ("class", "cells"));
         for (int i = 0; i < k; i++)

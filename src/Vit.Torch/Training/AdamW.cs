@@ -37,7 +37,11 @@ public sealed unsafe class AdamW : IDisposable
     /// Every parameter's moments must be given with its shape; everything is checked before anything is changed.
     /// </summary>
     /// <exception cref="ArgumentException">A moment is missing or has another shape; the message lists every problem.</exception>
-    public void LoadState(long stepCount, IReadOnlyDictionary<string, (Tensor ExpAvg, Tensor ExpAvgSq)> state)
+    /// <param name="stepCount">The step count to continue from.</param>
+    /// <param name="state">The moments by parameter name.</param>
+    /// <param name="missingStartAfresh">Parameters without moments start with zeros (a continued run that trains what
+    /// the saved one froze) instead of being an error.</param>
+    public void LoadState(long stepCount, IReadOnlyDictionary<string, (Tensor ExpAvg, Tensor ExpAvgSq)> state, bool missingStartAfresh = false)
     {
         ArgumentNullException.ThrowIfNull(state);
         if (stepCount < 0) throw new ArgumentOutOfRangeException(nameof(stepCount), stepCount, "the step count cannot be negative");
@@ -45,7 +49,10 @@ public sealed unsafe class AdamW : IDisposable
         for (int i = 0; i < parameters.Length; i++)
         {
             var name = Groups[i].Name;
-            if (!state.TryGetValue(name, out var s)) problems.Add($"{name}: no optimizer state");
+            if (!state.TryGetValue(name, out var s))
+            {
+                if (!missingStartAfresh) problems.Add($"{name}: no optimizer state");
+            }
             else if (!s.ExpAvg.Shape.AsSpan().SequenceEqual(parameters[i].Shape) || !s.ExpAvgSq.Shape.AsSpan().SequenceEqual(parameters[i].Shape))
                 problems.Add($"{name}: optimizer state of shape {Checkpoints.Safetensors.FormatShape(s.ExpAvg.Shape)}, the parameter is {Checkpoints.Safetensors.FormatShape(parameters[i].Shape)}");
         }
@@ -55,9 +62,14 @@ public sealed unsafe class AdamW : IDisposable
             throw new ArgumentException($"the optimizer state does not fit: {string.Join("; ", problems)}", nameof(state));
         for (int i = 0; i < parameters.Length; i++)
         {
-            var (m, v) = state[Groups[i].Name];
-            expAvg[i].CopyFrom(m);
-            expAvgSq[i].CopyFrom(v);
+            if (!state.TryGetValue(Groups[i].Name, out var s))
+            {
+                expAvg[i].Fill(0);
+                expAvgSq[i].Fill(0);
+                continue;
+            }
+            expAvg[i].CopyFrom(s.ExpAvg);
+            expAvgSq[i].CopyFrom(s.ExpAvgSq);
         }
         StepCount = stepCount;
     }

@@ -68,16 +68,23 @@ public sealed class Trainer
         var state = new RunState();
         (int, int)? resumedAt = null;
         long continued = 0;  // optimizer steps of a run this one continues
+        bool bestIsThisRuns = false;
         if (o.Resume && File.Exists(last))
         {
             state = TrainingCheckpoint.Restore(last!, model, optimizer, o.EmaDecay is null ? null : ema, best, fingerprint);
             resumedAt = (state.Epoch, state.Batch);
             continued = optimizer.StepCount - state.Step;
+            bestIsThisRuns = best.HasWeights && bestPath is not null && File.Exists(bestPath);
         }
-        else if (o.ContinueFrom is not null)
+        else
         {
-            TrainingCheckpoint.Restore(o.ContinueFrom, model, optimizer, null, null, null, optimizerOnly: true);
-            continued = optimizer.StepCount;
+            // A new run in this folder: an earlier run's best must not pass for this one's.
+            if (bestPath is not null && File.Exists(bestPath)) File.Delete(bestPath);
+            if (o.ContinueFrom is not null)
+            {
+                TrainingCheckpoint.Restore(o.ContinueFrom, model, optimizer, null, null, null, optimizerOnly: true);
+                continued = optimizer.StepCount;
+            }
         }
         long totalSteps = continued + stepsPerEpoch * o.Epochs;
         var schedule = new LearningRateSchedule(o.LearningRate, totalSteps, (long)(o.WarmupFraction * totalSteps), o.MinLearningRate, o.Schedule);
@@ -87,13 +94,15 @@ public sealed class Trainer
         var fitClock = Stopwatch.StartNew();
         long stepsThisRun = 0;
         TimeSpan RunTime() => state.RunTime + runClock.Elapsed;
-
+        // The generator as it was after the last whole step: a checkpoint taken midway through an accumulation group (on
+        // a failure or a cancellation) resumes from the group's start, before its batches drew their dropout.
+        var rng = Torch.GetRngState();
         var checkpointTime = new Stopwatch();
         int checkpoints = 0;
         void Checkpoint(string path)
         {
             checkpointTime.Start();
-            TrainingCheckpoint.Save(path, model, optimizer, o.EmaDecay is null ? null : ema, best, state, fingerprint, o.CheckpointMetadata);
+            TrainingCheckpoint.Save(path, model, optimizer, o.EmaDecay is null ? null : ema, best, state, rng, fingerprint, o.CheckpointMetadata);
             checkpointTime.Stop();
             checkpoints++;
             lastWritten = path;
@@ -102,7 +111,7 @@ public sealed class Trainer
         try
         {
             var checkpointClock = Stopwatch.StartNew();
-            for (; state.Epoch < o.Epochs && !cancelled && !state.StoppedEarly; state.Epoch++, state.Batch = 0)
+            while (state.Epoch < o.Epochs && !cancelled && !state.StoppedEarly)
             {
                 int epoch = state.Epoch;
                 model.Train();
@@ -111,6 +120,34 @@ public sealed class Trainer
                 TimeSpan EpochTime() => state.EpochTime + epochClock.Elapsed;
                 int batch = state.Batch;
                 (double Loss, long Correct, long Seen) pending = (0, 0, 0);  // batches since the last optimizer step
+                bool stepPending = false;
+                void StepGroup(double loss)
+                {
+                    double lr = schedule.At(continued + state.Step);
+                    inStep = true;
+                    Step(optimizer, lr, epoch + 1, continued + state.Step);
+                    if (o.EmaDecay is { } d) ema.Update(model, d);
+                    inStep = false;
+                    // The state moves at step boundaries only, so that a checkpoint is always of a whole step.
+                    (state.LossSum, state.Correct, state.Seen) = (state.LossSum + pending.Loss, state.Correct + pending.Correct, state.Seen + pending.Seen);
+                    pending = (0, 0, 0);
+                    stepPending = false;
+                    state.Step++;
+                    state.Batch = batch;
+                    rng.Dispose();
+                    rng = Torch.GetRngState();
+                    AfterStep?.Invoke(state.Step, epoch + 1);
+                    if (progress is not null)
+                    {
+                        double ips = state.Seen / Math.Max(1e-9, EpochTime().TotalSeconds);
+                        long all = stepsPerEpoch * o.Epochs;
+                        stepsThisRun++;
+                        var eta = TimeSpan.FromSeconds((all - state.Step) * (fitClock.Elapsed.TotalSeconds / stepsThisRun));
+                        progress.Report(new VitTrainingProgress(epoch + 1, o.Epochs, state.Step, all, loss, state.Seen == 0 ? 0 : (double)state.Correct / state.Seen,
+                            lr, ips, RunTime(), eta));
+                    }
+                }
+                double lastLoss = double.NaN;
                 try
                 {
                     foreach (var loaded in train.Batches(epoch, state.Batch, cancellationToken))
@@ -121,31 +158,17 @@ public sealed class Trainer
                             cancelled = true;
                             break;
                         }
-                        var (loss, right) = Forward(b, epoch, batch, k);
+                        // A source may leave a batch out (every image unreadable): its index keeps the groups in place.
+                        int index = b.Index >= 0 ? b.Index : batch;
+                        if (stepPending && index / k != (batch - 1) / k) StepGroup(lastLoss);  // the rest of the group was left out
+                        var (loss, right) = Forward(b, epoch, index, k);
                         StepLosses.Add(loss);
+                        lastLoss = loss;
                         pending = (pending.Loss + loss * b.Count, pending.Correct + right, pending.Seen + b.Count);
-                        batch++;
+                        stepPending = true;
+                        batch = index + 1;
                         if (batch % k != 0 && batch != batchesPerEpoch) continue;  // accumulate
-
-                        double lr = schedule.At(continued + state.Step);
-                        inStep = true;
-                        Step(optimizer, lr, epoch + 1, continued + state.Step);
-                        if (o.EmaDecay is { } d) ema.Update(model, d);
-                        inStep = false;
-                        // The state moves at step boundaries only, so that a checkpoint is always of a whole step.
-                        (state.LossSum, state.Correct, state.Seen) = (state.LossSum + pending.Loss, state.Correct + pending.Correct, state.Seen + pending.Seen);
-                        pending = (0, 0, 0);
-                        state.Step++;
-                        state.Batch = batch;
-                        AfterStep?.Invoke(state.Step, epoch + 1);
-                        if (progress is not null)
-                        {
-                            double ips = state.Seen / Math.Max(1e-9, EpochTime().TotalSeconds);
-                            long all = stepsPerEpoch * o.Epochs;
-                            stepsThisRun++;
-                            var eta = TimeSpan.FromSeconds((all - state.Step) * (fitClock.Elapsed.TotalSeconds / stepsThisRun));
-                            progress.Report(new VitTrainingProgress(epoch + 1, o.Epochs, state.Step, all, loss, (double)state.Correct / state.Seen, lr, ips, RunTime(), eta));
-                        }
+                        StepGroup(loss);
                         if (last is not null && o.CheckpointInterval is { } every && checkpointClock.Elapsed >= every && batch < batchesPerEpoch)
                         {
                             (state.EpochTime, state.RunTime) = (EpochTime(), RunTime());
@@ -154,19 +177,21 @@ public sealed class Trainer
                             checkpointClock.Restart();
                         }
                     }
+                    if (!cancelled && stepPending)
+                    {
+                        batch = batchesPerEpoch;  // the epoch's last batches were left out
+                        StepGroup(lastLoss);
+                    }
                 }
                 catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
                 {
                     cancelled = true;  // stopped while the loader prepared a batch
                 }
+                if (cancelled) break;
                 if (state.Seen == 0)
-                {
-                    if (cancelled) break;
-                    throw new ArgumentException("no training images could be used in this epoch (all were skipped as unreadable); see the loader's warnings", nameof(train));
-                }
+                    throw new InvalidDataException("no training images could be used in this epoch (all were skipped as unreadable); see the loader's warnings");
                 // A cancelled, partial epoch is not evaluated: that would delay the stop by a full pass over the
                 // evaluation set, and a partial epoch should not become the "best" one.
-                if (cancelled) break;
                 var eval = evaluation is null ? null : Evaluate(model, evaluation, cancellationToken);
                 EvaluationResult? emaEval = null;
                 if (evaluation is not null && o.EmaDecay is not null && eval is not null)
@@ -189,40 +214,54 @@ public sealed class Trainer
                 }
                 var r = new EpochResult(epoch + 1, state.LossSum / state.Seen, (double)state.Correct / state.Seen, eval,
                     state.Seen / Math.Max(1e-9, EpochTime().TotalSeconds), RunTime(), schedule.At(continued + state.Step - 1)) { EmaEvaluation = emaEval };
-                state.History.Add(r);
-                onEpoch?.Invoke(r);
+
+                // The epoch's bookkeeping, then its checkpoint, then the caller: a failure before the checkpoint leaves the
+                // state as it was (the epoch is evaluated again on resume), a failure after it leaves the next epoch's start.
+                var (bestScore, bestEpoch, sinceBest, stoppedEarly) = (state.BestScore, state.BestEpoch, state.SinceBest, false);
                 var watched = emaEval ?? eval;
                 if (watched is not null)
                 {
                     // Higher is better for the score: accuracy, or minus the loss.
                     var metric = o.EarlyStopping?.Metric ?? EarlyStoppingMetric.Accuracy;
                     double score = metric == EarlyStoppingMetric.Accuracy ? watched.Accuracy : -watched.Loss;
-                    if (score > state.BestScore + (o.EarlyStopping?.MinDelta ?? 0))
+                    if (score > bestScore + (o.EarlyStopping?.MinDelta ?? 0))
                     {
-                        state.BestScore = score;
-                        state.BestEpoch = epoch + 1;
-                        state.SinceBest = 0;
+                        (bestScore, bestEpoch, sinceBest) = (score, epoch + 1, 0);
                         if (keepBest)
                         {
                             if (o.EmaDecay is null) best.Take(model);
                             else best.Load(model, ema.Tensors);  // with an EMA, the best epoch is the EMA's
                         }
-                        if (bestPath is not null) TrainingCheckpoint.SaveWeights(bestPath, model, best, o.CheckpointMetadata);
+                        if (bestPath is not null)
+                        {
+                            TrainingCheckpoint.SaveWeights(bestPath, model, best, o.CheckpointMetadata);
+                            bestIsThisRuns = true;
+                        }
                     }
-                    else if (o.EarlyStopping is { } es && ++state.SinceBest >= es.Patience)
+                    else if (o.EarlyStopping is { } es && ++sinceBest >= es.Patience)
                     {
-                        state.StoppedEarly = true;
+                        stoppedEarly = true;
                     }
                 }
+                (state.BestScore, state.BestEpoch, state.SinceBest, state.StoppedEarly) = (bestScore, bestEpoch, sinceBest, stoppedEarly);
+                state.History.Add(r);
+                (state.Epoch, state.Batch, state.LossSum, state.Correct, state.Seen) = (epoch + 1, 0, 0, 0, 0);  // the next epoch starts afresh
+                (state.EpochTime, state.RunTime) = (TimeSpan.Zero, RunTime());
+                runClock = Stopwatch.StartNew();
                 if (last is not null)
                 {
-                    (state.Epoch, state.Batch) = (epoch + 1, 0);  // the next epoch starts afresh
-                    (state.EpochTime, state.RunTime) = (TimeSpan.Zero, RunTime());
-                    runClock = Stopwatch.StartNew();
                     Checkpoint(last);
                     checkpointClock.Restart();
-                    state.Epoch = epoch;  // the loop's increment moves on
                 }
+                onEpoch?.Invoke(r);
+            }
+            if (cancelled && last is not null)
+            {
+                // Stopped by the caller (Ctrl+C): keep the last whole step, so that Resume continues from here.
+                optimizer.ZeroGrad();
+                state.RunTime = RunTime();
+                runClock = Stopwatch.StartNew();
+                Checkpoint(last);
             }
         }
         catch (TrainingDivergedException e)
@@ -231,7 +270,7 @@ public sealed class Trainer
             string? saved = SaveRescue(Checkpoint, last) ?? lastWritten;
             throw new TrainingDivergedException(e.Message + (saved is null ? "" : $" The last good state is in {saved}."), saved);
         }
-        catch (Exception e) when (e is not OperationCanceledException and not ArgumentException)
+        catch (Exception e) when (e is not OperationCanceledException)
         {
             // Between steps the state is consistent: checkpoint it; inside an optimizer step it may not be.
             string? saved = (inStep ? null : SaveRescue(Checkpoint, last)) ?? lastWritten;
@@ -240,26 +279,23 @@ public sealed class Trainer
                 (saved is null ? "" : $" The last good state is in {saved}: resume from it with Resume = true, or fine-tune from it with StartFrom."),
                 saved, e);
         }
-
-        if (cancelled && last is not null)
+        finally
         {
-            // Stopped by the caller (Ctrl+C): keep the last whole step, so that Resume continues from here.
-            optimizer.ZeroGrad();
-            (state.RunTime) = RunTime();
-            runClock = Stopwatch.StartNew();
-            Checkpoint(last);
+            rng.Dispose();
         }
-        int bestEpoch = state.BestEpoch;
+
+        if (o.FinalStatePath is not null) TrainingCheckpoint.SaveOptimizer(o.FinalStatePath, optimizer, state, fingerprint);
+        int finalBest = state.BestEpoch;
         if ((state.StoppedEarly || cancelled || o.EarlyStopping is not null) && best.HasWeights)
             best.Restore(model);
         else
         {
             if (o.EmaDecay is not null) ema.Restore(model);
-            bestEpoch = state.History.Count;
+            finalBest = state.History.Count;
         }
-        return new TrainingResult(state.History, bestEpoch, state.StoppedEarly, cancelled)
+        return new TrainingResult(state.History, finalBest, state.StoppedEarly, cancelled)
         {
-            LastCheckpoint = lastWritten, BestCheckpoint = bestPath is not null && File.Exists(bestPath) ? bestPath : null, ResumedAt = resumedAt,
+            LastCheckpoint = lastWritten, BestCheckpoint = bestIsThisRuns ? bestPath : null, ResumedAt = resumedAt,
             Checkpoints = (checkpoints, checkpointTime.Elapsed),
         };
 
@@ -273,7 +309,7 @@ public sealed class Trainer
                 write(target);
                 return target;
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            catch (Exception e) when (e is not OutOfMemoryException)
             {
                 return null;  // the original error matters more
             }
@@ -293,8 +329,12 @@ public sealed class Trainer
             ["layer decay"] = o.LayerDecay?.ToString("R") ?? "none", ["accumulation"] = o.AccumulationSteps.ToString(),
             ["EMA"] = o.EmaDecay?.ToString("R") ?? "none", ["model"] = model.Config.ToJson().ToJsonString(),
             ["trained parameters"] = string.Join(",", model.NamedParameters().Where(p => p.Parameter.RequiresGrad).Select(p => p.Name)),
-            ["training data"] = train.Fingerprint, ["evaluation data"] = evaluation?.Fingerprint ?? "none",
+            ["evaluation data"] = evaluation is null ? "none" : "given",
         };
+        foreach (var (key, value) in train.Fingerprint) f[$"training data: {key}"] = value;
+        // The evaluation's batching does not change its results (up to rounding), so its batch size may change.
+        if (evaluation is not null)
+            foreach (var (key, value) in evaluation.Fingerprint.Where(kv => kv.Key != "batch size")) f[$"evaluation data: {key}"] = value;
         if (o.Fingerprint is not null)
             foreach (var (key, value) in o.Fingerprint) f[key] = value;
         return f;

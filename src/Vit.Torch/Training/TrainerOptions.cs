@@ -93,6 +93,10 @@ public sealed record TrainerOptions
     /// trainer adds its own options, the model's config and the data's fingerprints.</summary>
     public IReadOnlyDictionary<string, string>? Fingerprint { get; init; }
 
+    /// <summary>Where to write, at the end of training, the optimizer's state alone (AdamW's moments and step), for a
+    /// model file to carry (null: nowhere).</summary>
+    public string? FinalStatePath { get; init; }
+
     /// <summary>A checkpoint whose optimizer state (AdamW's moments and step) and step count this run continues from
     /// (the weights are the model's): the schedule covers the saved steps and this run's, so warmup is not repeated.</summary>
     public string? ContinueFrom { get; init; }

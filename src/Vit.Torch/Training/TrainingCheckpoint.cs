@@ -58,7 +58,7 @@ internal static class TrainingCheckpoint
 
     /// <summary>Writes a checkpoint atomically.</summary>
     public static void Save(string path, VisionTransformer model, AdamW optimizer, WeightSnapshot? ema, WeightSnapshot? best, RunState state,
-        IReadOnlyDictionary<string, string> fingerprint, IReadOnlyDictionary<string, string>? metadata)
+        Tensor rng, IReadOnlyDictionary<string, string> fingerprint, IReadOnlyDictionary<string, string>? metadata)
     {
         using var scope = TensorScope.Begin();
         var tensors = new List<(string, Tensor)>(model.NamedParameters());
@@ -67,7 +67,7 @@ internal static class TrainingCheckpoint
             tensors.Add(($"{StatePrefix}exp_avg.{name}", m));
             tensors.Add(($"{StatePrefix}exp_avg_sq.{name}", v));
         }
-        tensors.Add(($"{StatePrefix}rng", Torch.GetRngState()));
+        tensors.Add(($"{StatePrefix}rng", rng));
         if (ema is { HasWeights: true })
             tensors.AddRange(ema.Tensors.Select(kv => ($"{StatePrefix}ema.{kv.Key}", kv.Value)));
         if (best is { HasWeights: true })
@@ -75,6 +75,21 @@ internal static class TrainingCheckpoint
         var all = Metadata(model, metadata);
         all[StateKey] = StateJson(state, optimizer.StepCount, fingerprint).ToJsonString();
         Safetensors.Save(path, tensors, all);
+    }
+
+    /// <summary>
+    /// Writes the optimizer's state alone (AdamW's moments and step, with the run's position): what a model file carries
+    /// so that continuing from it resumes the optimizer exactly, at the size of two copies of the trained weights.
+    /// </summary>
+    public static void SaveOptimizer(string path, AdamW optimizer, RunState state, IReadOnlyDictionary<string, string> fingerprint)
+    {
+        var tensors = new List<(string, Tensor)>();
+        foreach (var (name, m, v) in optimizer.State)
+        {
+            tensors.Add(($"{StatePrefix}exp_avg.{name}", m));
+            tensors.Add(($"{StatePrefix}exp_avg_sq.{name}", v));
+        }
+        Safetensors.Save(path, tensors, new Dictionary<string, string> { [StateKey] = StateJson(state, optimizer.StepCount, fingerprint).ToJsonString() });
     }
 
     /// <summary>Writes weights alone (the best epoch's) as a model file, atomically.</summary>
@@ -137,6 +152,8 @@ internal static class TrainingCheckpoint
             foreach (var (name, p) in parameters) Need(name, p.Shape);
         foreach (var (name, m, _) in optimizer.State)
         {
+            // Continuing trains what the saved run may have frozen (a head-only run): those parameters start afresh.
+            if (optimizerOnly && !byName.ContainsKey($"{StatePrefix}exp_avg.{name}")) continue;
             Need($"{StatePrefix}exp_avg.{name}", m.Shape);
             Need($"{StatePrefix}exp_avg_sq.{name}", m.Shape);
         }
@@ -157,11 +174,11 @@ internal static class TrainingCheckpoint
 
         using var scope = TensorScope.Begin();
         Tensor Read(string name) => file.Read(name);
-        var moments = optimizer.State.ToDictionary(s => s.Name,
+        var moments = optimizer.State.Where(s => byName.ContainsKey($"{StatePrefix}exp_avg.{s.Name}")).ToDictionary(s => s.Name,
             s => (Read($"{StatePrefix}exp_avg.{s.Name}"), Read($"{StatePrefix}exp_avg_sq.{s.Name}")), StringComparer.Ordinal);
         if (optimizerOnly)
         {
-            optimizer.LoadState(optimizerSteps, moments);
+            optimizer.LoadState(optimizerSteps, moments, missingStartAfresh: true);
             return state;
         }
         var weights = parameters.ToDictionary(p => p.Name, p => Read(p.Name), StringComparer.Ordinal);
