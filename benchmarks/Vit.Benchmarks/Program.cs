@@ -11,7 +11,7 @@ using Vit.Torch.Model;
 using Vit.Torch.Training;
 
 var opts = new Dictionary<string, string>();
-if (args.Length == 0 || args[0] is not ("train-step" or "loader" or "predict" or "onnx"))
+if (args.Length == 0 || args[0] is not ("train-step" or "score" or "loader" or "predict" or "onnx"))
 {
     Console.Error.WriteLine("usage: Vit.Benchmarks train-step [--image N --channels N --patch N --dim N --depth N --heads N --mlp N " +
                             "--classes N --batch N --threads N --blas-threads N --warmup N --steps N]\n" +
@@ -31,6 +31,8 @@ var cfg = new VitConfig
     ImageSize = Get("image", 224), Channels = Get("channels", 3), PatchSize = Get("patch", 16), Dim = Get("dim", 192),
     Depth = Get("depth", 12), Heads = Get("heads", 3), MlpDim = Get("mlp", 768), NumClasses = Get("classes", 1000),
 }.Validate();
+var precision = Enum.Parse<Precision>(opts.GetValueOrDefault("precision", "Float32"), ignoreCase: true);
+if (args[0] == "score") return ScoreBenchmark.Run(Get, cfg, precision);
 int batch = Get("batch", 64), warmup = Get("warmup", 3), steps = Get("steps", 10);
 Torch.SetThreads(Get("threads", Environment.ProcessorCount), Get("blas-threads", 1));
 Torch.ManualSeed(0);
@@ -43,7 +45,8 @@ for (int s = 0; s < warmup + steps; s++)
 {
     if (s == warmup) clock.Start();
     using var scope = TensorScope.Begin();
-    var loss = F.CrossEntropy(model.Forward(x), y, 0.1);
+    Tensor loss;
+    using (MixedPrecision.Autocast(precision, Device.Cpu)) loss = F.CrossEntropy(model.Forward(x), y, 0.1);
     loss.Backward();
     optimizer.ClipGradNorm(1.0);
     optimizer.Step();
@@ -51,7 +54,20 @@ for (int s = 0; s < warmup + steps; s++)
     _ = loss.Item();
 }
 clock.Stop();
+if (opts.TryGetValue("profile", out var trace))
+{
+    using (Torch.Profile(trace))
+    {
+        using var scope = TensorScope.Begin();
+        Tensor loss;
+        using (MixedPrecision.Autocast(precision, Device.Cpu)) loss = F.CrossEntropy(model.Forward(x), y, 0.1);
+        loss.Backward();
+        optimizer.ClipGradNorm(1.0);
+        optimizer.Step();
+        optimizer.ZeroGrad();
+    }
+}
 var (t, b) = Torch.Threads;
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"vit-dotnet train-step images/s {batch * steps / clock.Elapsed.TotalSeconds:F1} (threads {t}/{b}, batch {batch}, steps {steps})"));
+    $"vit-dotnet train-step images/s {batch * steps / clock.Elapsed.TotalSeconds:F1} (threads {t}/{b}, batch {batch}, steps {steps}, {precision})"));
 return 0;

@@ -32,6 +32,23 @@ public static unsafe class F
     /// <summary>Softmax along a dimension.</summary>
     public static Tensor Softmax(Tensor x, long dim) => Tensor.Wrap(vit_nn_softmax(x.Handle, dim, out var o), o);
 
+    /// <summary>
+    /// Multi-head scaled dot-product self-attention of a fused projection, one autograd node: <paramref name="qkv"/>
+    /// (B, N, 3D) holds q, k and v side by side, each <paramref name="heads"/> heads of D/heads; the result (B, N, D) is
+    /// the heads' softmax(scale · q kᵀ) v concatenated (Vaswani et al. 2017, eq. 1). The same mathematics as the chain
+    /// reshape, permute, matmul, softmax, matmul, with one reorder instead of three copies and bfloat16 softmax on
+    /// oneDNN's AVX-512 kernels. Dropout <paramref name="dropout"/> applies to the probabilities when
+    /// <paramref name="training"/>; <paramref name="probabilities"/> receives them (B, H, N, N) before dropout, detached.
+    /// </summary>
+    public static Tensor SelfAttention(Tensor qkv, int heads, double scale, double dropout, bool training, out Tensor? probabilities, bool returnProbabilities)
+    {
+        IntPtr p = IntPtr.Zero;
+        int status = vit_nn_self_attention(qkv.Handle, heads, scale, dropout, training ? 1 : 0, out var o, returnProbabilities ? &p : null);
+        var output = Tensor.Wrap(status, o);
+        probabilities = returnProbabilities ? Tensor.Wrap(0, p) : null;
+        return output;
+    }
+
     /// <summary>Log-softmax along a dimension (numerically stable).</summary>
     public static Tensor LogSoftmax(Tensor x, long dim) => Tensor.Wrap(vit_nn_log_softmax(x.Handle, dim, out var o), o);
 

@@ -109,6 +109,44 @@ public static unsafe class Torch
     /// <summary>Turns autograd recording on on this thread until disposed (torch.enable_grad).</summary>
     public static IDisposable EnableGrad() => new GradMode(true);
 
+    /// <summary>
+    /// Inference mode on this thread until the returned object is disposed (torch.inference_mode): no autograd recording
+    /// and no version counting, for scoring. Tensors made inside cannot take part in autograd later. Dispose on the same
+    /// thread, innermost first.
+    /// </summary>
+    public static IDisposable InferenceMode()
+    {
+        EnsureLoaded();
+        Check(vit_inference_mode_enter(out var guard));
+        return new NativeGuard(guard, vit_inference_mode_exit);
+    }
+
+    /// <summary>
+    /// Times every libtorch op run on this thread (forward and backward) until the returned object is disposed, then
+    /// writes them to <paramref name="path"/> as a Chrome trace (open in chrome://tracing or Perfetto).
+    /// </summary>
+    public static IDisposable Profile(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        EnsureLoaded();
+        Check(vit_profile_begin(Path.GetFullPath(path), out var guard));
+        return new NativeGuard(guard, vit_profile_end);
+    }
+
+    private sealed class NativeGuard(IntPtr guard, Action<IntPtr> free) : IDisposable
+    {
+        private readonly int threadId = Environment.CurrentManagedThreadId;
+
+        public void Dispose()
+        {
+            if (guard == IntPtr.Zero) return;
+            if (Environment.CurrentManagedThreadId != threadId)
+                throw new InvalidOperationException("this per-thread mode must be left on the thread that entered it");
+            free(guard);
+            guard = IntPtr.Zero;
+        }
+    }
+
     private sealed class GradMode : IDisposable
     {
         private readonly int previous;

@@ -427,6 +427,20 @@ public sealed class GradientTests
     public void LogSoftmax() => GradCheck.Check(xs => F.LogSoftmax(xs[0], 1), U([2, 3], -2, 2));
 
     [TestMethod]
+    public void SelfAttention_FusedNode() =>
+        // (B 2, N 3, 3D 12) with 2 heads of 2: the one autograd node of F.SelfAttention against finite differences.
+        GradCheck.Check(xs => F.SelfAttention(xs[0], 2, 0.7, 0, false, out _, false), U([2, 3, 12], -2, 2));
+
+    [TestMethod]
+    public void SelfAttention_FusedNodeWithDropout() =>
+        // The same seed before every evaluation draws the same dropout mask, so the finite differences see one function.
+        GradCheck.Check(xs =>
+        {
+            Torch.ManualSeed(31);
+            return F.SelfAttention(xs[0], 2, 0.7, 0.4, true, out _, false);
+        }, U([2, 3, 12], -2, 2));
+
+    [TestMethod]
     public void Dropout_ZeroProbabilityInTrainingIsIdentity() => GradCheck.Check(xs => F.Dropout(xs[0], 0, training: true), U([2, 3]));
 
     [TestMethod]

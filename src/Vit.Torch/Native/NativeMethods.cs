@@ -14,7 +14,7 @@ internal static unsafe partial class NativeMethods
     internal const string Lib = "vit_native";
 
     /// <summary>The ABI version this assembly was written against; the shim must report the same.</summary>
-    internal const int ExpectedAbiVersion = 4;
+    internal const int ExpectedAbiVersion = 5;
 
     /// <summary>The libtorch major.minor the shim is built and tested against.</summary>
     internal const string ExpectedTorchVersion = "1.13";
@@ -132,6 +132,16 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(Lib)] internal static partial int vit_rng_get_state(out IntPtr o);
     [LibraryImport(Lib)] internal static partial int vit_rng_set_state(TensorHandle state);
     [LibraryImport(Lib)] internal static partial int vit_grad_set_enabled(int enabled, out int previous);
+    // Autocast regions (device type 0 CPU, 1 CUDA): enter returns the previous switch and dtype for exit.
+    [LibraryImport(Lib)] internal static partial int vit_autocast_enter(int deviceType, int enabled, int dtype, out int previousEnabled, out int previousDtype);
+    [LibraryImport(Lib)] internal static partial int vit_autocast_exit(int deviceType, int previousEnabled, int previousDtype);
+    [LibraryImport(Lib)] internal static partial int vit_autocast_is_enabled(int deviceType, out int enabled);
+    // Inference mode: the guard handle is owned by the caller and freed by exit, on the same thread.
+    [LibraryImport(Lib)] internal static partial int vit_inference_mode_enter(out IntPtr guard);
+    [LibraryImport(Lib)] internal static partial void vit_inference_mode_exit(IntPtr guard);
+    // Profiler: the guard is owned by the caller; freeing it writes the Chrome trace.
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] internal static partial int vit_profile_begin(string path, out IntPtr guard);
+    [LibraryImport(Lib)] internal static partial void vit_profile_end(IntPtr guard);
 
     // ---- lifetime, creation, metadata ----
     [LibraryImport(Lib)] internal static partial void vit_tensor_free(IntPtr t);
@@ -227,6 +237,8 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(Lib)] internal static partial int vit_nn_interpolate(TensorHandle x, int mode, long outH, long outW, int antialias, out IntPtr o);
     [LibraryImport(Lib)] internal static partial int vit_nn_layer_norm(TensorHandle x, long* dims, int n, TensorHandle w, TensorHandle b, double eps, out IntPtr o);
     [LibraryImport(Lib)] internal static partial int vit_nn_softmax(TensorHandle x, long dim, out IntPtr o);
+    // probs may be null; otherwise it receives a second new handle (the attention probabilities).
+    [LibraryImport(Lib)] internal static partial int vit_nn_self_attention(TensorHandle qkv, long heads, double scale, double dropout, int train, out IntPtr o, IntPtr* probs);
     [LibraryImport(Lib)] internal static partial int vit_nn_log_softmax(TensorHandle x, long dim, out IntPtr o);
     [LibraryImport(Lib)] internal static partial int vit_nn_dropout(TensorHandle x, double p, int train, out IntPtr o);
     [LibraryImport(Lib)] internal static partial int vit_nn_cross_entropy(TensorHandle logits, TensorHandle target, double labelSmoothing, int reduction, out IntPtr o);

@@ -9,22 +9,28 @@
 //    caller owns.
 //  - The shim knows tensors and ops, not ViT.
 #include "vit_common.h"
+#include "vit_fused.h"
 
 #include <torch/torch.h>
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <atomic>
 #include <cmath>
 #include <cstring>
 #include <dlfcn.h>
 #include <malloc.h>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 // Bumped whenever an export's signature or meaning changes; checked by the C# loader.
-static constexpr int kAbiVersion = 4;  // 2: imaging exports (vit_imaging.cpp); 3: interpolate, AdamW lr scales; 4: generator state
+static constexpr int kAbiVersion = 5;  // 2: imaging exports (vit_imaging.cpp); 3: interpolate, AdamW lr scales; 4: generator state;
+                                       // 5: autocast and inference mode
 
 using T = at::Tensor;
 
@@ -255,6 +261,91 @@ VIT_API int vit_grad_set_enabled(int enabled, int* prev) {
   at::GradMode::set_enabled(enabled != 0);
   VIT_CATCH
 }
+
+// Mixed precision, as torch.autocast's __enter__ does on the calling thread: remembers the previous switch and
+// dtype of the device type's autocast (0 CPU, 1 CUDA) in *prev_enabled / *prev_dtype, sets the new ones and
+// counts one more nesting level. dtype is a dtype code (bfloat16 or float16); enabled 0 makes a region that turns
+// autocast off, as autocast(enabled=False) does. Regions are thread-local and must be exited on the same thread,
+// innermost first.
+VIT_API int vit_autocast_enter(int device_type, int enabled, int dtype, int* prev_enabled, int* prev_dtype) {
+  VIT_TRY
+  check_out(prev_enabled);
+  check_out(prev_dtype);
+  const at::ScalarType fast = to_scalar_type(dtype);
+  if (fast != at::kBFloat16 && fast != at::kHalf)
+    throw std::invalid_argument("autocast needs a 16-bit float dtype (bfloat16 or float16)");
+  if (device_type == 0) {
+    if (fast != at::kBFloat16) throw std::invalid_argument("CPU autocast supports bfloat16 only");
+    *prev_enabled = at::autocast::is_cpu_enabled() ? 1 : 0;
+    *prev_dtype = from_scalar_type(at::autocast::get_autocast_cpu_dtype());
+    at::autocast::set_cpu_enabled(enabled != 0);
+    at::autocast::set_autocast_cpu_dtype(fast);
+  } else if (device_type == 1) {
+    *prev_enabled = at::autocast::is_enabled() ? 1 : 0;
+    *prev_dtype = from_scalar_type(at::autocast::get_autocast_gpu_dtype());
+    at::autocast::set_enabled(enabled != 0);
+    at::autocast::set_autocast_gpu_dtype(fast);
+  } else {
+    throw std::invalid_argument("unknown device type " + std::to_string(device_type));
+  }
+  at::autocast::increment_nesting();
+  VIT_CATCH
+}
+
+// Leaves a region entered by vit_autocast_enter with the values it returned, as __exit__ does: the cache of
+// weights cast to the low-precision dtype is cleared when the outermost region ends.
+VIT_API int vit_autocast_exit(int device_type, int prev_enabled, int prev_dtype) {
+  VIT_TRY
+  const at::ScalarType fast = to_scalar_type(prev_dtype);
+  if (device_type != 0 && device_type != 1)
+    throw std::invalid_argument("unknown device type " + std::to_string(device_type));
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  if (device_type == 0) {
+    at::autocast::set_cpu_enabled(prev_enabled != 0);
+    at::autocast::set_autocast_cpu_dtype(fast);
+  } else {
+    at::autocast::set_enabled(prev_enabled != 0);
+    at::autocast::set_autocast_gpu_dtype(fast);
+  }
+  VIT_CATCH
+}
+
+// Whether CPU (0) or CUDA (1) autocast is on for this thread.
+VIT_API int vit_autocast_is_enabled(int device_type, int* out) {
+  VIT_TRY
+  check_out(out);
+  if (device_type == 0)
+    *out = at::autocast::is_cpu_enabled() ? 1 : 0;
+  else if (device_type == 1)
+    *out = at::autocast::is_enabled() ? 1 : 0;
+  else
+    throw std::invalid_argument("unknown device type " + std::to_string(device_type));
+  VIT_CATCH
+}
+
+// torch.inference_mode: no autograd recording and no version counters on this thread until the guard is freed.
+// The guard is an opaque handle the caller owns; vit_inference_mode_exit frees it and must run on the same thread,
+// innermost first. Tensors made inside cannot later take part in autograd.
+VIT_API int vit_inference_mode_enter(void** guard) {
+  VIT_TRY
+  check_out(guard);
+  *guard = new c10::InferenceMode(true);
+  VIT_CATCH
+}
+
+VIT_API void vit_inference_mode_exit(void* guard) { delete static_cast<c10::InferenceMode*>(guard); }
+
+// libtorch's profiler on this thread: every op until vit_profile_end is timed and written to `path` as a Chrome
+// trace (chrome://tracing, Perfetto) when the guard is freed. The guard is owned by the caller.
+VIT_API int vit_profile_begin(const char* path, void** guard) {
+  VIT_TRY
+  check_out(guard);
+  if (path == nullptr) throw std::invalid_argument("null profile path");
+  *guard = new torch::autograd::profiler::RecordProfile(std::string(path));
+  VIT_CATCH
+}
+
+VIT_API void vit_profile_end(void* guard) { delete static_cast<torch::autograd::profiler::RecordProfile*>(guard); }
 
 // ---------------------------------------------------------------------------------------------------------
 // Tensor lifetime, creation, metadata, data transfer
@@ -754,6 +845,26 @@ VIT_API int vit_nn_layer_norm(const T* x, const int64_t* dims, int n, const T* w
   if (w != nullptr) weight = ref(w);
   if (b != nullptr) bias = ref(b);
   *out = wrap(at::layer_norm(ref(x), dims_of(dims, n), weight, bias, eps));
+  VIT_CATCH
+}
+
+// Multi-head self-attention of a fused (B, N, 3D) projection (vit_fused.h), in qkv's dtype (or autocast's).
+// probs may be NULL; otherwise *probs receives a new handle to the probabilities (B, H, N, N) before dropout,
+// detached. Both results are created before either handle is, so a failure leaks neither.
+VIT_API int vit_nn_self_attention(const T* qkv, int64_t heads, double scale, double dropout, int train, T** out,
+                                  T** probs) {
+  VIT_TRY
+  check_out(out);
+  at::Tensor p;
+  auto o = vit::self_attention(ref(qkv), heads, scale, dropout, train != 0, probs != nullptr ? &p : nullptr);
+  if (probs == nullptr) {
+    *out = wrap(std::move(o));
+  } else {
+    std::unique_ptr<T> first(new T(std::move(o)));
+    *probs = wrap(std::move(p));
+    g_live_tensors.fetch_add(1, std::memory_order_relaxed);
+    *out = first.release();
+  }
   VIT_CATCH
 }
 

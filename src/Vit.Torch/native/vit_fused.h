@@ -1,0 +1,18 @@
+// Fused operations of vit_native: each is one autograd node over libtorch and oneDNN kernels, with the same
+// mathematics as the chain of ATen ops it replaces and fewer passes over memory. Called by the exports in
+// vit_native.cpp; no ViT knowledge here beyond the op's own definition.
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace vit {
+
+// Scaled dot-product self-attention of a fused projection (Vaswani et al. 2017, eq. 1, multi-head):
+// qkv (B, N, 3D) holds q, k, v side by side, each split into `heads` heads of D/heads;
+// returns concat_h(softmax(scale * q_h k_hᵀ) v_h) as (B, N, D). With dropout > 0 and train, the attention
+// probabilities are dropped (inverted dropout) before the product with v. When probs is given it receives the
+// probabilities (B, H, N, N) before dropout, detached. Differentiable in qkv.
+at::Tensor self_attention(const at::Tensor& qkv, int64_t heads, double scale, double dropout, bool train,
+                          at::Tensor* probs);
+
+}  // namespace vit
