@@ -32,7 +32,7 @@ var cfg = new VitConfig
     Depth = Get("depth", 12), Heads = Get("heads", 3), MlpDim = Get("mlp", 768), NumClasses = Get("classes", 1000),
 }.Validate();
 var precision = Enum.Parse<Precision>(opts.GetValueOrDefault("precision", "Float32"), ignoreCase: true);
-if (args[0] == "score") return ScoreBenchmark.Run(Get, cfg, precision);
+if (args[0] == "score") return ScoreBenchmark.Run(Get, cfg, precision, opts.GetValueOrDefault("profile"));
 int batch = Get("batch", 64), warmup = Get("warmup", 3), steps = Get("steps", 10);
 Torch.SetThreads(Get("threads", Environment.ProcessorCount), Get("blas-threads", 1));
 Torch.ManualSeed(0);

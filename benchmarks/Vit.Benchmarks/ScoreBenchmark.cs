@@ -9,7 +9,7 @@ using Vit.Torch.Model;
 /// </summary>
 internal static class ScoreBenchmark
 {
-    public static int Run(Func<string, int, int> get, VitConfig cfg, Precision precision)
+    public static int Run(Func<string, int, int> get, VitConfig cfg, Precision precision, string? profile)
     {
         int batch = get("batch", 64), warmup = get("warmup", 2), runs = get("runs", 4);
         Torch.ManualSeed(0);
@@ -25,6 +25,11 @@ internal static class ScoreBenchmark
             using (MixedPrecision.Autocast(precision, Device.Cpu)) F.Softmax(model.Forward(x).To(DType.Float32), -1).ToArray<float>();
         }
         clock.Stop();
+        if (profile is not null)
+            using (Torch.Profile(profile))
+            using (var scope = TensorScope.Begin())
+            using (MixedPrecision.Autocast(precision, Device.Cpu))
+                F.Softmax(model.Forward(x).To(DType.Float32), -1).ToArray<float>();
         var (t, b) = Torch.Threads;
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"vit-dotnet score images/s {runs * batch / clock.Elapsed.TotalSeconds:F1} (threads {t}/{b}, batch {batch}, runs {runs}, {precision})"));

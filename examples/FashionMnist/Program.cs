@@ -41,7 +41,7 @@ var options = new TrainerOptions
 {
     Epochs = args2.Epochs, LearningRate = args2.LearningRate, WeightDecay = 0.05,
     WarmupFraction = 0.05, LabelSmoothing = args2.Smoothing, ClipGradNorm = 1.0, Seed = args2.Seed,
-    CheckpointDirectory = args2.OutDir, Resume = args2.Resume, CheckpointMetadata = VitMetadata.Of(config, preprocessing, FashionMnist.ClassNames),
+    CheckpointDirectory = args2.OutDir, Resume = args2.Resume, Precision = args2.Precision, CheckpointMetadata = VitMetadata.Of(config, preprocessing, FashionMnist.ClassNames),
 }.Validate();
 
 Torch.ManualSeed(args2.Seed);
@@ -49,7 +49,8 @@ using var model = new VisionTransformer(config);
 Console.WriteLine($"Fashion-MNIST: {train.Count} train / {test.Count} test images, 28x28 grayscale, 10 classes");
 Console.WriteLine($"ViT: patch {config.PatchSize} ({config.NumPatches} patches), D {config.Dim}, depth {config.Depth}, " +
                   $"heads {config.Heads}, MLP {config.MlpDim}, {model.ParameterCount():N0} parameters; libtorch {Torch.Version}, " +
-                  $"threads {Torch.Threads.Torch}/{Torch.Threads.Blas}");
+                  $"threads {Torch.Threads.Torch}/{Torch.Threads.Blas}, precision {MixedPrecision.Resolve(args2.Precision, Device.Cpu)}" +
+                  (args2.Precision == Precision.Auto ? " (auto)" : ""));
 Console.WriteLine($"Training {options.Epochs} epochs, batch {args2.BatchSize}, AdamW lr {options.LearningRate} wd {options.WeightDecay}, " +
                   $"warmup+cosine, label smoothing {options.LabelSmoothing}");
 
@@ -71,7 +72,7 @@ var result = trainer.Fit(trainBatches, testBatches, onEpoch: r =>
 
 if (result.ResumedAt is var (doneEpochs, doneBatches))
     Console.WriteLine($"resumed from {result.LastCheckpoint} after {doneEpochs} epochs and {doneBatches} batches");
-var final = Trainer.Evaluate(model, testBatches);
+var final = Trainer.Evaluate(model, testBatches, options.Precision);
 Directory.CreateDirectory(args2.OutDir);
 var (count, time) = result.Checkpoints;
 if (count > 0)
@@ -161,6 +162,7 @@ internal sealed record Args
     public string? DataDir { get; init; }
     public string OutDir { get; init; } = "runs/fashion-mnist";
     public bool Resume { get; init; }
+    public Precision Precision { get; init; } = Precision.Auto;
     public bool Help { get; init; }
 
     public const string Usage = """
@@ -170,6 +172,7 @@ internal sealed record Args
                  --shift N (0, random translation in pixels)  --no-flip  --smoothing X (0, label smoothing)
                  --data DIR (/usr/share/datasets/fashion-mnist)  --out DIR (runs/fashion-mnist: checkpoints, weights, pictures)
                  --resume (continue from --out's last checkpoint, as if never interrupted)
+                 --precision auto|bf16|fp32 (auto: bfloat16 mixed precision where the CPU has native bfloat16)
         """;
 
     public static Args Parse(string[] argv)
@@ -197,6 +200,7 @@ internal sealed record Args
                 "--data" => a with { DataDir = Next() },
                 "--out" => a with { OutDir = Next() },
                 "--resume" => a with { Resume = true },
+                "--precision" => a with { Precision = MixedPrecision.Parse(Next()) },
                 "-h" or "--help" => a with { Help = true },
                 _ => throw new ArgumentException($"unknown option {argv[i]}\n{Usage}"),
             };

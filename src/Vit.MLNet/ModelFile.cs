@@ -65,7 +65,7 @@ internal static class ModelFile
                         "Vit" when steps.OfType<VitTransformer>().Any() => throw new InvalidDataException("its pipeline has two Vit steps"),
                         "Vit" => new VitTransformer(model, pretrained.Labels!, pretrained.Preprocessing,
                             new VitColumns(S("image_column"), S("score_column"), S("predicted_label_column")),
-                            (int?)step["scoring_batch_size"] ?? 64, null, device) { TrainingJson = trainingJson },
+                            (int?)step["scoring_batch_size"] ?? 64, null, device) { TrainingJson = trainingJson, Precision = PrecisionOf(step) },
                         _ => throw new InvalidDataException($"unknown pipeline step '{type}'"),
                     });
                 }
@@ -88,6 +88,16 @@ internal static class ModelFile
         }
     }
 
+    // Scoring precision of a Vit step; files written before it was saved score at the default.
+    private static Precision PrecisionOf(JsonNode step)
+    {
+        if (step["precision"] is not { } node) return VitEstimator.Options.Defaults.Precision;
+        var text = (string?)node;
+        return Enum.TryParse<Precision>(text, ignoreCase: false, out var p) && Enum.IsDefined(p)
+            ? p
+            : throw new InvalidDataException($"model.json: unknown precision '{text}' (expected Float32, BFloat16 or Auto)");
+    }
+
     private static JsonNode Need(JsonNode node, string key) =>
         (node as JsonObject ?? throw new InvalidDataException($"model.json: expected an object holding '{key}'"))[key]
         ?? throw new InvalidDataException($"model.json lacks '{key}'");
@@ -104,6 +114,7 @@ internal static class ModelFile
         {
             ["type"] = "Vit", ["image_column"] = v.Columns.Image, ["score_column"] = v.Columns.Score,
             ["predicted_label_column"] = v.Columns.PredictedLabel, ["scoring_batch_size"] = v.ScoringBatchSize,
+            ["precision"] = v.Precision.ToString(),
         },
         _ => throw new ArgumentException($"pipeline step {t.GetType().Name} cannot be saved in a model file"),
     };

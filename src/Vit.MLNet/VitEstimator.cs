@@ -77,6 +77,8 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
             public const double LabelSmoothing = 0.1;
             /// <summary>Images per forward pass when scoring.</summary>
             public const int ScoringBatchSize = 64;
+            /// <summary>bfloat16 mixed precision where the hardware computes bfloat16 natively.</summary>
+            public const Precision Precision = Vit.Torch.Precision.Auto;
         }
 
         /// <summary>The preset (ignored when <see cref="CustomConfig"/> is set).</summary>
@@ -210,6 +212,11 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
 
         /// <summary>Images per forward pass when scoring (Transform).</summary>
         public int ScoringBatchSize { get; set; } = Defaults.ScoringBatchSize;
+
+        /// <summary>Arithmetic of training and scoring: <see cref="Precision.Auto"/> (bfloat16 mixed precision where the
+        /// hardware has native bfloat16, float32 elsewhere), <see cref="Precision.BFloat16"/> or <see cref="Precision.Float32"/>.
+        /// Weights and optimizer state are float32 in every mode. The fitted transformer scores at the same precision.</summary>
+        public Precision Precision { get; set; } = Defaults.Precision;
 
         /// <summary>Decode/augment worker threads.</summary>
         public int Workers { get; set; } = Math.Max(1, Environment.ProcessorCount - 1);
@@ -361,7 +368,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
                     : null,
                 AccumulationSteps = o.AccumulationSteps, EmaDecay = o.EmaDecay, CheckpointDirectory = o.CheckpointDirectory,
                 CheckpointInterval = o.CheckpointInterval, Resume = o.Resume, ContinueFrom = continueFrom,
-                FinalStatePath = finalState,
+                FinalStatePath = finalState, Precision = o.Precision,
                 RescueDirectory = Path.Combine(Path.GetTempPath(), "vit-rescue", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss-fff", System.Globalization.CultureInfo.InvariantCulture)),
                 CheckpointMetadata = metadata,
                 Fingerprint = new Dictionary<string, string>
@@ -396,6 +403,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
                 new VitColumns(o.ImageColumnName, o.ScoreColumnName, o.PredictedLabelColumnName), o.ScoringBatchSize, history, device)
             {
                 TrainingState = finalState is not null && File.Exists(finalState) ? finalState : null,
+                Precision = o.Precision,
             };
         }
         catch

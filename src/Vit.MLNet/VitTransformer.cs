@@ -53,6 +53,10 @@ public sealed class VitTransformer : ITransformer, IDisposable
     /// <summary>Images per forward pass in <see cref="Transform"/>.</summary>
     public int ScoringBatchSize { get; set; }
 
+    /// <summary>Arithmetic of scoring (saved with the model): <see cref="Vit.Torch.Precision.Auto"/> scores in bfloat16 mixed
+    /// precision where the hardware has native bfloat16; <see cref="Vit.Torch.Precision.Float32"/> gives float32's exact scores.</summary>
+    public Precision Precision { get; set; } = Precision.Auto;
+
     /// <summary>Training history (null for a model loaded without one).</summary>
     public TrainingHistory? History { get; internal set; }
 
@@ -96,23 +100,37 @@ public sealed class VitTransformer : ITransformer, IDisposable
         for (int i = 0; i < results.Length; i++) results[i] = [null, null];
         if (present.Count == 0) return results;
         var p = Preprocessing;
-        var images = new List<Image>(present.Count);
+        var images = new Image?[present.Count];
         try
         {
-            foreach (var i in present)
+            // Decoding and resizing are native and independent per image: spread them over the cores. A failure is the
+            // first failing row's, whatever order the workers ran in.
+            var errors = new Exception?[present.Count];
+            Parallel.For(0, present.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, j =>
             {
-                var s = sources[i]!;
-                if (s.Path is not null && !File.Exists(s.Path))
-                    throw new FileNotFoundException($"image file not found: {s.Path}", s.Path);
-                using var decoded = s.Decode(p.Channels);
-                images.Add(p.Resize(decoded));
-            }
+                try
+                {
+                    var s = sources[present[j]]!;
+                    if (s.Path is not null && !File.Exists(s.Path))
+                        throw new FileNotFoundException($"image file not found: {s.Path}", s.Path);
+                    using var decoded = s.Decode(p.Channels);
+                    images[j] = p.Resize(decoded);
+                }
+                catch (Exception e)
+                {
+                    errors[j] = e;
+                }
+            });
+            if (errors.FirstOrDefault(e => e is not null) is { } first)
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(first).Throw();
             using var scope = TensorScope.Begin();
-            using var noGrad = Engine.NoGrad();
-            var batch = Tensor.Empty([images.Count, p.Channels, p.ImageSize, p.ImageSize]);
-            ImageBatch.WriteNormalized(images, p.Normalization, batch);
+            using var inference = Engine.InferenceMode();
+            var batch = Tensor.Empty([images.Length, p.Channels, p.ImageSize, p.ImageSize]);
+            ImageBatch.WriteNormalized(images!, p.Normalization, batch);
             var input = Device.Type == DeviceType.Cpu ? batch : batch.To(Device);
-            var probs = F.Softmax(Model.Forward(input), 1).To(DType.Float32, Vit.Torch.Device.Cpu).ToArray<float>();  // (B, classes)
+            Tensor logits;
+            using (MixedPrecision.Autocast(Precision, Device)) logits = Model.Forward(input);
+            var probs = F.Softmax(logits.To(DType.Float32), 1).To(DType.Float32, Vit.Torch.Device.Cpu).ToArray<float>();  // (B, classes)
             int k = Labels.Count;
             for (int j = 0; j < present.Count; j++)
             {
@@ -123,7 +141,7 @@ public sealed class VitTransformer : ITransformer, IDisposable
         }
         finally
         {
-            foreach (var im in images) im.Dispose();
+            foreach (var im in images) im?.Dispose();
         }
     }
 

@@ -8,7 +8,14 @@ public static unsafe class F
 {
     /// <summary>y = x Wᵀ + b, with W of shape (out, in); <paramref name="bias"/> may be null.</summary>
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null) =>
-        Tensor.Wrap(vit_nn_linear(x.Handle, weight.Handle, bias?.Handle ?? TensorHandle.Null, out var o), o);
+        Tensor.Wrap(vit_nn_linear(x.Handle, weight.Handle, bias?.Handle ?? TensorHandle.Null, 0, out var o), o);
+
+    /// <summary>
+    /// GELU(x Wᵀ + b): the same as <c>Gelu(Linear(x, weight, bias))</c>. When scoring in bfloat16 (autograd not
+    /// recording) on a CPU with AVX-512, one oneDNN product computes it with the bias and the GELU in its epilogue.
+    /// </summary>
+    public static Tensor LinearGelu(Tensor x, Tensor weight, Tensor? bias = null) =>
+        Tensor.Wrap(vit_nn_linear(x.Handle, weight.Handle, bias?.Handle ?? TensorHandle.Null, 1, out var o), o);
 
     /// <summary>2-D convolution of (B, C, H, W) by weight (O, C, kh, kw).</summary>
     public static Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias, (long H, long W) stride, (long H, long W) padding = default) =>

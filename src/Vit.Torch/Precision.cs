@@ -64,6 +64,19 @@ public static class MixedPrecision
         return new AutocastRegion(type, previous, previousDtype, on);
     }
 
+    /// <summary>Parses "auto", "bf16" / "bfloat16" or "fp32" / "float32" (any case), as tools take it on their command line.</summary>
+    public static Precision Parse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        return text.Trim().ToLowerInvariant() switch
+        {
+            "auto" => Precision.Auto,
+            "bf16" or "bfloat16" => Precision.BFloat16,
+            "fp32" or "float32" => Precision.Float32,
+            _ => throw new ArgumentException($"unknown precision '{text}': use auto, bf16 or fp32", nameof(text)),
+        };
+    }
+
     /// <summary>Whether an autocast region is on for <paramref name="type"/> devices on this thread.</summary>
     public static bool IsAutocastEnabled(DeviceType type = DeviceType.Cpu)
     {

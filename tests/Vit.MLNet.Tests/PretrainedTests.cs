@@ -100,6 +100,7 @@ public sealed class PretrainedTests
         var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
         using var imported = ctx.Model.Import(folder);
         CollectionAssert.AreEqual(new[] { "w", "x", "y", "z" }, imported.Labels.ToArray());
+        imported.Precision = Precision.Float32;  // compared with the checkpoint's float32 forward
         var loader = ctx.Transforms.LoadImages("Image", "", "ImagePath").Fit(data);
         var rows = imported.Transform(loader.Transform(data)).GetRows().Take(6).ToList();
 

@@ -134,3 +134,70 @@ public sealed class FusedAttentionTests
         Assert.Contains("dropout", e.Message);
     }
 }
+
+/// <summary>
+/// F.LinearGelu and F.Linear when scoring in bfloat16 (one oneDNN product with the bias and GELU in its epilogue)
+/// against ATen's linear and gelu on the same bfloat16 operands (the path taken while autograd records).
+/// </summary>
+[TestClass]
+public sealed class FusedLinearTests
+{
+    private static double[] Floats(Tensor t) => ReferenceMath.ToDouble(t.To(DType.Float32).ToArray<float>());
+
+    [TestMethod]
+    [DataRow(true, true)]
+    [DataRow(true, false)]
+    [DataRow(false, true)]
+    [DataRow(false, false)]
+    public void BFloat16Scoring_EqualsAtenOnTheSameOperands(bool gelu, bool bias)
+    {
+        Torch.ManualSeed(11);
+        using var scope = TensorScope.Begin();
+        var x = Tensor.Randn([3, 7, 40]);   // (B, N, in): a 3-D input as the blocks give it
+        var w = Tensor.Randn([24, 40]) * 0.2;
+        var b = bias ? Tensor.Randn([24]) : null;
+        Tensor fused, aten;
+        using (MixedPrecision.Autocast(Precision.BFloat16, Device.Cpu))
+        {
+            using (Torch.InferenceMode()) fused = gelu ? F.LinearGelu(x, w, b) : F.Linear(x, w, b);
+            var xg = x.Detach();
+            xg.RequiresGrad = true;                                    // autograd records: ATen's kernels
+            aten = gelu ? F.Gelu(F.Linear(xg, w, b)) : F.Linear(xg, w, b);
+        }
+        Assert.AreEqual(DType.BFloat16, fused.DType);
+        CollectionAssert.AreEqual(new long[] { 3, 7, 24 }, fused.Shape);
+        // Same bfloat16 products; they differ by where the sum is rounded (and the bias, float32 here, bfloat16 in ATen's).
+        ReferenceMath.AssertClose(Floats(aten), Floats(fused), 3e-2, 1e-2, $"linear (gelu {gelu}, bias {bias})");
+        using (Torch.NoGrad())
+        {
+            var exact = F.Linear(x, w, b);
+            if (gelu) exact = F.Gelu(exact);
+            ReferenceMath.AssertClose(Floats(exact), Floats(fused), 6e-2, 2e-2, "bfloat16 scoring against float32");
+        }
+    }
+
+    [TestMethod]
+    public void Float32Scoring_IsAtensLinearExactly()
+    {
+        Torch.ManualSeed(12);
+        using var scope = TensorScope.Begin();
+        var x = Tensor.Randn([5, 16]);
+        var w = Tensor.Randn([8, 16]);
+        var b = Tensor.Randn([8]);
+        Tensor y, expected;
+        using (Torch.InferenceMode()) y = F.LinearGelu(x, w, b);
+        var xg = x.Detach();
+        xg.RequiresGrad = true;
+        expected = F.Gelu(F.Linear(xg, w, b));
+        CollectionAssert.AreEqual(expected.Detach().ToArray<float>(), y.ToArray<float>(), "float32 takes ATen's kernels either way");
+    }
+
+    [TestMethod]
+    public void LinearGelu_IsDifferentiable()
+    {
+        GradCheck.Check(xs => F.LinearGelu(xs[0], xs[1], xs[2]),
+            new GradCheck.Input([0.3, -1.2, 0.8, 0.1, -0.4, 2.0], [2, 3]),
+            new GradCheck.Input([0.5, -0.2, 0.9, -1.1, 0.3, 0.7, 0.2, -0.6, 1.4, -0.8, 0.05, 0.6], [4, 3]),
+            new GradCheck.Input([0.1, -0.3, 0.2, 0.0], [4]));
+    }
+}

@@ -24,7 +24,7 @@ public sealed class Mlp : Module
     /// <summary>(B, N, D) -> (B, N, D).</summary>
     public Tensor Forward(Tensor x)
     {
-        var h = F.Dropout(F.Gelu(Fc1.Forward(x)), dropout, Training);  // (B, N, MLP)
+        var h = F.Dropout(Fc1.ForwardGelu(x), dropout, Training);  // GELU(fc1(x)), (B, N, MLP)
         return F.Dropout(Fc2.Forward(h), dropout, Training);
     }
 }

@@ -20,6 +20,9 @@ public sealed class Linear : Module
 
     /// <summary>(..., in) -> (..., out).</summary>
     public Tensor Forward(Tensor x) => F.Linear(x, Weight, Bias);
+
+    /// <summary>GELU(layer(x)), (..., in) -> (..., out); fused when scoring in bfloat16 (see <see cref="F.LinearGelu"/>).</summary>
+    public Tensor ForwardGelu(Tensor x) => F.LinearGelu(x, Weight, Bias);
 }
 
 /// <summary>Layer normalisation over the last dimension with learned scale (<c>weight</c>) and shift (<c>bias</c>).</summary>

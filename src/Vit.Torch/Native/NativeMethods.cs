@@ -232,7 +232,7 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(Lib)] internal static partial int vit_tensor_one_hot(TensorHandle labels, long classes, int dtype, out IntPtr o);
 
     // ---- neural-network ops ----
-    [LibraryImport(Lib)] internal static partial int vit_nn_linear(TensorHandle x, TensorHandle w, TensorHandle b, out IntPtr o);
+    [LibraryImport(Lib)] internal static partial int vit_nn_linear(TensorHandle x, TensorHandle w, TensorHandle b, int gelu, out IntPtr o);
     [LibraryImport(Lib)] internal static partial int vit_nn_conv2d(TensorHandle x, TensorHandle w, TensorHandle b, long strideH, long strideW, long padH, long padW, out IntPtr o);
     [LibraryImport(Lib)] internal static partial int vit_nn_interpolate(TensorHandle x, int mode, long outH, long outW, int antialias, out IntPtr o);
     [LibraryImport(Lib)] internal static partial int vit_nn_layer_norm(TensorHandle x, long* dims, int n, TensorHandle w, TensorHandle b, double eps, out IntPtr o);

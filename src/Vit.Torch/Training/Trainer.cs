@@ -192,7 +192,7 @@ public sealed class Trainer
                     throw new InvalidDataException("no training images could be used in this epoch (all were skipped as unreadable); see the loader's warnings");
                 // A cancelled, partial epoch is not evaluated: that would delay the stop by a full pass over the
                 // evaluation set, and a partial epoch should not become the "best" one.
-                var eval = evaluation is null ? null : Evaluate(model, evaluation, cancellationToken);
+                var eval = evaluation is null ? null : Evaluate(model, evaluation, cancellationToken, o.Precision);
                 EvaluationResult? emaEval = null;
                 if (evaluation is not null && o.EmaDecay is not null && eval is not null)
                 {
@@ -200,7 +200,7 @@ public sealed class Trainer
                     ema.Restore(model);
                     try
                     {
-                        emaEval = Evaluate(model, evaluation, cancellationToken);
+                        emaEval = Evaluate(model, evaluation, cancellationToken, o.Precision);
                     }
                     finally
                     {
@@ -328,6 +328,7 @@ public sealed class Trainer
             ["mixing"] = o.Mixing?.ToString() ?? "none", ["early stopping"] = o.EarlyStopping?.ToString() ?? "none",
             ["layer decay"] = o.LayerDecay?.ToString("R") ?? "none", ["accumulation"] = o.AccumulationSteps.ToString(),
             ["EMA"] = o.EmaDecay?.ToString("R") ?? "none", ["model"] = model.Config.ToJson().ToJsonString(),
+            ["precision"] = MixedPrecision.Resolve(o.Precision, model.Device).ToString(),
             ["trained parameters"] = string.Join(",", model.NamedParameters().Where(p => p.Parameter.RequiresGrad).Select(p => p.Name)),
             ["evaluation data"] = evaluation is null ? "none" : "given",
         };
@@ -353,15 +354,18 @@ public sealed class Trainer
             var rng = new Random(Data.StableSeed.Combine((int)Options.Seed ^ (int)(Options.Seed >> 32), epoch, 0x6d1c0000 ^ batchIndex));
             var targets = mixing.Apply(images, labels, model.Config.NumClasses, rng);
             if (device.Type != DeviceType.Cpu) (images, targets) = (images.To(device), targets.To(device));
+            using var autocast = MixedPrecision.Autocast(Options.Precision, device);
             logits = model.Forward(images);                                    // (B, classes)
-            loss = F.CrossEntropy(logits, targets);
+            loss = F.CrossEntropy(logits, targets);                            // float32 under autocast too
         }
         else
         {
             if (device.Type != DeviceType.Cpu) images = images.To(device);
+            using var autocast = MixedPrecision.Autocast(Options.Precision, device);
             logits = model.Forward(images);                                    // (B, classes)
             loss = F.CrossEntropy(logits, device.Type == DeviceType.Cpu ? labels : labels.To(device), Options.LabelSmoothing);
         }
+        // Backward runs outside the autocast region, as PyTorch recommends: each op's backward follows its forward's dtypes.
         double value = loss.Item();
         if (!double.IsFinite(value))
             throw new TrainingDivergedException(
@@ -393,12 +397,14 @@ public sealed class Trainer
         optimizer.ZeroGrad();
     }
 
-    /// <summary>Top-1 and top-5 accuracy and mean loss of <paramref name="model"/> on <paramref name="data"/> (eval mode, no grad).</summary>
-    public static EvaluationResult Evaluate(VisionTransformer model, IBatchSource data) => Evaluate(model, data, CancellationToken.None)!;
+    /// <summary>Top-1 and top-5 accuracy and mean loss of <paramref name="model"/> on <paramref name="data"/> (eval mode,
+    /// inference mode, forward passes at <paramref name="precision"/>).</summary>
+    public static EvaluationResult Evaluate(VisionTransformer model, IBatchSource data, Precision precision = Precision.Auto) =>
+        Evaluate(model, data, CancellationToken.None, precision)!;
 
-    /// <summary>As <see cref="Evaluate(VisionTransformer, IBatchSource)"/>; null when <paramref name="cancellationToken"/>
+    /// <summary>As <see cref="Evaluate(VisionTransformer, IBatchSource, Precision)"/>; null when <paramref name="cancellationToken"/>
     /// fires first (checked before every batch and while the loader prepares one).</summary>
-    public static EvaluationResult? Evaluate(VisionTransformer model, IBatchSource data, CancellationToken cancellationToken)
+    public static EvaluationResult? Evaluate(VisionTransformer model, IBatchSource data, CancellationToken cancellationToken, Precision precision = Precision.Auto)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
@@ -406,7 +412,7 @@ public sealed class Trainer
         model.Eval();
         try
         {
-            using var _ = Torch.NoGrad();
+            using var _ = Torch.InferenceMode();
             long k = Math.Min(5, model.Config.NumClasses);
             double lossSum = 0;
             long top1 = 0, topk = 0;
@@ -420,7 +426,9 @@ public sealed class Trainer
                 using var scope = TensorScope.Begin();
                 var device = model.Device;
                 var labels = device.Type == DeviceType.Cpu ? b.Labels : b.Labels.To(device);
-                var logits = model.Forward(device.Type == DeviceType.Cpu ? b.Images : b.Images.To(device));
+                Tensor logits;
+                using (MixedPrecision.Autocast(precision, device)) logits = model.Forward(device.Type == DeviceType.Cpu ? b.Images : b.Images.To(device));
+                logits = logits.To(DType.Float32);
                 lossSum += F.CrossEntropy(logits, labels, 0, F.Reduction.Sum).Item();
                 // The rules of Classification, as scored data is evaluated (libtorch's topk breaks ties arbitrarily).
                 var scores = logits.To(DType.Float32, Device.Cpu).ToArray<float>();   // (B, classes)

@@ -22,6 +22,8 @@ public sealed record TrainerOptions
         public const double ClipGradNorm = 1.0;
         /// <summary>Seed of initialisation, dropout and shuffling.</summary>
         public const ulong Seed = 42;
+        /// <summary>bfloat16 where the hardware has it natively (see <see cref="Vit.Torch.Precision.Auto"/>).</summary>
+        public const Precision Precision = Vit.Torch.Precision.Auto;
     }
 
     /// <summary>Passes over the training set.</summary>
@@ -104,6 +106,10 @@ public sealed record TrainerOptions
     /// <summary>Layer-wise learning-rate decay for fine-tuning (BEiT/MAE; typical 0.65-0.75): block i of L learns at
     /// decay^(L - i) times the rate, the head at the full rate (<see cref="AdamW.LayerDecay"/>); null = off.</summary>
     public double? LayerDecay { get; init; }
+
+    /// <summary>The arithmetic of the forward passes (training and evaluation): bfloat16 mixed precision keeps float32
+    /// weights, optimizer state, loss and gradient clipping (see <see cref="Vit.Torch.Precision"/>).</summary>
+    public Precision Precision { get; init; } = Defaults.Precision;
 
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first invalid option.</summary>
     public TrainerOptions Validate()

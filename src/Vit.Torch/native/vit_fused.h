@@ -15,4 +15,10 @@ namespace vit {
 at::Tensor self_attention(const at::Tensor& qkv, int64_t heads, double scale, double dropout, bool train,
                           at::Tensor* probs);
 
+// y = x wᵀ + b (b may be undefined), followed by exact GELU when gelu is set: at::linear's semantics, autocast
+// included. When autograd does not record (no_grad, inference mode) and the product runs in bfloat16 on a CPU with
+// AVX-512, one oneDNN matmul computes it with the bias (float32, not rounded to bfloat16) and the GELU fused into the
+// product's epilogue; otherwise ATen's linear (and gelu) run.
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool gelu);
+
 }  // namespace vit

@@ -30,7 +30,7 @@
 
 // Bumped whenever an export's signature or meaning changes; checked by the C# loader.
 static constexpr int kAbiVersion = 5;  // 2: imaging exports (vit_imaging.cpp); 3: interpolate, AdamW lr scales; 4: generator state;
-                                       // 5: autocast and inference mode
+                                       // 5: autocast, inference mode, fused attention, linear + GELU
 
 using T = at::Tensor;
 
@@ -818,12 +818,12 @@ VIT_API int vit_tensor_one_hot(const T* labels, int64_t classes, int dtype, T** 
 // ---------------------------------------------------------------------------------------------------------
 
 // y = x W^T + b; bias may be NULL.
-VIT_API int vit_nn_linear(const T* x, const T* w, const T* b, T** out) {
+// y = x wᵀ + b (b may be NULL), then exact GELU when gelu != 0 (vit_fused.h: fused on oneDNN when scoring in
+// bfloat16).
+VIT_API int vit_nn_linear(const T* x, const T* w, const T* b, int gelu, T** out) {
   VIT_TRY
   check_out(out);
-  c10::optional<T> bias;
-  if (b != nullptr) bias = ref(b);
-  *out = wrap(at::linear(ref(x), ref(w), bias));
+  *out = wrap(vit::linear(ref(x), ref(w), b != nullptr ? ref(b) : at::Tensor(), gelu != 0));
   VIT_CATCH
 }
 
