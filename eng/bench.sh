@@ -1,51 +1,160 @@
 #!/usr/bin/env bash
-# Training-step throughput of Vit for .NET next to PyTorch eager (Debian's python3-torch), same model, sizes,
-# data and machine, run one after the other, for several thread settings. Prints images/s and the ratio.
-#   bash eng/bench.sh            # Fashion-MNIST example model and ViT-Ti/16 at 224
+# Speed of Vit for .NET next to PyTorch eager (Debian's python3-torch 1.13) on this machine, in one run: the same
+# models, sizes and data, each measurement repeated ROUNDS times with ours and PyTorch's interleaved, medians
+# compared as ratios (a shared VM's timing drifts; only ratios measured in the same run mean anything).
+#   bash eng/bench.sh               # everything (~15 minutes on 2 cores)
+#   ROUNDS=5 bash eng/bench.sh      # more rounds, steadier medians
+# Sections: training step; batch scoring; training through the pipeline; single-image latency; model FLOP/s as a
+# share of the measured peak matmul; ATEN_CPU_CAPABILITY; ONNX Runtime; whether the image loader keeps up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash eng/install-deps.sh >/dev/null
 dotnet build benchmarks/Vit.Benchmarks -c Release -nologo -v q >/dev/null
 py=/usr/bin/python3
+rounds=${ROUNDS:-3}
+bench="dotnet benchmarks/Vit.Benchmarks/bin/Release/net10.0/Vit.Benchmarks.dll"
+export OPENBLAS_NUM_THREADS=1   # both sides: 2 intra-op threads, single-threaded BLAS inside them (no oversubscription)
+threads="--threads $(nproc) --blas-threads 1"
+
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
-dn="dotnet benchmarks/Vit.Benchmarks/bin/Release/net10.0/Vit.Benchmarks.dll train-step"
-configs=(
-  "fashion-mnist example|--image 28 --channels 1 --patch 7 --dim ${FM_DIM:-96} --depth ${FM_DEPTH:-4} --heads 4 --mlp $(( ${FM_DIM:-96} * 2 )) --classes 10 --batch 128 --steps 20"
-  "ViT-Ti/16 @224|--image 224 --channels 3 --patch 16 --dim 192 --depth 12 --heads 3 --mlp 768 --classes 1000 --batch 32 --steps 5"
-)
-threads=${THREADS:-"2/1 2/2 1/1"}
-printf '%-22s %-8s %12s %12s %8s\n' model threads "vit-dotnet" "pytorch" ratio
-for entry in "${configs[@]}"; do
-  name=${entry%%|*}; args=${entry#*|}
-  for tb in $threads; do
-    t=${tb%/*}; b=${tb#*/}
-    ours=$($dn $args --threads "$t" --blas-threads "$b" | sed -E 's/.*images\/s ([0-9.]+).*/\1/')
-    peer=$(OPENBLAS_NUM_THREADS=$b $py benchmarks/peer/train_step.py $args --threads "$t" --blas-threads "$b" | sed -E 's/.*images\/s ([0-9.]+).*/\1/')
-    printf '%-22s %-8s %12s %12s %8s\n' "$name" "$tb" "$ours" "$peer" "$(awk -v a="$ours" -v b="$peer" 'BEGIN{printf "%.2f", a/b}')"
+echo "CPU flags: $(grep -o -w -E 'avx2|fma|avx512f|avx512bw|avx512vl|avx512_vnni|avx512_bf16|amx_bf16|amx_tile|amx_int8' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+echo "libtorch $(dpkg-query -W -f '${Version}' libtorch-dev 2>/dev/null), PyTorch $($py -c 'import torch; print(torch.__version__)'), $rounds rounds"
+
+ips() { sed -E 's/.*images\/s ([0-9.]+).*/\1/'; }
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a / b}'; }
+
+fm="--image 28 --channels 1 --patch 7 --dim 96 --depth 4 --heads 4 --mlp 192 --classes 10"
+ti="--image 224 --channels 3 --patch 16 --dim 192 --depth 12 --heads 3 --mlp 768 --classes 1000"
+declare -A med   # "<what> <model> <who> <precision>" -> median images/s
+
+# One measurement, ROUNDS times, ours and PyTorch's in fp32 and bf16 interleaved; medians into med[].
+measure() {  # what(train-step|score) model-name peer-script "args"
+  local what=$1 name=$2 script=$3 args=$4 r who p
+  declare -A runs=()
+  for ((r = 0; r < rounds; r++)); do
+    for p in float32 bfloat16; do
+      runs[ours $p]+=" $($bench "$what" $args $threads --precision $p | ips)"
+      runs[pytorch $p]+=" $($py "benchmarks/peer/$script" $args $threads --precision $p | ips)"
+    done
+  done
+  for who in ours pytorch; do for p in float32 bfloat16; do
+    med[$what $name $who $p]=$(median <<<"${runs[$who $p]}")
+  done; done
+}
+
+table() {  # what title model-names...
+  local what=$1 title=$2; shift 2
+  echo
+  echo "## $title (images/s, median of $rounds)"
+  printf '%-16s %9s %9s %9s %9s | %-13s %-13s %-13s\n' model "ours fp32" "ours bf16" "pt fp32" "pt bf16" \
+    "ours/pt fp32" "ours bf16/pt" "ours bf16/pt"
+  printf '%-16s %9s %9s %9s %9s | %-13s %-13s %-13s\n' "" "" "" "" "" "" "fp32" "bf16 autocast"
+  for name in "$@"; do
+    local of=${med[$what $name ours float32]} ob=${med[$what $name ours bfloat16]}
+    local pf=${med[$what $name pytorch float32]} pb=${med[$what $name pytorch bfloat16]}
+    printf '%-16s %9s %9s %9s %9s | %-13s %-13s %-13s\n' "$name" "$of" "$ob" "$pf" "$pb" \
+      "$(ratio "$of" "$pf")" "$(ratio "$ob" "$pf")" "$(ratio "$ob" "$pb")"
+  done
+}
+
+measure train-step fashion-mnist train_step.py "$fm --batch 128 --steps 20"
+measure train-step vit-ti16@224 train_step.py "$ti --batch 32 --steps 5"
+table train-step "Training step: forward, loss, backward, clipping, AdamW, on ready tensors" fashion-mnist vit-ti16@224
+
+# Thread settings: above, both sides run 2 libtorch threads over single-threaded BLAS. PyTorch's own default lets
+# OpenBLAS start a thread per core too; float32 is where that matters (bf16 products run in oneDNN's threads).
+echo
+echo "## Threads: OpenBLAS with a thread per core (PyTorch's default) against one, ViT-Ti/16@224 float32 train-step"
+o=""; p=""
+for ((r = 0; r < rounds; r++)); do
+  o+=" $(OPENBLAS_NUM_THREADS=$(nproc) $bench train-step $ti --batch 32 --steps 5 --threads "$(nproc)" --blas-threads "$(nproc)" | ips)"
+  p+=" $(OPENBLAS_NUM_THREADS=$(nproc) $py benchmarks/peer/train_step.py $ti --batch 32 --steps 5 --threads "$(nproc)" | ips)"
+done
+om=$(median <<<"$o"); pm=$(median <<<"$p")
+echo "ours: $om images/s with BLAS threads $(nproc) ($(ratio "$om" "${med[train-step vit-ti16@224 ours float32]}") of BLAS 1)"
+echo "PyTorch: $pm images/s with BLAS threads $(nproc) ($(ratio "$pm" "${med[train-step vit-ti16@224 pytorch float32]}") of BLAS 1)"
+best=$(awk -v a="$pm" -v b="${med[train-step vit-ti16@224 pytorch float32]}" 'BEGIN {print (a > b) ? a : b}')
+echo "ours bf16 / PyTorch fp32 at its better thread setting: $(ratio "${med[train-step vit-ti16@224 ours bfloat16]}" "$best")"
+
+measure score fashion-mnist score.py "$fm --batch 500 --runs 20"
+measure score vit-ti16@224 score.py "$ti --batch 64 --runs 4"
+table score "Batch scoring: forward + softmax without autograd (PyTorch: no_grad), on ready tensors" fashion-mnist vit-ti16@224
+
+# Training as users run it, on the same folder of JPEGs: ours LoadImages -> ResizeImages -> VitEstimator (its loader
+# decoding and augmenting on the same cores); PyTorch's ImageFolder + DataLoader (one worker) + the same step.
+echo
+echo "## Training through the pipeline: 320 JPEGs 256x256 -> 224, Light augmentation, ViT-Ti/16, batch 32, last of 2 epochs"
+fit_dir=$(mktemp -d)
+for p in float32 bfloat16; do
+  rm -rf "$fit_dir"/*
+  line=$($bench fit --precision $p --images 320 --dir "$fit_dir")
+  peer=$($py benchmarks/peer/fit.py --dir "$fit_dir" $threads --precision $p)
+  v=$(ips <<<"$line"); med[fit ours $p]=$v; med[fit pytorch $p]=$(ips <<<"$peer")
+  echo "$line"
+  echo "$peer"
+done
+rm -rf "$fit_dir"
+for p in float32 bfloat16; do
+  echo "ours $p through the pipeline / PyTorch: its pipeline fp32 $(ratio "${med[fit ours $p]}" "${med[fit pytorch float32]}"), bf16 autocast $(ratio "${med[fit ours $p]}" "${med[fit pytorch bfloat16]}"); its train-step on ready tensors fp32 $(ratio "${med[fit ours $p]}" "${med[train-step vit-ti16@224 pytorch float32]}"), bf16 autocast $(ratio "${med[fit ours $p]}" "${med[train-step vit-ti16@224 pytorch bfloat16]}")"
+done
+
+echo
+echo "## Single-image latency, ViT-Ti/16@224 (ours: PredictionEngine.Predict with JPEG decode and resize; PyTorch: forward on a ready tensor)"
+for p in float32 bfloat16; do
+  $bench predict --requests 200 --images 64 --precision $p
+  $py benchmarks/peer/score.py $ti $threads --batch 1 --runs 1 --latency 200 --precision $p | sed 's/.*; single-image/pytorch-eager single-image/'
+done
+
+# Model FLOP/s: the matrix products' FLOPs (benchmarks/peer/flops.py, x3 for a training step) times images/s, as a
+# share of this machine's best square matmul in the same precision (fp32: BLAS sgemm; bf16: oneDNN).
+echo
+peak=$(OPENBLAS_NUM_THREADS=$(nproc) $py benchmarks/peer/peak.py --threads "$(nproc)")
+echo "## Model FLOP/s as a share of peak matmul ($peak)"
+pf32=$(sed -E 's/.*float32 ([0-9.]+).*/\1/' <<<"$peak"); pbf16=$(sed -E 's/.*bfloat16 ([0-9.]+).*/\1/' <<<"$peak")
+printf '%-16s %-11s %-9s %12s %12s %14s\n' model work precision "GFLOP/image" "GFLOP/s ours" "share of peak"
+for name in fashion-mnist vit-ti16@224; do
+  [[ $name == fashion-mnist ]] && args=$fm || args=$ti
+  f=$($py benchmarks/peer/flops.py $args)
+  for what in train-step score; do
+    [[ $what == train-step ]] && mult=3 || mult=1
+    for p in float32 bfloat16; do
+      [[ $p == float32 ]] && pk=$pf32 || pk=$pbf16
+      awk -v f="$f" -v m=$mult -v ips="${med[$what $name ours $p]}" -v pk="$pk" -v n="$name" -v w="$what" -v p="$p" \
+        'BEGIN {g = f * m / 1e9; printf "%-16s %-11s %-9s %12.3f %12.1f %13.0f%%\n", n, w, p, g, g * ips, 100 * g * ips / pk}'
+    done
   done
 done
 
-# Does the image loader keep up with training? Decode + resize + Standard augmentation of 224x224 JPEGs with the
-# default worker count, next to the ViT-Ti/16 training step at 224 (default threads).
-loader=$(dotnet benchmarks/Vit.Benchmarks/bin/Release/net10.0/Vit.Benchmarks.dll loader --images 256 --epochs 2)
-train=$($dn --image 224 --channels 3 --patch 16 --dim 192 --depth 12 --heads 3 --mlp 768 --classes 1000 --batch 32 --steps 5)
-echo "$loader"
-echo "$train"
-l=$(sed -E 's/.*images\/s ([0-9.]+).*/\1/' <<<"$loader"); t=$(sed -E 's/.*images\/s ([0-9.]+).*/\1/' <<<"$train")
-echo "loader / ViT-Ti/16 training consumption: $(awk -v a="$l" -v b="$t" 'BEGIN{printf "%.1fx", a/b}') (needs >= 2x)"
+# ATen's own kernels (LayerNorm, softmax, GELU, AdamW's pointwise ops) default to AVX2 in libtorch 1.13; the switch:
+echo
+echo "## ATEN_CPU_CAPABILITY=avx512 against the default (ours, ViT-Ti/16@224 train-step, median of $rounds)"
+for p in float32 bfloat16; do
+  d=""; a=""
+  for ((r = 0; r < rounds; r++)); do
+    d+=" $($bench train-step $ti --batch 32 --steps 5 $threads --precision $p | ips)"
+    a+=" $(ATEN_CPU_CAPABILITY=avx512 $bench train-step $ti --batch 32 --steps 5 $threads --precision $p | ips)"
+  done
+  dm=$(median <<<"$d"); am=$(median <<<"$a")
+  echo "$p: default $dm images/s, avx512 $am images/s, ratio $(ratio "$am" "$dm")"
+done
 
-# Serving: single-image latency through PredictionEngine (JPEG decode + resize + forward) and batch scoring,
-# next to PyTorch eager's forward on ready tensors (a lower bound: no decoding).
-dotnet benchmarks/Vit.Benchmarks/bin/Release/net10.0/Vit.Benchmarks.dll predict --requests 200 --images 256
-OPENBLAS_NUM_THREADS=1 $py benchmarks/peer/infer.py 2
-
-# Batch scoring on ready tensors, ViT-Ti/16 at 224, batch 64: our forward, and our ONNX export of the same model in
-# ONNX Runtime (onnxruntime-node, CPU, 2 intra-op threads), one after the other.
+# Batch scoring of our ONNX export in ONNX Runtime (onnxruntime-node, CPU, intra-op threads = cores), float32.
+echo
+echo "## ONNX Runtime on our export, ViT-Ti/16@224 batch 64 float32"
 onnx_dir=$(mktemp -d)
-ours=$(dotnet benchmarks/Vit.Benchmarks/bin/Release/net10.0/Vit.Benchmarks.dll onnx --out "$onnx_dir/vit-ti16.onnx" --batch 64 --seconds 10)
+ours=$($bench onnx --out "$onnx_dir/vit-ti16.onnx" --batch 64 --seconds 10)
 ort=$(node eng/onnxruntime/run.js --bench "$onnx_dir/vit-ti16.onnx" 64,3,224,224 10 "$(nproc)")
 rm -rf "$onnx_dir"
 echo "$ours"
 echo "onnxruntime forward ViT-Ti/16@224 batch 64: $ort"
-o=$(sed -E 's/.*images\/s ([0-9.]+).*/\1/' <<<"$ours"); r=$(sed -E 's/.*"images_per_second":([0-9.]+).*/\1/' <<<"$ort")
-echo "batch-64 scoring, vit-dotnet / ONNX Runtime: $(awk -v a="$o" -v b="$r" 'BEGIN{printf "%.2f", a/b}')"
+r=$(sed -E 's/.*"images_per_second":([0-9.]+).*/\1/' <<<"$ort")
+echo "ONNX Runtime fp32 / ours: fp32 $(ratio "$r" "${med[score vit-ti16@224 ours float32]}"), bf16 $(ratio "$r" "${med[score vit-ti16@224 ours bfloat16]}")"
+
+# Does the image loader keep up? Decode + resize + Standard augmentation of 224x224 JPEGs with the default worker
+# count, against what the fastest training (bf16) consumes.
+echo
+echo "## Image loader"
+loader=$($bench loader --images 256 --epochs 2)
+echo "$loader"
+echo "loader / ViT-Ti/16 bf16 training consumption: $(ratio "$(ips <<<"$loader")" "${med[train-step vit-ti16@224 ours bfloat16]}") (needs >= 2x)"

@@ -18,20 +18,7 @@ internal static class LoaderBenchmark
         var dir = Directory.CreateTempSubdirectory("vit-loader-bench-").FullName;
         try
         {
-            var rng = new Random(1);
-            var samples = new List<IImageSample>();
-            var px = new byte[sourceSize * sourceSize * 3];
-            for (int i = 0; i < count; i++)
-            {
-                for (int y = 0; y < sourceSize; y++)
-                    for (int x = 0; x < sourceSize; x++)
-                        for (int c = 0; c < 3; c++)
-                            px[(y * sourceSize + x) * 3 + c] = (byte)Math.Clamp((x * (c + 1) + y * (3 - c) + i * 7) % 256 + rng.Next(-20, 21), 0, 255);
-                using var img = Image.FromPixels(px, sourceSize, sourceSize, 3);
-                var path = Path.Combine(dir, $"{i:D5}.jpg");
-                File.WriteAllBytes(path, img.EncodeJpeg(90));
-                samples.Add(new FileImageSample(path, i % 10));
-            }
+            var samples = BenchImages.Write(dir, count, sourceSize).Select((path, i) => (IImageSample)new FileImageSample(path, i % 10)).ToList();
             var data = new ImageDataset(samples, Enumerable.Range(0, 10).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToList());
             if (get("fashion", 0) > 0)
             {

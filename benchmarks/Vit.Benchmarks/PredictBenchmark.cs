@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Vit.MLNet;
+using Vit.Torch;
 using Vit.Torch.Imaging;
 
 /// <summary>
@@ -21,27 +22,18 @@ internal static class PredictBenchmark
         public float[] Score { get; set; } = [];
     }
 
-    public static int Run(Func<string, int, int> get)
+    public static int Run(Func<string, int, int> get, Precision precision)
     {
         int requests = get("requests", 200), count = get("images", 256), batch = get("batch", 64);
         var dir = Directory.CreateTempSubdirectory("vit-predict-bench-").FullName;
         try
         {
-            var rng = new Random(1);
-            var px = new byte[256 * 256 * 3];
-            string[] classes = ["a", "b", "c"];
-            foreach (var c in classes) Directory.CreateDirectory(Path.Combine(dir, c));
-            for (int i = 0; i < count; i++)
-            {
-                rng.NextBytes(px);
-                using var img = Image.FromPixels(px, 256, 256, 3);
-                File.WriteAllBytes(Path.Combine(dir, classes[i % 3], $"{i:D5}.jpg"), img.EncodeJpeg(90));
-            }
+            BenchImages.Write(dir, count, 256, classes: 3);
             var ctx = new VitContext(seed: 1);
             var data = ctx.Data.LoadFromImageFolder(dir);
             using var model = ctx.Transforms.LoadImages("Image", "", "ImagePath")
                 .Append(ctx.Transforms.ResizeImages("Image", 224, 224, resizing: ResizeMode.Crop))
-                .Append(new VitEstimator(ctx, new VitEstimator.Options { Architecture = VitArchitecture.TinyPatch16, Epochs = 0, ScoringBatchSize = batch }))
+                .Append(new VitEstimator(ctx, new VitEstimator.Options { Architecture = VitArchitecture.TinyPatch16, Epochs = 0, ScoringBatchSize = batch, Precision = precision }))
                 .Fit(data);
             var files = Directory.GetFiles(dir, "*.jpg", SearchOption.AllDirectories);
             var engine = ctx.Model.CreatePredictionEngine<Input, Output>(model);
@@ -60,7 +52,7 @@ internal static class PredictBenchmark
             double ips = scored / clock.Elapsed.TotalSeconds;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"vit-dotnet predict ViT-Ti/16@224 single-image latency p50 {P(0.5):F1} ms p99 {P(0.99):F1} ms ({requests} requests); " +
-                $"batch scoring images/s {ips:F1} (batch {batch}, {scored} JPEGs 256x256)"));
+                $"batch scoring images/s {ips:F1} (batch {batch}, {scored} JPEGs 256x256, {precision})"));
             return 0;
         }
         finally

@@ -68,6 +68,48 @@ public sealed class ModelFileTests
         StringAssert.Contains(e.Message, "format version 99, newer than this library reads (2)");
     }
 
+    /// <summary>The scoring precision goes into model.json and back; bfloat16 scores are float32's within bfloat16 rounding;
+    /// a precision this library does not know is refused by name.</summary>
+    [TestMethod]
+    public void ScoringPrecisionIsSavedAndAnUnknownOneIsRefused()
+    {
+        var ctx = new VitContext(seed: 2);
+        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
+        var p = Copy("precision.zip");
+        var model = ctx.Model.Load(p, out _);
+        Transformers.Vit(model, "test").Precision = Precision.BFloat16;
+        ctx.Model.Save(model, data.Schema, p);
+        (model as IDisposable)?.Dispose();
+        var loaded = ctx.Model.Load(p, out _);
+        try
+        {
+            var vit = Transformers.Vit(loaded, "test");
+            Assert.AreEqual(Precision.BFloat16, vit.Precision);
+            var bf = loaded.Transform(data).GetRows().Select(r => (float[])r["Score"]!).ToList();
+            vit.Precision = Precision.Float32;
+            var fp = loaded.Transform(data).GetRows().Select(r => (float[])r["Score"]!).ToList();
+            double worst = bf.Zip(fp).Max(t => t.First.Zip(t.Second).Max(u => Math.Abs(u.First - u.Second)));
+            Assert.IsLessThan(0.03, worst, "bfloat16 scores stay near float32's");
+            Assert.IsGreaterThan(0.0, worst, "the bfloat16 scores were computed in bfloat16");
+        }
+        finally
+        {
+            (loaded as IDisposable)?.Dispose();
+        }
+        using (var zip = ZipFile.Open(p, ZipArchiveMode.Update))
+        {
+            var entry = zip.GetEntry("model.json")!;
+            JsonNode json;
+            using (var s = entry.Open()) json = JsonNode.Parse(s)!;
+            json["pipeline"]!.AsArray().Single(n => (string?)n!["type"] == "Vit")!["precision"] = "Float16";
+            entry.Delete();
+            using var w = new StreamWriter(zip.CreateEntry("model.json").Open());
+            w.Write(json.ToJsonString());
+        }
+        var e = Assert.Throws<InvalidDataException>(() => ctx.Model.Load(p, out _));
+        StringAssert.Contains(e.Message, "unknown precision 'Float16'");
+    }
+
     [TestMethod]
     public void ZipThatIsNotOursIsNamed()
     {

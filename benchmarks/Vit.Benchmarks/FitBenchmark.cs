@@ -1,0 +1,43 @@
+using System.Globalization;
+using Vit.MLNet;
+using Vit.Torch;
+using Vit.Torch.Imaging;
+
+/// <summary>
+/// Training through the ML.NET-style pipeline, as a user runs it: LoadImages -> ResizeImages(224) -> VitEstimator
+/// (ViT-Ti/16 from scratch, default augmentation, the background loader decoding JPEGs) on a folder of 256x256 JPEGs.
+/// Reports the training throughput of the last epoch (the first one warms up). With --dir the JPEGs are written there
+/// and kept, for the PyTorch peer benchmarks/peer/fit.py (torchvision's ImageFolder and DataLoader over the same files).
+/// </summary>
+internal static class FitBenchmark
+{
+    public static int Run(Func<string, int, int> get, Precision precision, string? keep)
+    {
+        int count = get("images", 160), batch = get("batch", 32), epochs = get("epochs", 2);
+        var dir = keep ?? Directory.CreateTempSubdirectory("vit-fit-bench-").FullName;
+        try
+        {
+            BenchImages.Write(dir, count, 256, classes: 10);
+            var ctx = new VitContext(seed: 1);
+            var data = ctx.Data.LoadFromImageFolder(dir);
+            var options = new VitEstimator.Options
+            {
+                Architecture = VitArchitecture.TinyPatch16, Epochs = epochs, BatchSize = batch, Precision = precision,
+            };
+            using var model = ctx.Transforms.LoadImages("Image", "", "ImagePath")
+                .Append(ctx.Transforms.ResizeImages("Image", 224, 224, resizing: ResizeMode.Crop))
+                .Append(new VitEstimator(ctx, options))
+                .Fit(data);
+            var last = model.LastTransformer.History!.Result.Epochs[^1];
+            var (t, b) = Torch.Threads;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"vit-dotnet fit ViT-Ti/16@224 images/s {last.ImagesPerSecond:F1} (threads {t}/{b}, batch {batch}, {count} JPEGs 256x256, " +
+                $"epoch {last.Epoch} of {epochs}, {MixedPrecision.Resolve(precision, Device.Cpu)})"));
+            return 0;
+        }
+        finally
+        {
+            if (keep is null) Directory.Delete(dir, recursive: true);
+        }
+    }
+}
