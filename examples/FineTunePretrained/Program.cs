@@ -15,6 +15,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Vit.MLNet;
+using Vit.Torch;
 using Vit.Torch.Checkpoints;
 using Vit.Torch.Data;
 using Vit.Torch.Training;
@@ -97,6 +98,7 @@ var newTest = FashionMnistFiles.Rows(ctx, testSet, images, "test", 5, 9, int.Max
 Console.WriteLine("2) the Hugging Face folder imported as a classifier, no training (its labels, its preprocessing)");
 using (var imported = ctx.Model.Import(hf))
 {
+    imported.Precision = Precision.Float32;  // as PyTorch scored it above (the default, Auto, scores in bfloat16 where the CPU has it)
     Console.WriteLine($"   labels: {string.Join(", ", imported.Labels)}");
     var scored = imported.Transform(load.Fit(oldTest).Transform(oldTest));
     Console.WriteLine($"   test accuracy on classes 0-4: {Percent(ctx.MulticlassClassification.Evaluate(scored).MicroAccuracy)} (PyTorch printed its own above)");
