@@ -42,7 +42,7 @@ if (args2.Limit > 0)
 var config = new VitConfig
 {
     ImageSize = 28, PatchSize = args2.Patch, Channels = 1, NumClasses = 10,
-    Dim = args2.Dim, Depth = args2.Depth, Heads = args2.Heads, MlpDim = args2.Dim * 2,
+    Dim = args2.Dim, Depth = args2.Depth, Heads = args2.Heads, MlpDim = args2.Mlp > 0 ? args2.Mlp : args2.Dim * 2,
     Pooling = VitPooling.ClassToken,
 }.Validate();
 var preprocessing = new VitPreprocessing(config.ImageSize, config.Channels, FashionMnist.Normalization);
@@ -163,6 +163,7 @@ internal sealed record Args
     public int Dim { get; init; } = 96;
     public int Depth { get; init; } = 4;
     public int Heads { get; init; } = 4;
+    public int Mlp { get; init; }
     public int Patch { get; init; } = 7;
     public int Threads { get; init; } = Environment.ProcessorCount;
     public ulong Seed { get; init; } = 42;
@@ -183,6 +184,7 @@ internal sealed record Args
                  with bfloat16); long trains D 128, depth 6 for 100 epochs into runs/fashion-mnist-long (about an
                  hour). The options below change single values of either.
         options: --epochs N (40)  --batch-size N (128)  --lr X (0.002)  --dim N (96)  --depth N (4)  --heads N (4)
+                 --mlp N (2 x dim, the MLP's hidden width)
                  --patch N (7)  --threads N (cores)  --seed N (42)  --limit N (use only N images per split)
                  --shift N (2, random translation in pixels)  --no-flip  --smoothing X (0.1, label smoothing)
                  --ema X (0: none; e.g. 0.999, the decay of a moving average of the weights that is evaluated and kept)
@@ -219,6 +221,7 @@ internal sealed record Args
                 "--dim" => a with { Dim = Int() },
                 "--depth" => a with { Depth = Int() },
                 "--heads" => a with { Heads = Int() },
+                "--mlp" => a with { Mlp = Int() },
                 "--patch" => a with { Patch = Int() },
                 "--threads" => a with { Threads = Int() },
                 "--seed" => a with { Seed = (ulong)Int() },
