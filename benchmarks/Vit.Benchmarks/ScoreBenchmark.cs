@@ -21,18 +21,21 @@ internal static class ScoreBenchmark
         for (int i = 0; i < warmup + runs; i++)
         {
             if (i == warmup) clock.Start();
-            using var scope = TensorScope.Begin();
-            using (MixedPrecision.Autocast(precision, Device.Cpu)) F.Softmax(model.Forward(x).To(DType.Float32), -1).ToArray<float>();
+            Score();
         }
         clock.Stop();
         if (profile is not null)
             using (Torch.Profile(profile))
-            using (var scope = TensorScope.Begin())
-            using (MixedPrecision.Autocast(precision, Device.Cpu))
-                F.Softmax(model.Forward(x).To(DType.Float32), -1).ToArray<float>();
+                Score();
         var (t, b) = Torch.Threads;
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"vit-dotnet score images/s {runs * batch / clock.Elapsed.TotalSeconds:F1} (threads {t}/{b}, batch {batch}, runs {runs}, {precision})"));
         return 0;
+
+        void Score()
+        {
+            using var scope = TensorScope.Begin();
+            using (MixedPrecision.Autocast(precision, Device.Cpu)) F.Softmax(model.Forward(x).To(DType.Float32), -1).ToArray<float>();
+        }
     }
 }
