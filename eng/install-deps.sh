@@ -11,10 +11,11 @@
 #   python3-torch         PyTorch, the reference for parity tests and the peer in benchmarks
 #   python3-torchvision   torchvision's VisionTransformer: checkpoint parity tests, the FineTunePretrained example
 #   python3-onnx          onnx.checker for the ONNX exports (tests)
+#   chromium              the browser the web app's tests drive (through Playwright, headless, never downloaded)
 #   nodejs npm            ONNX Runtime (npm's onnxruntime-node, in eng/onnxruntime) runs the ONNX exports in tests and benchmarks
 set -euo pipefail
 
-packages=(libtorch-dev libdnnl-dev libopenblas0-pthread libopencv-dev cmake g++ make dataset-fashion-mnist python3-torch python3-torchvision python3-numpy python3-onnx)
+packages=(libtorch-dev libdnnl-dev libopenblas0-pthread libopencv-dev cmake g++ make dataset-fashion-mnist python3-torch python3-torchvision python3-numpy python3-onnx chromium)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Engine = Vit.Torch.Torch;
 using Vit.Torch;
 using Vit.Torch.Checkpoints;
@@ -89,8 +88,28 @@ public sealed class ModelOperationsCatalog
     private static (VitTransformer Vit, VitPreprocessing Preprocessing) OnnxSource(ITransformer model, IDataView inputData)
     {
         ArgumentNullException.ThrowIfNull(inputData);
-        var vit = Transformers.Vit(model, "ConvertToOnnx");
+        var source = ExportSource(model, "ConvertToOnnx");
         model.GetOutputSchema(inputData.Schema);  // the data must fit the pipeline
+        return source;
+    }
+
+    /// <summary>
+    /// Writes the pipeline's ViT as a Hugging Face folder (<see cref="HuggingFaceExport"/>: config.json,
+    /// model.safetensors, preprocessor_config.json), with the preprocessing of the pipeline's own ResizeImages step when
+    /// it makes images of the model's size, as <see cref="ConvertToOnnx(ITransformer, IDataView, string)"/> records it.
+    /// </summary>
+    /// <exception cref="ArgumentException">The model has no ViT step.</exception>
+    /// <exception cref="NotSupportedException">The ViT is one transformers cannot express (mean pooling, fc_norm, no class token).</exception>
+    public void ExportHuggingFace(ITransformer model, string folder)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        var (vit, pre) = ExportSource(model, "ExportHuggingFace");
+        vit.Model.SavePretrained(folder, pre, vit.Labels);
+    }
+
+    private static (VitTransformer Vit, VitPreprocessing Preprocessing) ExportSource(ITransformer model, string what)
+    {
+        var vit = Transformers.Vit(model, what);
         var pre = vit.Preprocessing;
         var resize = Transformers.Steps(model).OfType<ImageResizingTransformer>().LastOrDefault(r => r.OutputColumnName == vit.Columns.Image);
         if (resize is { Resize: var r } && r.Width == pre.ImageSize && r.Height == pre.ImageSize)
@@ -105,9 +124,17 @@ public sealed class ModelOperationsCatalog
     public PredictionEngine<TSrc, TDst> CreatePredictionEngine<TSrc, TDst>(ITransformer model)
         where TSrc : class where TDst : class, new() => new(model);
 
-    /// <summary>A thread-safe pool of prediction engines over one model, for concurrent requests.</summary>
-    public PredictionEnginePool<TSrc, TDst> CreatePredictionEnginePool<TSrc, TDst>(ITransformer model)
-        where TSrc : class where TDst : class, new() => new(model);
+    /// <summary>A thread-safe pool of prediction engines over one model (its default model), for concurrent requests:
+    /// at most <see cref="PredictionEnginePoolOptions.MaxEngines"/> at once, each on its share of the cores. For named
+    /// models from files reloaded on change, see <see cref="PredictionEnginePoolServiceCollectionExtensions.AddPredictionEnginePool{TSrc,TDst}"/>.
+    /// The pool does not dispose <paramref name="model"/>.</summary>
+    public PredictionEnginePool<TSrc, TDst> CreatePredictionEnginePool<TSrc, TDst>(ITransformer model, PredictionEnginePoolOptions? options = null)
+        where TSrc : class where TDst : class, new()
+    {
+        var pool = new PredictionEnginePool<TSrc, TDst>(options);
+        pool.AddModel(PredictionEnginePool<TSrc, TDst>.DefaultModelName, model);
+        return pool;
+    }
 }
 
 /// <summary>
@@ -148,33 +175,6 @@ public sealed class PredictionEngine<TSrc, TDst> where TSrc : class where TDst :
         finally
         {
             Volatile.Write(ref busy, 0);
-        }
-    }
-}
-
-/// <summary>A thread-safe pool of <see cref="PredictionEngine{TSrc,TDst}"/>s sharing one model; for web apps.</summary>
-public sealed class PredictionEnginePool<TSrc, TDst> where TSrc : class where TDst : class, new()
-{
-    private readonly ITransformer model;
-    private readonly ConcurrentBag<PredictionEngine<TSrc, TDst>> engines = new();
-
-    internal PredictionEnginePool(ITransformer model)
-    {
-        this.model = model;
-        engines.Add(new PredictionEngine<TSrc, TDst>(model));  // validates the mapping up front
-    }
-
-    /// <summary>Scores one item; safe to call from any number of threads.</summary>
-    public TDst Predict(TSrc example)
-    {
-        var engine = engines.TryTake(out var e) ? e : new PredictionEngine<TSrc, TDst>(model);
-        try
-        {
-            return engine.Predict(example);
-        }
-        finally
-        {
-            engines.Add(engine);
         }
     }
 }

@@ -193,6 +193,23 @@ public sealed class VitTransformer : ITransformer, IDisposable
         return written;
     }
 
+    /// <summary>
+    /// Where the model looks in one image: the attention rollout (Abnar &amp; Zuidema 2020) over its patch grid, row-major,
+    /// summing to 1, after the model's own preprocessing (<see cref="Preprocessing"/>). For a heat map over the picture.
+    /// </summary>
+    /// <exception cref="Vit.Torch.Imaging.ImageDecodeException">The image cannot be decoded.</exception>
+    public (int Rows, int Columns, float[] Values) AttentionMap(ImageSource image)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        using var decoded = image.Decode(Preprocessing.Channels);
+        using var resized = Preprocessing.Resize(decoded);
+        using var scope = TensorScope.Begin();
+        var batch = ImageBatch.ToTensor([resized], Preprocessing.Normalization);
+        var rollout = Vit.Torch.Reports.AttentionRollout.Compute(Model, Device.Type == DeviceType.Cpu ? batch : batch.To(Device));
+        var shape = rollout.Shape;
+        return ((int)shape[1], (int)shape[2], rollout.To(DType.Float32, Vit.Torch.Device.Cpu).ToArray<float>());
+    }
+
     /// <summary>Frees the model's native memory (and the training state it kept).</summary>
     public void Dispose()
     {

@@ -54,6 +54,29 @@ public static unsafe class Torch
         Check(vit_threads_set(threads, blasThreads));
     }
 
+    /// <summary>
+    /// Runs this thread's libtorch work on <paramref name="threads"/> threads until the returned scope is disposed, without
+    /// changing other threads (libtorch's OpenMP thread count is per calling thread). Concurrent callers, such as the
+    /// engines of a <c>PredictionEnginePool</c>, each take their share of the cores instead of all taking all of them.
+    /// </summary>
+    public static IDisposable LocalThreads(int threads)
+    {
+        if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, "thread count must be at least 1");
+        EnsureLoaded();
+        Check(vit_threads_local_set(threads, out var previous));
+        return new RestoreThreads(previous);
+    }
+
+    private sealed class RestoreThreads(int previous) : IDisposable
+    {
+        private int done;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref done, 1) == 0) Check(vit_threads_local_set(previous, out _));
+        }
+    }
+
     /// <summary>Current (libtorch, OpenBLAS) thread counts; OpenBLAS is -1 when it is not the BLAS in use.</summary>
     public static (int Torch, int Blas) Threads
     {

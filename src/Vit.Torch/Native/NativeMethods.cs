@@ -14,7 +14,7 @@ internal static unsafe partial class NativeMethods
     internal const string Lib = "vit_native";
 
     /// <summary>The ABI version this assembly was written against; the shim must report the same.</summary>
-    internal const int ExpectedAbiVersion = 5;
+    internal const int ExpectedAbiVersion = 6;
 
     /// <summary>The libtorch major.minor the shim is built and tested against.</summary>
     internal const string ExpectedTorchVersion = "1.13";
@@ -126,6 +126,7 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(Lib)] internal static partial long vit_live_tensor_count();
     [LibraryImport(Lib)] internal static partial int vit_threads_set(int torchThreads, int blasThreads);
     [LibraryImport(Lib)] internal static partial int vit_threads_get(out int torchThreads, out int blasThreads);
+    [LibraryImport(Lib)] internal static partial int vit_threads_local_set(int threads, out int previous);
     [LibraryImport(Lib)] internal static partial int vit_parallel_info(byte* buf, int cap);
     [LibraryImport(Lib)] internal static partial int vit_cuda_device_count(out int count);
     [LibraryImport(Lib)] internal static partial int vit_manual_seed(ulong seed);

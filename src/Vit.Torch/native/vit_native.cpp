@@ -29,8 +29,8 @@
 #include <vector>
 
 // Bumped whenever an export's signature or meaning changes; checked by the C# loader.
-static constexpr int kAbiVersion = 5;  // 2: imaging exports (vit_imaging.cpp); 3: interpolate, AdamW lr scales; 4: generator state;
-                                       // 5: autocast, inference mode, fused attention, linear + GELU
+static constexpr int kAbiVersion = 6;  // 2: imaging exports (vit_imaging.cpp); 3: interpolate, AdamW lr scales; 4: generator state;
+                                       // 5: autocast, inference mode, fused attention, linear + GELU; 6: per-thread threads
 
 using T = at::Tensor;
 
@@ -205,6 +205,23 @@ VIT_API int vit_threads_get(int* torch_threads, int* blas_threads) {
   *torch_threads = at::get_num_threads();
   auto get_blas = reinterpret_cast<openblas_get_fn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
   *blas_threads = get_blas != nullptr ? get_blas() : -1;
+  VIT_CATCH
+}
+
+// This thread's share of intra-op parallelism: with OpenMP (Debian's libtorch), the thread count is an OpenMP ICV of
+// the calling thread, so concurrent callers can each run with their own count (a prediction pool gives each engine
+// cores / engines). ATen initialises a thread's count from the global one on its first parallel call, so that is done
+// first; the global count and oneDNN's caches stay as they are. *previous receives the count before the call.
+// Without OpenMP this changes nothing and reports the global count.
+using omp_set_fn = void (*)(int);
+using omp_get_fn = int (*)();
+VIT_API int vit_threads_local_set(int threads, int* previous) {
+  VIT_TRY
+  check_out(previous);
+  if (threads < 1) throw std::invalid_argument("thread count must be at least 1");
+  *previous = at::get_num_threads();  // also ATen's lazy per-thread initialisation
+  auto set = reinterpret_cast<omp_set_fn>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+  if (set != nullptr) set(threads);
   VIT_CATCH
 }
 

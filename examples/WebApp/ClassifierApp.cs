@@ -1,0 +1,144 @@
+using System.Diagnostics;
+using System.Reflection;
+using Microsoft.AspNetCore.Http.Features;
+using Vit.MLNet;
+using Vit.Torch.Imaging;
+
+namespace Vit.WebApp;
+
+/// <summary>The request row: the uploaded bytes go to the model's LoadImages step, which decodes bytes as well as paths.</summary>
+public sealed class UploadInput
+{
+    [ColumnName("ImagePath")]
+    public byte[] Image { get; set; } = [];
+}
+
+/// <summary>The response row.</summary>
+public sealed class UploadPrediction
+{
+    public string PredictedLabel { get; set; } = "";
+
+    public float[] Score { get; set; } = [];
+}
+
+/// <summary>
+/// The web app: <c>POST /api/classify</c> (multipart field <c>imageFile</c>), <c>GET /health</c>, and a page at <c>/</c>.
+/// Configuration (command line, environment or appsettings): <c>model</c> (the model file, required; reloaded when it
+/// changes), <c>maxUploadBytes</c> (10 MB), <c>threadsPerEngine</c> (1) and <c>maxEngines</c> (cores / threads).
+/// </summary>
+public static class ClassifierApp
+{
+    /// <summary>The model's name in the pool.</summary>
+    public const string ModelName = "classifier";
+
+    private static readonly Lazy<string> Page = new(() =>
+    {
+        using var s = Assembly.GetExecutingAssembly().GetManifestResourceStream("index.html")!;
+        return new StreamReader(s).ReadToEnd();
+    });
+
+    /// <summary>Builds the app; <paramref name="configure"/> may change the builder first (tests use a test server).</summary>
+    /// <exception cref="ArgumentException">No model is configured.</exception>
+    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(args);
+        configure?.Invoke(builder);
+        var modelPath = builder.Configuration["model"];
+        if (string.IsNullOrEmpty(modelPath)) throw new ArgumentException("no model: start with --model <model.zip> (or set the 'model' configuration key)");
+        long maxBytes = builder.Configuration.GetValue<long?>("maxUploadBytes") ?? 10L << 20;
+        int threads = builder.Configuration.GetValue<int?>("threadsPerEngine") ?? 1;
+        int? engines = builder.Configuration.GetValue<int?>("maxEngines");
+        // Room for the multipart framing around the file; the file itself is held to maxBytes below.
+        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = maxBytes + (64 << 10));
+        builder.Services.Configure<FormOptions>(o => o.MultipartBodyLengthLimit = maxBytes + (64 << 10));
+        builder.Services.AddPredictionEnginePool<UploadInput, UploadPrediction>(o =>
+            {
+                o.ThreadsPerEngine = threads;
+                o.MaxEngines = engines;
+            })
+            .FromFile(ModelName, modelPath, watchForChanges: true);
+
+        var app = builder.Build();
+        // Loaded now: a missing or damaged model stops the start with its error, instead of failing the first request.
+        app.Services.GetRequiredService<PredictionEnginePool<UploadInput, UploadPrediction>>();
+
+        app.MapGet("/", () => Results.Content(Page.Value, "text/html; charset=utf-8"));
+        app.MapGet("/health", (PredictionEnginePool<UploadInput, UploadPrediction> pool) =>
+            Results.Json(new { status = "ok", modelVersion = pool.GetModelVersion(ModelName) }));
+        app.MapPost("/api/classify", (HttpRequest request, PredictionEnginePool<UploadInput, UploadPrediction> pool) =>
+            Classify(request, pool, maxBytes));
+        return app;
+    }
+
+    private static IResult Error(int status, string message) => Results.Json(new { error = message }, statusCode: status);
+
+    private static async Task<IResult> Classify(HttpRequest request, PredictionEnginePool<UploadInput, UploadPrediction> pool, long maxBytes)
+    {
+        var clock = Stopwatch.StartNew();
+        if (request.ContentLength > maxBytes + (64 << 10))
+            return Error(StatusCodes.Status413PayloadTooLarge, $"the upload is larger than the limit of {maxBytes} bytes");
+        if (!request.HasFormContentType)
+            return Error(StatusCodes.Status400BadRequest, "send the image as multipart/form-data in the field 'imageFile'");
+        IFormCollection form;
+        try
+        {
+            form = await request.ReadFormAsync();
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return Error(StatusCodes.Status413PayloadTooLarge, $"the upload is larger than the limit of {maxBytes} bytes");
+        }
+        catch (InvalidDataException e) when (e.Message.Contains("limit", StringComparison.OrdinalIgnoreCase))
+        {
+            return Error(StatusCodes.Status413PayloadTooLarge, $"the upload is larger than the limit of {maxBytes} bytes");
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException)
+        {
+            return Error(StatusCodes.Status400BadRequest, $"the form cannot be read: {e.Message}");
+        }
+        var file = form.Files["imageFile"];
+        if (file is null || file.Length == 0)
+            return Error(StatusCodes.Status400BadRequest, "no image: send the picture in the multipart field 'imageFile'");
+        if (file.Length > maxBytes)
+            return Error(StatusCodes.Status413PayloadTooLarge, $"the image is {file.Length} bytes, over the limit of {maxBytes}");
+        var bytes = new byte[file.Length];
+        await using (var s = file.OpenReadStream())
+            await s.ReadExactlyAsync(bytes);
+        if (!LooksLikeImage(bytes))
+            return Error(StatusCodes.Status415UnsupportedMediaType, "not a JPEG, PNG, BMP or WebP image");
+
+        PoolPrediction<UploadPrediction> p;
+        (int Rows, int Columns, float[] Values)? attention = null;
+        try
+        {
+            p = pool.PredictWithDetails(ModelName, new UploadInput { Image = bytes });
+            if (string.Equals(request.Query["attention"], "true", StringComparison.OrdinalIgnoreCase))
+                attention = pool.UseModel(ModelName, (model, _) => VitStep(model).AttentionMap(ImageSource.FromBytes(bytes)));
+        }
+        catch (ImageDecodeException e)
+        {
+            return Error(StatusCodes.Status415UnsupportedMediaType, $"the image cannot be decoded: {e.Message}");
+        }
+        var score = p.Prediction.Score;
+        int best = Array.IndexOf(score, score.Max());
+        return Results.Json(new
+        {
+            predictedLabel = p.Prediction.PredictedLabel,
+            probability = score[best],
+            scores = p.Labels.Select((l, i) => (l, i)).ToDictionary(x => x.l, x => score[x.i]),
+            elapsedMs = clock.Elapsed.TotalMilliseconds,
+            modelVersion = p.ModelVersion,
+            attention = attention is { } a ? new { rows = a.Rows, columns = a.Columns, values = a.Values } : null,
+        });
+    }
+
+    private static VitTransformer VitStep(ITransformer model) =>
+        (model is ITransformerChain c ? c.Transformers : [model]).OfType<VitTransformer>().Single();
+
+    /// <summary>The signatures of the formats the decoder reads: JPEG, PNG, BMP, WebP.</summary>
+    public static bool LooksLikeImage(ReadOnlySpan<byte> b) =>
+        (b.Length >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
+        || b.StartsWith((ReadOnlySpan<byte>)[0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A])
+        || (b.Length >= 14 && b[0] == (byte)'B' && b[1] == (byte)'M')
+        || (b.Length >= 12 && b[..4].SequenceEqual("RIFF"u8) && b[8..12].SequenceEqual("WEBP"u8));
+}

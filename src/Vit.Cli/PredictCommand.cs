@@ -1,0 +1,112 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Spectre.Console;
+using Vit.MLNet;
+using Vit.Torch.Imaging;
+
+namespace Vit.Cli;
+
+/// <summary><c>vit predict model.zip &lt;files|folders&gt;</c>: the top-K labels of each image, scored in batches; an
+/// unreadable image is reported and the others are still scored (exit code 1 when any failed).</summary>
+internal static class PredictCommand
+{
+    /// <summary>Images scored per batch.</summary>
+    private const int Chunk = 64;
+
+    public static Command Create(CliOutput io)
+    {
+        var model = new Argument<string>("model") { Description = "The model file." };
+        var inputs = new Argument<string[]>("images") { Description = "Image files and folders (searched recursively).", Arity = ArgumentArity.OneOrMore };
+        var top = new Option<int>("--top") { Description = "Labels to show per image, best first.", DefaultValueFactory = _ => 1 };
+        var json = new Option<bool>("--json") { Description = "Write the predictions as one JSON document (see the README for its fields)." };
+        var command = new Command("predict", "Classify images with a model file.") { model, inputs, top, json };
+        command.SetAction(r => Run(io, r.GetValue(model)!, r.GetValue(inputs)!, r.GetValue(top), r.GetValue(json)));
+        return command;
+    }
+
+    /// <summary>The result for one image: the top labels with their probabilities, or the error that kept it from being scored.</summary>
+    public sealed record Prediction(string File, IReadOnlyList<(string Label, float Probability)> Top, string? Error);
+
+    public static int Run(CliOutput io, string modelPath, string[] inputs, int top, bool json)
+    {
+        if (top < 1) throw new UsageException($"--top must be at least 1, got {top}");
+        var files = CliData.ImageFiles(inputs);
+        var ctx = new VitContext();
+        var (model, _, vit) = CliData.LoadModel(ctx, modelPath);
+        using var _model = model as IDisposable;
+        var results = new List<Prediction>();
+        foreach (var chunk in files.Chunk(Chunk))
+        {
+            try
+            {
+                results.AddRange(Score(model, vit, chunk, top));
+            }
+            catch (Exception e) when (e is ImageDecodeException or FileNotFoundException or IOException)
+            {
+                // One bad file fails its batch: score the batch's files one at a time to name it and keep the others.
+                foreach (var file in chunk)
+                {
+                    try
+                    {
+                        results.AddRange(Score(model, vit, [file], top));
+                    }
+                    catch (Exception one) when (one is ImageDecodeException or FileNotFoundException or IOException)
+                    {
+                        results.Add(new Prediction(file, [], one.Message.ReplaceLineEndings(" ")));
+                    }
+                }
+            }
+        }
+        int failed = results.Count(r => r.Error is not null);
+        if (json)
+        {
+            io.Json(new JsonObject
+            {
+                ["model"] = modelPath,
+                ["labels"] = new JsonArray(vit.Labels.Select(l => (JsonNode?)l).ToArray()),
+                ["predictions"] = new JsonArray(results.Select(r => (JsonNode?)(r.Error is null
+                    ? new JsonObject
+                    {
+                        ["file"] = r.File, ["predicted_label"] = r.Top[0].Label, ["probability"] = r.Top[0].Probability,
+                        ["top"] = new JsonArray(r.Top.Select(t => (JsonNode?)new JsonObject { ["label"] = t.Label, ["probability"] = t.Probability }).ToArray()),
+                    }
+                    : new JsonObject { ["file"] = r.File, ["error"] = r.Error })).ToArray()),
+                ["classified"] = results.Count - failed,
+                ["failed"] = failed,
+            });
+        }
+        else
+        {
+            var table = new Table().AddColumn("file");
+            for (int k = 0; k < Math.Min(top, vit.Labels.Count); k++) table.AddColumn(top == 1 ? "label" : $"#{k + 1}");
+            foreach (var r in results)
+            {
+                var cells = r.Error is null
+                    ? r.Top.Select(t => Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"{t.Label} {t.Probability:P1}")))
+                    : [$"[red]error:[/] {Markup.Escape(r.Error)}"];
+                table.AddRow([Markup.Escape(r.File), .. cells, .. Enumerable.Repeat("", Math.Max(0, Math.Min(top, vit.Labels.Count) - cells.Count()))]);
+            }
+            io.Table(table);
+            io.Note($"{results.Count - failed} classified, {failed} unreadable");
+        }
+        return failed == 0 ? ExitCodes.Ok : ExitCodes.Failed;
+    }
+
+    private static IEnumerable<Prediction> Score(ITransformer model, VitTransformer vit, IReadOnlyList<string> files, int top)
+    {
+        var scored = model.Transform(CliData.Paths(files));
+        int score = scored.Schema[vit.Columns.Score].Index;
+        var predictions = new List<Prediction>();
+        int i = 0;
+        foreach (var row in scored.GetRows())
+        {
+            var p = (float[])row[score]!;
+            // Best first; ties keep label order, as PredictedLabel does.
+            var best = Enumerable.Range(0, p.Length).OrderByDescending(j => p[j]).ThenBy(j => j).Take(top)
+                .Select(j => (vit.Labels[j], p[j])).ToList();
+            predictions.Add(new Prediction(files[i++], best, null));
+        }
+        return predictions;
+    }
+}

@@ -1,0 +1,491 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Engine = Vit.Torch.Torch;
+
+namespace Vit.MLNet;
+
+/// <summary>Settings of a <see cref="PredictionEnginePool{TSrc,TDst}"/>.</summary>
+public sealed class PredictionEnginePoolOptions
+{
+    /// <summary>Predictions running at once per model (and so engines per model): more requests wait for a free engine.
+    /// Default: the core count divided by <see cref="ThreadsPerEngine"/>, at least 1.</summary>
+    public int? MaxEngines { get; set; }
+
+    /// <summary>libtorch threads each engine computes with (on its own calling thread). Default 1: with
+    /// <see cref="MaxEngines"/> engines at once, the cores are shared out rather than oversubscribed.</summary>
+    public int ThreadsPerEngine { get; set; } = 1;
+
+    /// <summary>How long a watched file must stay quiet before it is reloaded (a copy in progress raises many events).</summary>
+    public TimeSpan ReloadDelay { get; set; } = TimeSpan.FromMilliseconds(300);
+
+    /// <summary>Attempts to load a changed file that is locked or still being written, <see cref="ReloadDelay"/> apart,
+    /// before the reload is given up (the old model keeps serving).</summary>
+    public int ReloadAttempts { get; set; } = 10;
+
+    internal int Engines => MaxEngines ?? Math.Max(1, Environment.ProcessorCount / Math.Max(1, ThreadsPerEngine));
+
+    internal void Validate()
+    {
+        if (MaxEngines is < 1) throw new ArgumentOutOfRangeException(nameof(MaxEngines), MaxEngines, "MaxEngines must be at least 1");
+        if (ThreadsPerEngine < 1) throw new ArgumentOutOfRangeException(nameof(ThreadsPerEngine), ThreadsPerEngine, "ThreadsPerEngine must be at least 1");
+        if (ReloadDelay < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(ReloadDelay), ReloadDelay, "ReloadDelay cannot be negative");
+        if (ReloadAttempts < 1) throw new ArgumentOutOfRangeException(nameof(ReloadAttempts), ReloadAttempts, "ReloadAttempts must be at least 1");
+    }
+}
+
+/// <summary>A model the pool (re)loaded: its name, the version it now serves, and where it came from.</summary>
+/// <param name="ModelName">The model's name in the pool.</param>
+/// <param name="Version">1 for the first load, then one more per successful reload.</param>
+/// <param name="FilePath">The file it was loaded from (null for a model given as an object).</param>
+public sealed record ModelLoadedEventArgs(string ModelName, long Version, string? FilePath);
+
+/// <summary>A reload that failed: the pool goes on serving <paramref name="ServingVersion"/>.</summary>
+/// <param name="ModelName">The model's name in the pool.</param>
+/// <param name="ServingVersion">The version still served.</param>
+/// <param name="FilePath">The file that could not be loaded.</param>
+/// <param name="Error">Why.</param>
+public sealed record ModelReloadFailedEventArgs(string ModelName, long ServingVersion, string FilePath, Exception Error);
+
+/// <summary>A prediction with the model version that made it and that version's labels (the order of its Score vector).</summary>
+/// <param name="Prediction">The output row.</param>
+/// <param name="ModelVersion">The version that answered.</param>
+/// <param name="Labels">Its labels.</param>
+public sealed record PoolPrediction<TDst>(TDst Prediction, long ModelVersion, IReadOnlyList<string> Labels);
+
+/// <summary>
+/// Thread-safe predictions over named models, for web apps (ML.NET's <c>Microsoft.Extensions.ML</c> pool). Each model
+/// load is a generation with its own bounded set of engines; a reload builds the new generation off the request path
+/// and swaps it in atomically; a request keeps the generation it started with, returns its engine there, and the old
+/// generation's model is disposed when its last request ends. A reload that fails (a damaged or half-written file)
+/// is logged and raised as <see cref="ReloadFailed"/>, and the previous model keeps serving.
+/// </summary>
+public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : class where TDst : class, new()
+{
+    /// <summary>The name of the model of <see cref="Predict(TSrc)"/> (ML.NET's default model name is the empty string too).</summary>
+    public const string DefaultModelName = "";
+
+    private readonly ConcurrentDictionary<string, Slot> slots = new(StringComparer.Ordinal);
+    private readonly PredictionEnginePoolOptions options;
+    private readonly ILogger logger;
+    private int disposed;
+
+    /// <summary>A pool with no models yet: add them with <see cref="AddModel"/> or <see cref="AddModelFromFile"/>.</summary>
+    public PredictionEnginePool(PredictionEnginePoolOptions? options = null, ILogger? logger = null)
+    {
+        this.options = options ?? new PredictionEnginePoolOptions();
+        this.options.Validate();
+        this.logger = logger ?? NullLogger.Instance;
+    }
+
+    /// <summary>Raised after a model is loaded or reloaded (on the reloading thread).</summary>
+    public event EventHandler<ModelLoadedEventArgs>? Loaded;
+
+    /// <summary>Raised when a reload fails; the previous version keeps serving.</summary>
+    public event EventHandler<ModelReloadFailedEventArgs>? ReloadFailed;
+
+    /// <summary>The names of the models served.</summary>
+    public IReadOnlyCollection<string> ModelNames => slots.Keys.ToList();
+
+    /// <summary>Serves a model object under <paramref name="modelName"/>. The pool does not dispose it (its owner does).</summary>
+    /// <exception cref="ArgumentException">The name is taken, or the model does not map to <typeparamref name="TSrc"/>/<typeparamref name="TDst"/>.</exception>
+    public void AddModel(string modelName, ITransformer model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var slot = new Slot(this, modelName, null);
+        slot.Install(new Generation(this, model, 1, ownsModel: false));
+        Register(slot);
+    }
+
+    /// <summary>
+    /// Loads a model file under <paramref name="modelName"/>; with <paramref name="watchForChanges"/> the file is watched
+    /// and reloaded when it changes (written in place, or replaced by a rename).
+    /// </summary>
+    /// <exception cref="FileNotFoundException">No such file.</exception>
+    /// <exception cref="InvalidDataException">The file is not a model file, or is damaged.</exception>
+    public void AddModelFromFile(string modelName, string filePath, bool watchForChanges = false)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(filePath);
+        var full = Path.GetFullPath(filePath);
+        if (!File.Exists(full)) throw new FileNotFoundException($"model file not found: {full}", full);
+        var slot = new Slot(this, modelName, full);
+        slot.Install(Load(full, 1));
+        Register(slot);
+        if (watchForChanges) slot.Watch();
+    }
+
+    private void Register(Slot slot)
+    {
+        ObjectDisposedException.ThrowIf(disposed != 0, this);
+        if (!slots.TryAdd(slot.Name, slot))
+        {
+            slot.Dispose();
+            throw new ArgumentException($"the pool already has a model named '{slot.Name}'", nameof(slot.Name));
+        }
+        Loaded?.Invoke(this, new ModelLoadedEventArgs(slot.Name, 1, slot.FilePath));
+    }
+
+    /// <summary>Scores one item with the default model (<see cref="DefaultModelName"/>); safe from any number of threads.</summary>
+    public TDst Predict(TSrc example) => Predict(DefaultModelName, example, out _);
+
+    /// <summary>Scores one item with the named model; safe from any number of threads.</summary>
+    public TDst Predict(string modelName, TSrc example) => Predict(modelName, example, out _);
+
+    /// <summary>Scores one item with the named model and says which version of it answered (a reload may happen at any time).</summary>
+    /// <exception cref="ArgumentException">No model has that name.</exception>
+    public TDst Predict(string modelName, TSrc example, out long modelVersion)
+    {
+        ArgumentNullException.ThrowIfNull(example);
+        var generation = SlotOf(modelName).Acquire();
+        try
+        {
+            modelVersion = generation.Version;
+            return generation.Predict(example);
+        }
+        finally
+        {
+            generation.Release();
+        }
+    }
+
+    /// <summary>Scores one item with the named model and returns, with the prediction, the version that answered and its
+    /// labels (in the order of its Score vector): both belong to that answer even when a reload swaps the model meanwhile.</summary>
+    public PoolPrediction<TDst> PredictWithDetails(string modelName, TSrc example)
+    {
+        ArgumentNullException.ThrowIfNull(example);
+        var generation = SlotOf(modelName).Acquire();
+        try
+        {
+            return new PoolPrediction<TDst>(generation.Predict(example), generation.Version, generation.Labels);
+        }
+        finally
+        {
+            generation.Release();
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="action"/> with the named model's current version and its number, holding it (a reload does
+    /// not free it meanwhile) and one of its engine places (so it counts against <see cref="PredictionEnginePoolOptions.MaxEngines"/>
+    /// and runs on the engines' threads): for work beside predictions, such as attention maps. Do not keep the model.
+    /// </summary>
+    public T UseModel<T>(string modelName, Func<ITransformer, long, T> action)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        var generation = SlotOf(modelName).Acquire();
+        try
+        {
+            return generation.Use(action);
+        }
+        finally
+        {
+            generation.Release();
+        }
+    }
+
+    /// <summary>The version the named model serves now: 1 after the first load, one more per successful reload.</summary>
+    public long GetModelVersion(string modelName = DefaultModelName) => SlotOf(modelName).Version;
+
+    /// <summary>Engines created so far for the named model's current version (at most <see cref="PredictionEnginePoolOptions.MaxEngines"/>).</summary>
+    public int GetEngineCount(string modelName = DefaultModelName)
+    {
+        var g = SlotOf(modelName).Acquire();
+        try
+        {
+            return g.EngineCount;
+        }
+        finally
+        {
+            g.Release();
+        }
+    }
+
+    /// <summary>Reloads a file-backed model now (as a change of the watched file does); returns false, after raising
+    /// <see cref="ReloadFailed"/>, when the file cannot be loaded.</summary>
+    public bool Reload(string modelName = DefaultModelName) => SlotOf(modelName).Reload();
+
+    private Slot SlotOf(string modelName)
+    {
+        ArgumentNullException.ThrowIfNull(modelName);
+        ObjectDisposedException.ThrowIf(disposed != 0, this);
+        return slots.TryGetValue(modelName, out var s) ? s
+            : throw new ArgumentException($"the pool has no model named '{modelName}' (it has: {string.Join(", ", slots.Keys.Select(k => $"'{k}'"))})", nameof(modelName));
+    }
+
+    private Generation Load(string path, long version)
+    {
+        var model = ModelFile.Load(path, out _, Vit.Torch.Device.Cpu);
+        try
+        {
+            return new Generation(this, model, version, ownsModel: true);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Stops watching and frees every model the pool loaded (after the requests in flight end).</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref disposed, 1) != 0) return;
+        foreach (var s in slots.Values) s.Dispose();
+        slots.Clear();
+    }
+
+    /// <summary>One load of a model: its engines (created on demand, at most MaxEngines, each used by one request at a
+    /// time) and a reference count — one for the pool while it is current, one per request in flight.</summary>
+    private sealed class Generation
+    {
+        private readonly ITransformer model;
+        private readonly bool ownsModel;
+        private readonly ConcurrentBag<PredictionEngine<TSrc, TDst>> idle = new();
+        private readonly SemaphoreSlim free;
+        private readonly int threads;
+        private int references = 1;
+        private int created;
+
+        public Generation(PredictionEnginePool<TSrc, TDst> pool, ITransformer model, long version, bool ownsModel)
+        {
+            this.model = model;
+            this.ownsModel = ownsModel;
+            Version = version;
+            threads = pool.options.ThreadsPerEngine;
+            free = new SemaphoreSlim(pool.options.Engines, pool.options.Engines);
+            idle.Add(new PredictionEngine<TSrc, TDst>(model));  // checks the mapping now, before the generation serves
+            created = 1;
+            Labels = Transformers.Steps(model).OfType<VitTransformer>().FirstOrDefault()?.Labels ?? [];
+        }
+
+        public T Use<T>(Func<ITransformer, long, T> action)
+        {
+            free.Wait();
+            try
+            {
+                using (Engine.LocalThreads(threads))
+                    return action(model, Version);
+            }
+            finally
+            {
+                free.Release();
+            }
+        }
+
+        public long Version { get; }
+
+        public IReadOnlyList<string> Labels { get; }
+
+        public int EngineCount => Volatile.Read(ref created);
+
+        /// <summary>Takes a reference unless the generation is already freed (then the caller reads the newer one).</summary>
+        public bool TryAcquire()
+        {
+            while (true)
+            {
+                int r = Volatile.Read(ref references);
+                if (r == 0) return false;
+                if (Interlocked.CompareExchange(ref references, r + 1, r) == r) return true;
+            }
+        }
+
+        public void Release()
+        {
+            if (Interlocked.Decrement(ref references) != 0) return;
+            free.Dispose();
+            if (ownsModel) (model as IDisposable)?.Dispose();
+        }
+
+        public TDst Predict(TSrc example)
+        {
+            free.Wait();
+            try
+            {
+                if (!idle.TryTake(out var engine))
+                {
+                    engine = new PredictionEngine<TSrc, TDst>(model);
+                    Interlocked.Increment(ref created);
+                }
+                try
+                {
+                    using (Engine.LocalThreads(threads))
+                        return engine.Predict(example);
+                }
+                finally
+                {
+                    idle.Add(engine);  // back to the generation it came from
+                }
+            }
+            finally
+            {
+                free.Release();
+            }
+        }
+    }
+
+    /// <summary>A named model: its current generation, and for a watched file the watcher and the debounced reload.</summary>
+    private sealed class Slot(PredictionEnginePool<TSrc, TDst> pool, string name, string? filePath) : IDisposable
+    {
+        private readonly object reloadLock = new();
+        private Generation? current;
+        private FileSystemWatcher? watcher;
+        private Timer? debounce;
+        private bool closed;
+
+        public string Name { get; } = name ?? throw new ArgumentNullException(nameof(name));
+
+        public string? FilePath { get; } = filePath;
+
+        public long Version => Volatile.Read(ref current)!.Version;
+
+        public void Install(Generation g) => current = g;
+
+        /// <summary>A reference on the current generation. A generation is freed only after it stopped being current,
+        /// so a failed TryAcquire means a newer one is already in place: read again.</summary>
+        public Generation Acquire()
+        {
+            while (true)
+            {
+                var g = Volatile.Read(ref current) ?? throw new ObjectDisposedException(nameof(PredictionEnginePool<TSrc, TDst>));
+                if (g.TryAcquire()) return g;
+            }
+        }
+
+        public void Watch()
+        {
+            var dir = Path.GetDirectoryName(FilePath!)!;
+            debounce = new Timer(_ => Reload(), null, Timeout.Infinite, Timeout.Infinite);
+            watcher = new FileSystemWatcher(dir, Path.GetFileName(FilePath!))
+            {
+                NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.CreationTime,
+            };
+            FileSystemEventHandler changed = (_, _) => Poke();
+            watcher.Changed += changed;
+            watcher.Created += changed;
+            watcher.Renamed += (_, e) =>
+            {
+                if (string.Equals(Path.GetFullPath(e.FullPath), FilePath, StringComparison.Ordinal)) Poke();
+            };
+            watcher.Error += (_, e) => pool.logger.LogWarning(e.GetException(), "watching {File} failed; changes may be missed", FilePath);
+            watcher.EnableRaisingEvents = true;
+        }
+
+        // Every event restarts the quiet period: a file copied in place raises many.
+        private void Poke()
+        {
+            lock (reloadLock)
+                if (!closed) debounce?.Change(pool.options.ReloadDelay, Timeout.InfiniteTimeSpan);
+        }
+
+        public bool Reload()
+        {
+            if (FilePath is null) throw new InvalidOperationException($"model '{Name}' was not loaded from a file");
+            lock (reloadLock)
+            {
+                if (closed) return false;
+                long next = current!.Version + 1;
+                Exception? error = null;
+                for (int attempt = 1; attempt <= pool.options.ReloadAttempts; attempt++)
+                {
+                    try
+                    {
+                        var g = pool.Load(FilePath, next);
+                        var old = Interlocked.Exchange(ref current, g);
+                        old!.Release();  // freed when its last request ends
+                        pool.logger.LogInformation("model '{Name}' reloaded from {File}: version {Version}", Name, FilePath, next);
+                        pool.Loaded?.Invoke(pool, new ModelLoadedEventArgs(Name, next, FilePath));
+                        return true;
+                    }
+                    catch (Exception e)
+                    {
+                        error = e;
+                        // Locked, missing for a moment, or still being written: wait for it to settle. Anything else
+                        // (a model that does not fit the input and output classes, say) will not get better.
+                        if (e is not (IOException or InvalidDataException or UnauthorizedAccessException)) break;
+                        if (attempt < pool.options.ReloadAttempts) Thread.Sleep(pool.options.ReloadDelay);
+                    }
+                }
+                pool.logger.LogError(error, "model '{Name}': reloading {File} failed; version {Version} keeps serving", Name, FilePath, current.Version);
+                pool.ReloadFailed?.Invoke(pool, new ModelReloadFailedEventArgs(Name, current.Version, FilePath, error!));
+                return false;
+            }
+        }
+
+        public void Dispose()
+        {
+            lock (reloadLock)
+            {
+                if (closed) return;
+                closed = true;
+            }
+            watcher?.Dispose();
+            debounce?.Dispose();
+            Interlocked.Exchange(ref current, null)?.Release();
+        }
+    }
+}
+
+/// <summary>Registers pools with a service collection (ML.NET's <c>services.AddPredictionEnginePool</c>).</summary>
+public static class PredictionEnginePoolServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers a singleton <see cref="PredictionEnginePool{TSrc,TDst}"/>; name its models with the returned builder's
+    /// <see cref="PredictionEnginePoolBuilder{TSrc,TDst}.FromFile(string, string, bool)"/>. The pool is created (and its
+    /// files loaded) when first resolved, logs through the registered <see cref="ILoggerFactory"/>, and is disposed with
+    /// the container.
+    /// </summary>
+    public static PredictionEnginePoolBuilder<TSrc, TDst> AddPredictionEnginePool<TSrc, TDst>(this Microsoft.Extensions.DependencyInjection.IServiceCollection services,
+        Action<PredictionEnginePoolOptions>? configure = null) where TSrc : class where TDst : class, new()
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        var builder = new PredictionEnginePoolBuilder<TSrc, TDst>(services);
+        configure?.Invoke(builder.Options);
+        builder.Options.Validate();
+        Microsoft.Extensions.DependencyInjection.ServiceCollectionServiceExtensions.AddSingleton(services,
+            sp => builder.Build((sp.GetService(typeof(ILoggerFactory)) as ILoggerFactory)?.CreateLogger("Vit.MLNet.PredictionEnginePool")));
+        return builder;
+    }
+}
+
+/// <summary>Names the models of a registered pool.</summary>
+public sealed class PredictionEnginePoolBuilder<TSrc, TDst> where TSrc : class where TDst : class, new()
+{
+    private readonly List<(string Name, string Path, bool Watch)> files = new();
+
+    internal PredictionEnginePoolBuilder(Microsoft.Extensions.DependencyInjection.IServiceCollection services) => Services = services;
+
+    /// <summary>The service collection the pool is registered in.</summary>
+    public Microsoft.Extensions.DependencyInjection.IServiceCollection Services { get; }
+
+    /// <summary>The pool's settings.</summary>
+    public PredictionEnginePoolOptions Options { get; } = new();
+
+    /// <summary>Serves the model file under <paramref name="modelName"/>; with <paramref name="watchForChanges"/> a changed
+    /// file is reloaded (see <see cref="PredictionEnginePool{TSrc,TDst}"/>).</summary>
+    public PredictionEnginePoolBuilder<TSrc, TDst> FromFile(string modelName, string filePath, bool watchForChanges = false)
+    {
+        ArgumentNullException.ThrowIfNull(modelName);
+        ArgumentException.ThrowIfNullOrEmpty(filePath);
+        files.Add((modelName, filePath, watchForChanges));
+        return this;
+    }
+
+    /// <summary>Serves the model file as the default model (<see cref="PredictionEnginePool{TSrc,TDst}.DefaultModelName"/>).</summary>
+    public PredictionEnginePoolBuilder<TSrc, TDst> FromFile(string filePath, bool watchForChanges = false) =>
+        FromFile(PredictionEnginePool<TSrc, TDst>.DefaultModelName, filePath, watchForChanges);
+
+    internal PredictionEnginePool<TSrc, TDst> Build(ILogger? logger)
+    {
+        var pool = new PredictionEnginePool<TSrc, TDst>(Options, logger);
+        try
+        {
+            foreach (var (name, path, watch) in files) pool.AddModelFromFile(name, path, watch);
+            return pool;
+        }
+        catch
+        {
+            pool.Dispose();
+            throw;
+        }
+    }
+}

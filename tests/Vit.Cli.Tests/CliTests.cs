@@ -1,0 +1,272 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Vit.Cli;
+using Vit.Tests;
+using Vit.Torch.Checkpoints;
+using Vit.Torch.Imaging;
+
+namespace Vit.Cli.Tests;
+
+/// <summary>
+/// The `vit` tool end to end: one small model is trained through `vit train` on a generated folder, then evaluated,
+/// used for predictions, exported and imported; references are computed here (the metrics from the predictions, the
+/// parameter count from the ViT's formula, the scores from ONNX Runtime). Bad usage must be one line and exit code 2;
+/// Ctrl+C must leave a checkpoint that --resume finishes to the weights of an uninterrupted run.
+/// </summary>
+[TestClass]
+public sealed class CliTests
+{
+    private static readonly string[] Classes = ["blue", "green", "red"];
+    private const int Side = 16, PerClass = 12;
+    private static string root = "", data = "", model = "";
+    private static readonly Dictionary<string, byte[]> Pixels = new();
+
+    /// <summary>The architecture options of the small model every test uses.</summary>
+    private static string[] Small(string data, string output, int epochs) =>
+        ["train", data, "--out", output, "--arch", "custom", "--dim", "32", "--depth", "2", "--heads", "2", "--patch", "8",
+         "--image-size", $"{Side}", "--epochs", $"{epochs}", "--batch-size", "8", "--lr", "0.003", "--precision", "fp32", "--seed", "1"];
+
+    [ClassInitialize]
+    public static void TrainOnce(TestContext _)
+    {
+        root = Directory.CreateTempSubdirectory("vit-cli-").FullName;
+        data = Path.Combine(root, "photos");
+        var rng = new Random(3);
+        for (int c = 0; c < Classes.Length; c++)
+        {
+            var dir = Directory.CreateDirectory(Path.Combine(data, Classes[c])).FullName;
+            for (int i = 0; i < PerClass; i++)
+            {
+                // A noisy field of the class's colour: channel (RGB order) red 0, green 1, blue 2.
+                int hot = Classes[c] switch { "red" => 0, "green" => 1, _ => 2 };
+                var px = new byte[Side * Side * 3];
+                for (int p = 0; p < Side * Side; p++)
+                    for (int ch = 0; ch < 3; ch++) px[p * 3 + ch] = (byte)(ch == hot ? rng.Next(150, 256) : rng.Next(0, 110));
+                var file = Path.Combine(dir, $"{i:D2}.png");
+                using var img = Image.FromPixels(px, Side, Side, 3);
+                File.WriteAllBytes(file, img.EncodePng());
+                Pixels[file] = px;
+            }
+        }
+        model = Path.Combine(root, "model.zip");
+        var r = Cli(Small(data, model, epochs: 8));
+        Assert.AreEqual(0, r.Code, r.Err);
+        StringAssert.Contains(r.Out, "saved");
+    }
+
+    [ClassCleanup]
+    public static void Cleanup() => Directory.Delete(root, recursive: true);
+
+    private sealed record Result(int Code, string Out, string Err);
+
+    private static Result Cli(params string[] args)
+    {
+        var (o, e) = (new StringWriter(), new StringWriter());
+        int code = VitCli.Run(args, o, e);
+        return new Result(code, o.ToString(), e.ToString());
+    }
+
+    private static JsonObject Json(Result r)
+    {
+        Assert.AreEqual(0, r.Code, r.Err);
+        return JsonNode.Parse(r.Out)!.AsObject();
+    }
+
+    [TestMethod]
+    public void InfoGivesTheArchitectureLabelsAndTheParameterCountOfTheFormula()
+    {
+        var info = Json(Cli("info", model, "--json"));
+        var arch = info["model"]!["architecture"]!;
+        Assert.AreEqual(32, (int)arch["dim"]!);
+        CollectionAssert.AreEqual(Classes, info["model"]!["labels"]!.AsArray().Select(l => (string)l!).ToArray());
+        // The ViT's parameters by the paper's layout: patch projection, class token, positions, blocks, final norm, head.
+        long d = 32, m = 128, n = (Side / 8) * (Side / 8), k = Classes.Length, depth = 2;
+        long block = 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (d * m + m) + (m * d + d);
+        long expected = (3 * 8 * 8 * d + d) + d + (n + 1) * d + depth * block + 2 * d + (d * k + k);
+        Assert.AreEqual(expected, (long)info["parameters"]!);
+        Assert.AreEqual(8, (int)info["training"]!["epochs"]!);
+        var text = Cli("info", model);
+        Assert.AreEqual(0, text.Code, text.Err);
+        StringAssert.Contains(text.Out, "8 epochs");
+    }
+
+    [TestMethod]
+    public void EvaluateAgreesWithMetricsComputedFromThePredictions()
+    {
+        var predictions = Json(Cli("predict", model, data, "--top", "3", "--json"))["predictions"]!.AsArray();
+        Assert.HasCount(Classes.Length * PerClass, predictions);
+        var cm = new long[3, 3];
+        foreach (var p in predictions)
+        {
+            int truth = Array.IndexOf(Classes, Path.GetFileName(Path.GetDirectoryName((string)p!["file"]!)));
+            int predicted = Array.IndexOf(Classes, (string)p["predicted_label"]!);
+            cm[truth, predicted]++;
+            var top = p["top"]!.AsArray().Select(t => (float)t!["probability"]!).ToArray();
+            Assert.HasCount(3, top);
+            Assert.IsTrue(top[0] >= top[1] && top[1] >= top[2], "top labels are best first");
+            Assert.AreEqual(1.0, top.Sum(), 1e-5, "all three labels: the probabilities sum to 1");
+        }
+        var eval = Json(Cli("evaluate", model, data, "--json"));
+        Assert.AreEqual(Classes.Length * PerClass, (int)eval["rows"]!);
+        long correct = cm[0, 0] + cm[1, 1] + cm[2, 2];
+        Assert.AreEqual((double)correct / (Classes.Length * PerClass), (double)eval["accuracy"]!, 1e-12);
+        Assert.IsGreaterThan(0.9, (double)eval["accuracy"]!, "the colours are easy: the model must have learned them");
+        for (int c = 0; c < 3; c++)
+        {
+            for (int j = 0; j < 3; j++) Assert.AreEqual(cm[c, j], (long)eval["confusion_matrix"]![c]![j]!);
+            double tp = cm[c, c], predicted = cm[0, c] + cm[1, c] + cm[2, c], support = cm[c, 0] + cm[c, 1] + cm[c, 2];
+            double precision = predicted == 0 ? 0 : tp / predicted, recall = tp / support;
+            var pc = eval["per_class"]![c]!;
+            Assert.AreEqual(Classes[c], (string)pc["label"]!);
+            Assert.AreEqual(precision, (double)pc["precision"]!, 1e-12);
+            Assert.AreEqual(recall, (double)pc["recall"]!, 1e-12);
+            Assert.AreEqual(precision + recall == 0 ? 0 : 2 * precision * recall / (precision + recall), (double)pc["f1"]!, 1e-12);
+            Assert.AreEqual((long)support, (long)pc["support"]!);
+        }
+        var report = Path.Combine(root, "report");
+        var text = Cli("evaluate", model, data, "--report", report);
+        Assert.AreEqual(0, text.Code, text.Err);
+        StringAssert.Contains(text.Out, "precision");
+        Assert.IsTrue(File.Exists(Path.Combine(report, "confusion.svg")));
+    }
+
+    [TestMethod]
+    public void EvaluateReadsACsvWithPathsRelativeToIt()
+    {
+        var csv = Path.Combine(root, "list.csv");
+        File.WriteAllLines(csv, ["ImagePath,Label", .. Classes.Select(c => $"photos/{c}/00.png,{c}")]);
+        var eval = Json(Cli("evaluate", model, csv, "--json"));
+        Assert.AreEqual(3, (int)eval["rows"]!);
+        File.WriteAllLines(csv, ["Path,Label", "photos/red/00.png,red"]);
+        var bad = Cli("evaluate", model, csv);
+        Assert.AreEqual(2, bad.Code);
+        StringAssert.Contains(bad.Err, "no ImagePath column");
+    }
+
+    [TestMethod]
+    public void PredictNamesAnUnreadableFileAndStillScoresTheOthers()
+    {
+        var folder = Directory.CreateDirectory(Path.Combine(root, "mixed")).FullName;
+        var good = Directory.GetFiles(Path.Combine(data, "red")).Order(StringComparer.Ordinal).Take(2).ToList();
+        foreach (var f in good) File.Copy(f, Path.Combine(folder, Path.GetFileName(f)));
+        File.WriteAllBytes(Path.Combine(folder, "broken.png"), [0x89, 0x50, 0x4E, 0x47, 1, 2, 3]);
+        var r = Cli("predict", model, folder, "--json");
+        Assert.AreEqual(1, r.Code, "a failed image makes the exit code 1");
+        var json = JsonNode.Parse(r.Out)!;
+        Assert.AreEqual(2, (int)json["classified"]!);
+        Assert.AreEqual(1, (int)json["failed"]!);
+        var broken = json["predictions"]!.AsArray().Single(p => p!["error"] is not null)!;
+        StringAssert.EndsWith((string)broken["file"]!, "broken.png");
+        Assert.IsTrue(json["predictions"]!.AsArray().Where(p => p!["error"] is null).All(p => (string)p!["predicted_label"]! == "red"));
+    }
+
+    [TestMethod]
+    public void ExportedOnnxScoresAsThePredictCommandInOnnxRuntime()
+    {
+        var onnx = Path.Combine(root, "model.onnx");
+        var r = Cli("export", model, "--onnx", onnx);
+        Assert.AreEqual(0, r.Code, r.Err);
+        var files = Directory.GetFiles(Path.Combine(data, "green")).Order(StringComparer.Ordinal).Take(4).ToList();
+        var ours = Json(Cli(["predict", model, .. files, "--top", "3", "--json"]))["predictions"]!.AsArray();
+        // Planar RGB in [0, 1] from the very bytes the PNGs hold (the images already have the model's size).
+        var input = files.SelectMany(f => Enumerable.Range(0, 3).SelectMany(ch =>
+            Enumerable.Range(0, Side * Side).Select(p => Pixels[f][p * 3 + ch] / 255f))).ToArray();
+        var score = OnnxRuntime.Run(onnx, input, files.Count, 3, Side, Side)["Score"].Values;
+        for (int i = 0; i < files.Count; i++)
+            foreach (var t in ours[i]!["top"]!.AsArray())
+                Assert.AreEqual(score[i * 3 + Array.IndexOf(Classes, (string)t!["label"]!)], (float)t["probability"]!, 1e-5f);
+    }
+
+    [TestMethod]
+    public void HuggingFaceExportImportsBackToTheSamePredictions()
+    {
+        var hf = Path.Combine(root, "hf");
+        Assert.AreEqual(0, Cli("export", model, "--hf", hf).Code);
+        Assert.IsTrue(File.Exists(Path.Combine(hf, "config.json")));
+        var imported = Path.Combine(root, "imported.zip");
+        var r = Cli("import", hf, "--out", imported, "--precision", "fp32");  // as the trained model scores
+        Assert.AreEqual(0, r.Code, r.Err);
+        var a = Json(Cli("predict", model, data, "--top", "3", "--json"))["predictions"]!.AsArray();
+        var b = Json(Cli("predict", imported, data, "--top", "3", "--json"))["predictions"]!.AsArray();
+        Assert.HasCount(a.Count, b);
+        for (int i = 0; i < a.Count; i++)
+        {
+            Assert.AreEqual((string)a[i]!["predicted_label"]!, (string)b[i]!["predicted_label"]!);
+            Assert.AreEqual((float)a[i]!["probability"]!, (float)b[i]!["probability"]!, 1e-6f);
+        }
+    }
+
+    [TestMethod]
+    public void BadUsageAndBadInputAreOneLineAndExitCode2()
+    {
+        var truncated = Path.Combine(root, "truncated.zip");
+        var bytes = File.ReadAllBytes(model);
+        File.WriteAllBytes(truncated, bytes[..(bytes.Length / 2)]);
+        var outZip = Path.Combine(root, "never.zip");
+        string[][] cases =
+        [
+            ["frobnicate"],
+            ["train", data],                                           // no --out
+            ["train", data, "--out", outZip, "--arch", "zz"],
+            ["train", data, "--out", outZip, "--epochs", "0"],
+            ["train", data, "--out", outZip, "--dim", "32"],           // custom sizes without --arch custom
+            ["train", Path.Combine(root, "nowhere"), "--out", outZip],
+            ["train", data, "--out", Path.Combine(root, "no-such-dir", "m.zip")],
+            ["predict", Path.Combine(root, "missing.zip"), data],
+            ["predict", model, Path.Combine(root, "nowhere")],
+            ["export", model],                                          // neither --onnx nor --hf
+            ["evaluate", truncated, data],
+            ["info", truncated],
+        ];
+        foreach (var args in cases)
+        {
+            var r = Cli(args);
+            string what = string.Join(" ", args);
+            Assert.AreEqual(2, r.Code, $"{what}: {r.Err}");
+            Assert.AreEqual("", r.Out, what);
+            var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.HasCount(1, lines, $"{what}: {r.Err}");
+            StringAssert.StartsWith(lines[0], "vit: ", what);
+        }
+        Assert.IsFalse(File.Exists(outZip));
+        StringAssert.Contains(Cli("info", truncated).Err, "truncated.zip");
+    }
+
+    [TestMethod]
+    public void CtrlCSavesACheckpointExits130AndResumeEndsAsAnUninterruptedRun()
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "vit.dll");
+        Assert.IsTrue(File.Exists(dll), dll);
+        const int epochs = 60;
+        var interrupted = Path.Combine(root, "interrupted.zip");
+        var checkpoints = Path.Combine(root, "interrupted.checkpoints");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var arg in new[] { dll }.Concat(Small(data, interrupted, epochs))) psi.ArgumentList.Add(arg);
+        using (var p = Process.Start(psi)!)
+        {
+            var stderr = p.StandardError.ReadToEndAsync();
+            var stdout = p.StandardOutput.ReadToEndAsync();
+            var last = Path.Combine(checkpoints, "last.safetensors");
+            var clock = Stopwatch.StartNew();
+            while (!File.Exists(last) && !p.HasExited && clock.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(20);
+            Assert.IsFalse(p.HasExited, $"training ended before it could be interrupted: {stderr.Result}");
+            using (var kill = Process.Start("kill", ["-INT", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) kill.WaitForExit();
+            Assert.IsTrue(p.WaitForExit(TimeSpan.FromMinutes(1)), "the interrupted run must stop");
+            Assert.AreEqual(130, p.ExitCode, stderr.Result + stdout.Result);
+            StringAssert.Contains(stderr.Result, "--resume");
+        }
+        Assert.IsFalse(File.Exists(interrupted), "an interrupted run writes no model file");
+        using (var saved = PretrainedVit.Load(Path.Combine(checkpoints, "last.safetensors")))
+            Assert.AreEqual(3, saved.Model.Config.NumClasses);
+
+        var resumed = Cli([.. Small(data, interrupted, epochs), "--resume"]);
+        Assert.AreEqual(0, resumed.Code, resumed.Err);
+        var whole = Path.Combine(root, "whole.zip");
+        Assert.AreEqual(0, Cli(Small(data, whole, epochs)).Code);
+        using var a = PretrainedVit.Load(interrupted);
+        using var b = PretrainedVit.Load(whole);
+        var wb = b.Model.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter.ToArray<float>());
+        foreach (var (name, p) in a.Model.NamedParameters())
+            CollectionAssert.AreEqual(wb[name], p.ToArray<float>(), name);
+    }
+}
