@@ -327,10 +327,11 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
     private sealed class Slot(PredictionEnginePool<TSrc, TDst> pool, string name, string? filePath) : IDisposable
     {
         private readonly object reloadLock = new();
+        private readonly AutoResetEvent poked = new(false);
         private Generation? current;
         private FileSystemWatcher? watcher;
-        private Timer? debounce;
-        private bool closed;
+        private long lastPoke;
+        private volatile bool closed;
 
         public string Name { get; } = name ?? throw new ArgumentNullException(nameof(name));
 
@@ -354,7 +355,9 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
         public void Watch()
         {
             var dir = Path.GetDirectoryName(FilePath!)!;
-            debounce = new Timer(_ => Reload(), null, Timeout.Infinite, Timeout.Infinite);
+            // Reloads run on a thread of their own: under load the thread pool may be too busy to run a timer's
+            // callback for many seconds, and a reload must not wait for the requests it is meant to follow.
+            new Thread(ReloadLoop) { IsBackground = true, Name = $"model reload: {Name}" }.Start();
             watcher = new FileSystemWatcher(dir, Path.GetFileName(FilePath!))
             {
                 NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.CreationTime,
@@ -373,8 +376,30 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
         // Every event restarts the quiet period: a file copied in place raises many.
         private void Poke()
         {
-            lock (reloadLock)
-                if (!closed) debounce?.Change(pool.options.ReloadDelay, Timeout.InfiniteTimeSpan);
+            Volatile.Write(ref lastPoke, System.Diagnostics.Stopwatch.GetTimestamp());
+            poked.Set();
+        }
+
+        private void ReloadLoop()
+        {
+            while (true)
+            {
+                poked.WaitOne();
+                // Wait until the file has been quiet for ReloadDelay.
+                for (var quiet = System.Diagnostics.Stopwatch.GetElapsedTime(Volatile.Read(ref lastPoke));
+                     !closed && quiet < pool.options.ReloadDelay;
+                     quiet = System.Diagnostics.Stopwatch.GetElapsedTime(Volatile.Read(ref lastPoke)))
+                    Thread.Sleep(pool.options.ReloadDelay - quiet);
+                if (closed) return;
+                try
+                {
+                    Reload();
+                }
+                catch (Exception e)
+                {
+                    pool.logger.LogError(e, "model '{Name}': reloading {File} failed", Name, FilePath);
+                }
+            }
         }
 
         public bool Reload()
@@ -419,7 +444,7 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
                 closed = true;
             }
             watcher?.Dispose();
-            debounce?.Dispose();
+            poked.Set();  // the reload thread sees closed and ends
             Interlocked.Exchange(ref current, null)?.Release();
         }
     }

@@ -83,7 +83,7 @@ public sealed class PoolTests
         var errors = new ConcurrentBag<Exception>();
         long order = 0;
         using var stop = new CancellationTokenSource();
-        var workers = Enumerable.Range(0, 4).Select(t => Task.Run(() =>
+        var workers = Enumerable.Range(0, 4).Select(t => new Thread(() =>
         {
             for (int i = 0; !stop.IsCancellationRequested; i++)
             {
@@ -99,12 +99,13 @@ public sealed class PoolTests
                 }
             }
         })).ToArray();
+        foreach (var w in workers) w.Start();
 
         Thread.Sleep(300);
         // Replaced the way deployments do: written beside it, then renamed over it.
         File.Copy(b, served + ".tmp");
         File.Move(served + ".tmp", served, overwrite: true);
-        Assert.IsTrue(loaded.TryTake(out var v2, TimeSpan.FromSeconds(20)), "the replaced file must be reloaded");
+        Assert.IsTrue(loaded.TryTake(out var v2, TimeSpan.FromSeconds(20)), $"the replaced file must be reloaded; {string.Join("; ", failed.Select(f => f.Message))}");
         Assert.AreEqual(2, v2);
         Thread.Sleep(300);
         // A half-written file: the reload fails, version 2 keeps serving.
@@ -114,12 +115,12 @@ public sealed class PoolTests
         Assert.IsInstanceOfType<InvalidDataException>(why);
         Thread.Sleep(200);
         stop.Cancel();
-        Task.WaitAll(workers);
+        foreach (var w in workers) w.Join();
 
         Assert.IsEmpty(errors, string.Join("\n", errors.Take(3)));
         Assert.AreEqual(2, pool.GetModelVersion("photos"));
         var byVersion = answers.GroupBy(x => x.Version).ToDictionary(g => g.Key, g => g.ToList());
-        CollectionAssert.AreEquivalent(new long[] { 1, 2 }, byVersion.Keys.ToArray(), "both versions answered");
+        CollectionAssert.AreEquivalent(new long[] { 1, 2 }, byVersion.Keys.ToArray(), $"both versions answered ({answers.Count} answers)");
         foreach (var x in answers)
             CollectionAssert.AreEqual(x.Version == 1 ? scoresA[x.File] : scoresB[x.File], x.Score, $"version {x.Version}, file {x.File}");
         foreach (var thread in answers.GroupBy(x => x.Thread))
@@ -128,7 +129,7 @@ public sealed class PoolTests
             Assert.IsTrue(versions.Zip(versions.Skip(1)).All(p => p.First <= p.Second), "a thread never goes back to the old version");
         }
         // The first version's model was freed once drained: one model's tensors are alive, not two.
-        Assert.IsLessThanOrEqualTo(liveWithOneModel, Tensor.LiveCount);
+        Assert.IsLessThanOrEqualTo(liveWithOneModel, Tensor.LiveCount, "native tensors: one model's, not two");
         Directory.Delete(dir, recursive: true);
     }
 

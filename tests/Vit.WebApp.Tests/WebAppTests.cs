@@ -157,14 +157,15 @@ public sealed class WebAppTests
             }
             var files = WebFixtures.Files;
             var bytes = files.ToDictionary(f => f, File.ReadAllBytes);
-            async Task<List<(string File, HttpStatusCode Status, long Version, float[] Scores, double Ms)>> Run(int requests, int concurrency)
+            // Requests from `concurrency` clients at once until `stop` is cancelled (or `requests` are made).
+            async Task<List<(string File, HttpStatusCode Status, long Version, float[] Scores, double Ms)>> Run(int requests, int concurrency, CancellationToken stop = default)
             {
                 var results = new List<(string, HttpStatusCode, long, float[], double)>();
                 int next = -1;
                 await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async _ =>
                 {
                     int i;
-                    while ((i = Interlocked.Increment(ref next)) < requests)
+                    while (!stop.IsCancellationRequested && (i = Interlocked.Increment(ref next)) < requests)
                     {
                         var f = files[i % files.Length];
                         var clock = Stopwatch.StartNew();
@@ -186,11 +187,19 @@ public sealed class WebAppTests
             }
             await Run(100, 4);  // warm-up
             long rssBefore = RssKb(server.Id);
-            var load = Run(1600, 8);
-            await Task.Delay(1500);
+            using var stop = new CancellationTokenSource();
+            var clock = Stopwatch.StartNew();
+            var load = Run(int.MaxValue, 8, stop.Token);
+            await Task.Delay(3000);
             File.Copy(WebFixtures.ModelB, served + ".tmp");
             File.Move(served + ".tmp", served, overwrite: true);  // replaced as deployments do, mid-load
+            while (!load.IsCompleted && clock.Elapsed < TimeSpan.FromSeconds(60)
+                   && !(await client.GetStringAsync("/health")).Contains("\"modelVersion\":2", StringComparison.Ordinal))
+                await Task.Delay(50);
+            await Task.Delay(3000);
+            stop.Cancel();
             var results = await load;
+            double seconds = clock.Elapsed.TotalSeconds;
             long rssAfter = RssKb(server.Id);
 
             var failed = results.Where(r => r.Status != HttpStatusCode.OK).ToList();
@@ -203,7 +212,7 @@ public sealed class WebAppTests
             var ms = results.Select(r => r.Ms).Order().ToArray();
             double p50 = ms[ms.Length / 2], p99 = ms[(int)(ms.Length * 0.99)];
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"web load: {results.Count} requests, 8 at once, 0 errors; p50 {p50:F1} ms, p99 {p99:F1} ms; RSS {rssBefore / 1024.0:F0} -> {rssAfter / 1024.0:F0} MB; versions {results.Count(r => r.Version == 1)} x v1, {results.Count(r => r.Version == 2)} x v2"));
+                $"web load: {results.Count} requests in {seconds:F1} s ({results.Count / seconds:F0}/s), 8 clients at once, 0 errors; p50 {p50:F1} ms, p99 {p99:F1} ms; RSS {rssBefore / 1024.0:F0} -> {rssAfter / 1024.0:F0} MB; versions {results.Count(r => r.Version == 1)} x v1, {results.Count(r => r.Version == 2)} x v2"));
             Assert.IsLessThan(rssBefore * 1.25 + 40 * 1024, (double)rssAfter, "RSS stays flat across the load and the swap");
         }
         finally
