@@ -127,8 +127,10 @@ public sealed class WebAppTests
         Assert.IsTrue(File.Exists(dll), dll);
         var dir = Directory.CreateTempSubdirectory("vit-web-load-").FullName;
         var served = Path.Combine(dir, "model.zip");
-        File.Copy(WebFixtures.ModelA, served);
-        var expected = new Dictionary<long, Dictionary<string, float[]>> { [1] = WebFixtures.Expected(WebFixtures.ModelA), [2] = WebFixtures.Expected(WebFixtures.ModelB) };
+        // VIT_WEB_LOAD_MODEL=<model.zip> measures another model (served as both versions), e.g. a ViT-Ti/16 at 224.
+        var (first, second) = Environment.GetEnvironmentVariable("VIT_WEB_LOAD_MODEL") is { Length: > 0 } other ? (other, other) : (WebFixtures.ModelA, WebFixtures.ModelB);
+        File.Copy(first, served);
+        var expected = new Dictionary<long, Dictionary<string, float[]>> { [1] = WebFixtures.Expected(first), [2] = WebFixtures.Expected(second) };
         int port;
         using (var probe = new TcpListener(IPAddress.Loopback, 0))
         {
@@ -191,7 +193,7 @@ public sealed class WebAppTests
             var clock = Stopwatch.StartNew();
             var load = Run(int.MaxValue, 8, stop.Token);
             await Task.Delay(3000);
-            File.Copy(WebFixtures.ModelB, served + ".tmp");
+            File.Copy(second, served + ".tmp");
             File.Move(served + ".tmp", served, overwrite: true);  // replaced as deployments do, mid-load
             while (!load.IsCompleted && clock.Elapsed < TimeSpan.FromSeconds(60)
                    && !(await client.GetStringAsync("/health")).Contains("\"modelVersion\":2", StringComparison.Ordinal))
