@@ -4,6 +4,7 @@
 #
 #   libtorch-dev          libtorch 1.13 (CPU): the tensor engine, autograd, kernels
 #   libdnnl-dev           oneDNN 2.6 headers (libtorch links the same library): bfloat16 kernels of the fused ops
+#   libgloo-dev           Gloo's headers: libtorch's c10d/Gloo process groups (data-parallel training) in the shim
 #   libopenblas0-pthread  the BLAS libtorch calls for matrix products (without it: ~45x slower sgemm)
 #   libopencv-dev         image decoding and resizing (the native shim's imaging)
 #   cmake g++             to build the native shim (src/Vit.Torch/native) during `dotnet build`
@@ -15,7 +16,7 @@
 #   nodejs npm            ONNX Runtime (npm's onnxruntime-node, in eng/onnxruntime) runs the ONNX exports in tests and benchmarks
 set -euo pipefail
 
-packages=(libtorch-dev libdnnl-dev libopenblas0-pthread libopencv-dev cmake g++ make dataset-fashion-mnist python3-torch python3-torchvision python3-numpy python3-onnx chromium)
+packages=(libtorch-dev libdnnl-dev libgloo-dev libopenblas0-pthread libopencv-dev cmake g++ make dataset-fashion-mnist python3-torch python3-torchvision python3-numpy python3-onnx chromium)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -111,9 +111,22 @@ public static class ClassifierApp
         (int Rows, int Columns, float[] Values)? attention = null;
         try
         {
-            p = pool.PredictWithDetails(ModelName, new UploadInput { Image = bytes });
+            var input = new UploadInput { Image = bytes };
             if (string.Equals(request.Query["attention"], "true", StringComparison.OrdinalIgnoreCase))
-                attention = pool.UseModel(ModelName, (model, _) => VitStep(model).AttentionMap(ImageSource.FromBytes(bytes)));
+            {
+                // Scores and map from one version of the model, even if a reload happens meanwhile.
+                (p, attention) = pool.UseModel(ModelName, (model, version) =>
+                {
+                    var vit = VitStep(model);
+                    var engine = new VitContext().Model.CreatePredictionEngine<UploadInput, UploadPrediction>(model);
+                    return (new PoolPrediction<UploadPrediction>(engine.Predict(input), version, vit.Labels),
+                        ((int, int, float[])?)vit.AttentionMap(ImageSource.FromBytes(bytes)));
+                });
+            }
+            else
+            {
+                p = pool.PredictWithDetails(ModelName, input);
+            }
         }
         catch (ImageDecodeException e)
         {

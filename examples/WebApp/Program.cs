@@ -6,7 +6,7 @@ try
 {
     app = ClassifierApp.Build(args);
 }
-catch (Exception e) when (e is ArgumentException or FileNotFoundException or InvalidDataException)
+catch (Exception e) when (e is ArgumentException or FileNotFoundException or InvalidDataException or InvalidOperationException)
 {
     Console.Error.WriteLine($"WebApp: {e.Message}");
     return 2;

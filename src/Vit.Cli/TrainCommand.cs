@@ -104,7 +104,8 @@ internal static class TrainCommand
                 $"{size}x{size}, {s.Epochs} epochs, batch {s.BatchSize}, precision {MixedPrecision.Resolve(s.Precision, Device.Cpu)}, " +
                 (validation > 0 ? $"validation {validation:P0}" : "no validation set") + $"; checkpoints in {checkpoints}");
 
-        using var interrupt = new VitCli.Interrupt();
+        // Ctrl+C stops training (with a checkpoint) while it runs; afterwards the default applies again (saving is atomic).
+        var interrupt = new VitCli.Interrupt();
         var reporter = new ProgressReporter(io);
         var options = new VitEstimator.Options
         {
@@ -120,16 +121,19 @@ internal static class TrainCommand
             .Append(new VitEstimator(ctx, options));
 
         TransformerChain<VitTransformer> model;
-        if (io.Interactive)
-            model = io.Console_.Progress().AutoClear(false)
-                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-                .Start(live =>
-                {
-                    reporter.Live = live.AddTask("training", maxValue: 1);
-                    return pipeline.Fit(data);
-                });
-        else
-            model = pipeline.Fit(data);
+        using (interrupt)
+        {
+            if (io.Interactive)
+                model = io.Console_.Progress().AutoClear(false)
+                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                    .Start(live =>
+                    {
+                        reporter.Live = live.AddTask("training", maxValue: 1);
+                        return pipeline.Fit(data);
+                    });
+            else
+                model = pipeline.Fit(data);
+        }
         using (model)
         {
             var vit = model.LastTransformer;

@@ -56,7 +56,7 @@ internal static class VitCli
         switch (e)
         {
             case UsageException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException or ArgumentException
-                or NotSupportedException or ImageDecodeException or UnauthorizedAccessException:
+                or NotSupportedException or ImageDecodeException or UnauthorizedAccessException or System.Text.Json.JsonException:
                 stderr.WriteLine($"vit: error: {OneLine(e.Message)}");
                 return ExitCodes.BadInput;
             case TrainingDivergedException or TrainingFailedException:

@@ -29,7 +29,8 @@ public sealed class PredictionEnginePoolOptions
     {
         if (MaxEngines is < 1) throw new ArgumentOutOfRangeException(nameof(MaxEngines), MaxEngines, "MaxEngines must be at least 1");
         if (ThreadsPerEngine < 1) throw new ArgumentOutOfRangeException(nameof(ThreadsPerEngine), ThreadsPerEngine, "ThreadsPerEngine must be at least 1");
-        if (ReloadDelay < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(ReloadDelay), ReloadDelay, "ReloadDelay cannot be negative");
+        if (ReloadDelay < TimeSpan.Zero || ReloadDelay > TimeSpan.FromHours(1))
+            throw new ArgumentOutOfRangeException(nameof(ReloadDelay), ReloadDelay, "ReloadDelay must be between 0 and 1 hour");
         if (ReloadAttempts < 1) throw new ArgumentOutOfRangeException(nameof(ReloadAttempts), ReloadAttempts, "ReloadAttempts must be at least 1");
     }
 }
@@ -93,8 +94,17 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
     {
         ArgumentNullException.ThrowIfNull(model);
         var slot = new Slot(this, modelName, null);
-        slot.Install(new Generation(this, model, 1, ownsModel: false));
-        Register(slot);
+        try
+        {
+            slot.Install(new Generation(this, slot, model, 1, ownsModel: false));
+            Register(slot);
+        }
+        catch
+        {
+            slot.Dispose();
+            throw;
+        }
+        RaiseLoaded(new ModelLoadedEventArgs(slot.Name, 1, null));
     }
 
     /// <summary>
@@ -109,20 +119,57 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
         var full = Path.GetFullPath(filePath);
         if (!File.Exists(full)) throw new FileNotFoundException($"model file not found: {full}", full);
         var slot = new Slot(this, modelName, full);
-        slot.Install(Load(full, 1));
-        Register(slot);
-        if (watchForChanges) slot.Watch();
+        try
+        {
+            slot.Install(Load(slot, full, 1));
+            if (watchForChanges) slot.Watch();  // before the model is visible: a failure leaves nothing behind
+            Register(slot);
+        }
+        catch
+        {
+            slot.Dispose();
+            throw;
+        }
+        RaiseLoaded(new ModelLoadedEventArgs(slot.Name, 1, full));
     }
+
+    // Registration and Dispose exclude each other, so a model added while the pool is disposed is either disposed
+    // with it or refused.
+    private readonly object registration = new();
 
     private void Register(Slot slot)
     {
-        ObjectDisposedException.ThrowIf(disposed != 0, this);
-        if (!slots.TryAdd(slot.Name, slot))
+        lock (registration)
         {
-            slot.Dispose();
-            throw new ArgumentException($"the pool already has a model named '{slot.Name}'", nameof(slot.Name));
+            ObjectDisposedException.ThrowIf(disposed != 0, this);
+            if (!slots.TryAdd(slot.Name, slot))
+                throw new ArgumentException($"the pool already has a model named '{slot.Name}'", "modelName");
         }
-        Loaded?.Invoke(this, new ModelLoadedEventArgs(slot.Name, 1, slot.FilePath));
+    }
+
+    // Handlers run outside every lock of the pool, one at a time; one that throws is logged, not allowed to undo a load.
+    private void RaiseLoaded(ModelLoadedEventArgs e)
+    {
+        try
+        {
+            Loaded?.Invoke(this, e);
+        }
+        catch (Exception ex)
+        {
+            logger.LogError(ex, "a Loaded handler failed for model '{Name}' version {Version}", e.ModelName, e.Version);
+        }
+    }
+
+    private void RaiseReloadFailed(ModelReloadFailedEventArgs e)
+    {
+        try
+        {
+            ReloadFailed?.Invoke(this, e);
+        }
+        catch (Exception ex)
+        {
+            logger.LogError(ex, "a ReloadFailed handler failed for model '{Name}'", e.ModelName);
+        }
     }
 
     /// <summary>Scores one item with the default model (<see cref="DefaultModelName"/>); safe from any number of threads.</summary>
@@ -167,7 +214,8 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
     /// <summary>
     /// Runs <paramref name="action"/> with the named model's current version and its number, holding it (a reload does
     /// not free it meanwhile) and one of its engine places (so it counts against <see cref="PredictionEnginePoolOptions.MaxEngines"/>
-    /// and runs on the engines' threads): for work beside predictions, such as attention maps. Do not keep the model.
+    /// and runs with <see cref="PredictionEnginePoolOptions.ThreadsPerEngine"/> libtorch threads on the calling thread): for
+    /// work beside predictions, such as attention maps. Do not keep the model.
     /// </summary>
     public T UseModel<T>(string modelName, Func<ITransformer, long, T> action)
     {
@@ -212,12 +260,12 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
             : throw new ArgumentException($"the pool has no model named '{modelName}' (it has: {string.Join(", ", slots.Keys.Select(k => $"'{k}'"))})", nameof(modelName));
     }
 
-    private Generation Load(string path, long version)
+    private Generation Load(Slot slot, string path, long version)
     {
         var model = ModelFile.Load(path, out _, Vit.Torch.Device.Cpu);
         try
         {
-            return new Generation(this, model, version, ownsModel: true);
+            return new Generation(this, slot, model, version, ownsModel: true);
         }
         catch
         {
@@ -229,30 +277,34 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
     /// <summary>Stops watching and frees every model the pool loaded (after the requests in flight end).</summary>
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref disposed, 1) != 0) return;
+        lock (registration)
+        {
+            if (Interlocked.Exchange(ref disposed, 1) != 0) return;
+        }
         foreach (var s in slots.Values) s.Dispose();
         slots.Clear();
     }
 
-    /// <summary>One load of a model: its engines (created on demand, at most MaxEngines, each used by one request at a
-    /// time) and a reference count — one for the pool while it is current, one per request in flight.</summary>
+    /// <summary>One load of a model: its engines (created on demand, each used by one request at a time) and a reference
+    /// count — one for the pool while it is current, one per request in flight. The bound on concurrent predictions is the
+    /// slot's, shared by every generation of the model, so a swap never runs more than MaxEngines at once.</summary>
     private sealed class Generation
     {
         private readonly ITransformer model;
         private readonly bool ownsModel;
         private readonly ConcurrentBag<PredictionEngine<TSrc, TDst>> idle = new();
-        private readonly SemaphoreSlim free;
+        private readonly SemaphoreSlim free;  // the slot's
         private readonly int threads;
         private int references = 1;
         private int created;
 
-        public Generation(PredictionEnginePool<TSrc, TDst> pool, ITransformer model, long version, bool ownsModel)
+        public Generation(PredictionEnginePool<TSrc, TDst> pool, Slot slot, ITransformer model, long version, bool ownsModel)
         {
             this.model = model;
             this.ownsModel = ownsModel;
             Version = version;
             threads = pool.options.ThreadsPerEngine;
-            free = new SemaphoreSlim(pool.options.Engines, pool.options.Engines);
+            free = slot.Free;
             idle.Add(new PredictionEngine<TSrc, TDst>(model));  // checks the mapping now, before the generation serves
             created = 1;
             Labels = Transformers.Steps(model).OfType<VitTransformer>().FirstOrDefault()?.Labels ?? [];
@@ -292,7 +344,6 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
         public void Release()
         {
             if (Interlocked.Decrement(ref references) != 0) return;
-            free.Dispose();
             if (ownsModel) (model as IDisposable)?.Dispose();
         }
 
@@ -328,6 +379,10 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
     {
         private readonly object reloadLock = new();
         private readonly AutoResetEvent poked = new(false);
+
+        /// <summary>Places for predictions of this model, over all its generations (never disposed: requests of a drained
+        /// generation may still release theirs).</summary>
+        public SemaphoreSlim Free { get; } = new(pool.options.Engines, pool.options.Engines);
         private Generation? current;
         private FileSystemWatcher? watcher;
         private long lastPoke;
@@ -337,7 +392,7 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
 
         public string? FilePath { get; } = filePath;
 
-        public long Version => Volatile.Read(ref current)!.Version;
+        public long Version => (Volatile.Read(ref current) ?? throw new ObjectDisposedException(nameof(PredictionEnginePool<TSrc, TDst>))).Version;
 
         public void Install(Generation g) => current = g;
 
@@ -405,21 +460,19 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
         public bool Reload()
         {
             if (FilePath is null) throw new InvalidOperationException($"model '{Name}' was not loaded from a file");
+            ModelLoadedEventArgs? loaded = null;
+            ModelReloadFailedEventArgs? failed = null;
             lock (reloadLock)
             {
                 if (closed) return false;
                 long next = current!.Version + 1;
+                Generation? g = null;
                 Exception? error = null;
-                for (int attempt = 1; attempt <= pool.options.ReloadAttempts; attempt++)
+                for (int attempt = 1; attempt <= pool.options.ReloadAttempts && g is null; attempt++)
                 {
                     try
                     {
-                        var g = pool.Load(FilePath, next);
-                        var old = Interlocked.Exchange(ref current, g);
-                        old!.Release();  // freed when its last request ends
-                        pool.logger.LogInformation("model '{Name}' reloaded from {File}: version {Version}", Name, FilePath, next);
-                        pool.Loaded?.Invoke(pool, new ModelLoadedEventArgs(Name, next, FilePath));
-                        return true;
+                        g = pool.Load(this, FilePath, next);
                     }
                     catch (Exception e)
                     {
@@ -430,10 +483,21 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
                         if (attempt < pool.options.ReloadAttempts) Thread.Sleep(pool.options.ReloadDelay);
                     }
                 }
-                pool.logger.LogError(error, "model '{Name}': reloading {File} failed; version {Version} keeps serving", Name, FilePath, current.Version);
-                pool.ReloadFailed?.Invoke(pool, new ModelReloadFailedEventArgs(Name, current.Version, FilePath, error!));
-                return false;
+                if (g is not null)
+                {
+                    Interlocked.Exchange(ref current, g)!.Release();  // the old one is freed when its last request ends
+                    pool.logger.LogInformation("model '{Name}' reloaded from {File}: version {Version}", Name, FilePath, next);
+                    loaded = new ModelLoadedEventArgs(Name, next, FilePath);
+                }
+                else
+                {
+                    pool.logger.LogError(error, "model '{Name}': reloading {File} failed; version {Version} keeps serving", Name, FilePath, current.Version);
+                    failed = new ModelReloadFailedEventArgs(Name, current.Version, FilePath, error!);
+                }
             }
+            if (loaded is not null) pool.RaiseLoaded(loaded);
+            else pool.RaiseReloadFailed(failed!);
+            return loaded is not null;
         }
 
         public void Dispose()
@@ -444,7 +508,7 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
                 closed = true;
             }
             watcher?.Dispose();
-            poked.Set();  // the reload thread sees closed and ends
+            poked.Set();  // the reload thread sees closed and ends (it disposes nothing it shares)
             Interlocked.Exchange(ref current, null)?.Release();
         }
     }

@@ -69,10 +69,14 @@ public static unsafe class Torch
 
     private sealed class RestoreThreads(int previous) : IDisposable
     {
+        private readonly int thread = Environment.CurrentManagedThreadId;
         private int done;
 
         public void Dispose()
         {
+            // The count belongs to the thread that set it: restoring it on another (after an await, say) would be wrong twice.
+            if (Environment.CurrentManagedThreadId != thread)
+                throw new InvalidOperationException("a Torch.LocalThreads scope must end on the thread that began it");
             if (Interlocked.Exchange(ref done, 1) == 0) Check(vit_threads_local_set(previous, out _));
         }
     }

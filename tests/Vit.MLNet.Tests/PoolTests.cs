@@ -47,14 +47,19 @@ public sealed class PoolTests
             new PredictionEnginePoolOptions { MaxEngines = 2 });
         var files = Files;
         int mismatches = 0;
-        Parallel.For(0, 8, new ParallelOptions { MaxDegreeOfParallelism = 8 }, t =>
+        // 8 threads released together: without the bound, their requests overlap and each makes an engine.
+        using var start = new Barrier(8);
+        var threads = Enumerable.Range(0, 8).Select(t => new Thread(() =>
         {
+            start.SignalAndWait();
             for (int i = 0; i < 40; i++)
             {
                 int k = (t * 40 + i) % files.Length;
                 if (!pool.Predict(new ImageInput { ImagePath = files[k] }).Score.SequenceEqual(expected[k])) Interlocked.Increment(ref mismatches);
             }
-        });
+        })).ToList();
+        foreach (var th in threads) th.Start();
+        foreach (var th in threads) th.Join();
         Assert.AreEqual(0, mismatches);
         Assert.IsLessThanOrEqualTo(2, pool.GetEngineCount(), "8 threads, at most MaxEngines engines");
         Assert.AreEqual(1, pool.GetModelVersion());

@@ -22,7 +22,9 @@ internal static class Program
             Console.Out.WriteLine(ResumeTests.TrainResumable(directory, (step, epoch) => Console.Out.WriteLine($"step {step} epoch {epoch}")));
             return 0;
         }
-        Console.Error.WriteLine("usage: dotnet Vit.Torch.Tests.dll loader-fingerprint SEED | train-resumable DIR (tests run through dotnet test)");
+        if (args is ["dist-worker", var store, var rank, var world, var mode])
+            return DistributedTests.Worker(store, int.Parse(rank, CultureInfo.InvariantCulture), int.Parse(world, CultureInfo.InvariantCulture), mode);
+        Console.Error.WriteLine("usage: dotnet Vit.Torch.Tests.dll loader-fingerprint SEED | train-resumable DIR | dist-worker STORE RANK WORLD MODE (tests run through dotnet test)");
         return args.Length == 0 ? 0 : 2;
     }
 }

@@ -148,14 +148,16 @@ public sealed class WebAppTests
             var up = Stopwatch.StartNew();
             while (true)
             {
+                Assert.IsFalse(server.HasExited, $"the web app stopped: {(server.HasExited ? await serverErr : "")}");
+                Assert.IsLessThan(TimeSpan.FromSeconds(60), up.Elapsed, "the web app did not come up within 60 s");
                 try
                 {
                     if ((await client.GetAsync("/health")).IsSuccessStatusCode) break;
                 }
-                catch (HttpRequestException) when (up.Elapsed < TimeSpan.FromSeconds(60) && !server.HasExited)
+                catch (HttpRequestException)
                 {
-                    await Task.Delay(100);
                 }
+                await Task.Delay(100);
             }
             var files = WebFixtures.Files;
             var bytes = files.ToDictionary(f => f, File.ReadAllBytes);

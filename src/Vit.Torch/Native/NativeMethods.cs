@@ -14,7 +14,7 @@ internal static unsafe partial class NativeMethods
     internal const string Lib = "vit_native";
 
     /// <summary>The ABI version this assembly was written against; the shim must report the same.</summary>
-    internal const int ExpectedAbiVersion = 6;
+    internal const int ExpectedAbiVersion = 7;
 
     /// <summary>The libtorch major.minor the shim is built and tested against.</summary>
     internal const string ExpectedTorchVersion = "1.13";
@@ -127,6 +127,13 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(Lib)] internal static partial int vit_threads_set(int torchThreads, int blasThreads);
     [LibraryImport(Lib)] internal static partial int vit_threads_get(out int torchThreads, out int blasThreads);
     [LibraryImport(Lib)] internal static partial int vit_threads_local_set(int threads, out int previous);
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int vit_dist_init(int storeKind, string address, int port, int rank, int worldSize, long timeoutMs, string? bindHost, out IntPtr group);
+    [LibraryImport(Lib)] internal static partial int vit_dist_free(IntPtr group);
+    [LibraryImport(Lib)] internal static partial int vit_dist_info(IntPtr group, out int rank, out int size);
+    [LibraryImport(Lib)] internal static partial int vit_dist_allreduce(IntPtr group, IntPtr* tensors, int n, int op, long timeoutMs);
+    [LibraryImport(Lib)] internal static partial int vit_dist_broadcast(IntPtr group, IntPtr* tensors, int n, int root, long timeoutMs);
+    [LibraryImport(Lib)] internal static partial int vit_dist_barrier(IntPtr group, long timeoutMs);
     [LibraryImport(Lib)] internal static partial int vit_parallel_info(byte* buf, int cap);
     [LibraryImport(Lib)] internal static partial int vit_cuda_device_count(out int count);
     [LibraryImport(Lib)] internal static partial int vit_manual_seed(ulong seed);

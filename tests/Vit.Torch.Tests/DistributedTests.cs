@@ -1,0 +1,194 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using Vit.Torch.Distributed;
+
+namespace Vit.Torch.Tests;
+
+/// <summary>
+/// c10d/Gloo through the shim, between real processes (this assembly run as a worker): allreduce and broadcast give
+/// the values computed here from the ranks' inputs, over a file store and over TCP; a peer that dies makes the other
+/// fail with a clear error within the timeout instead of hanging.
+/// </summary>
+[TestClass]
+public sealed class DistributedTests
+{
+    private const int Elements = 1 << 20;
+
+    /// <summary>Rank r's input: element i is (r + 1) * (i % 1000) + r.</summary>
+    private static float Input(int rank, int i) => (rank + 1) * (i % 1000) + rank;
+
+    /// <summary>The worker: joins the group and runs <paramref name="mode"/>; prints what the test checks.</summary>
+    public static int Worker(string store, int rank, int world, string mode)
+    {
+        var options = store.StartsWith("tcp:", StringComparison.Ordinal)
+            ? new DistributedOptions { Rank = rank, WorldSize = world, MasterAddress = "127.0.0.1", MasterPort = int.Parse(store[4..], CultureInfo.InvariantCulture), Timeout = TimeSpan.FromSeconds(60) }
+            : new DistributedOptions { Rank = rank, WorldSize = world, StoreFile = store, Timeout = TimeSpan.FromSeconds(60) };
+        try
+        {
+            // The rendezvous may wait for a slow start of the other process; the collectives get 4 s.
+            var group = ProcessGroup.Create(options);
+            var op = TimeSpan.FromSeconds(4);
+            if (rank == 1 && mode == "die") Process.GetCurrentProcess().Kill();  // joined, then killed (SIGKILL)
+            if (rank == 1 && mode == "stall") Thread.Sleep(TimeSpan.FromMinutes(2));  // alive, but never takes part
+            var values = Enumerable.Range(0, Elements).Select(i => Input(rank, i)).ToArray();
+            using var x = Tensor.FromArray(values, Elements);
+            using var y = Tensor.FromArray(values.Take(7).ToArray(), 7);
+            var clock = Stopwatch.StartNew();
+            group.AllReduce([x, y], timeout: op);
+            Console.Out.WriteLine($"allreduce-ms {clock.Elapsed.TotalMilliseconds.ToString("F1", CultureInfo.InvariantCulture)}");
+            Console.Out.WriteLine($"sum {Checksum(x.ToArray<float>())} {string.Join(",", y.ToArray<float>().Select(v => v.ToString("R", CultureInfo.InvariantCulture)))}");
+            using var b = Tensor.FromArray(Enumerable.Range(0, 5).Select(i => (float)(i * 10 + rank)).ToArray(), 5);
+            group.Broadcast([b], root: 0, timeout: op);
+            Console.Out.WriteLine($"broadcast {string.Join(",", b.ToArray<float>().Select(v => v.ToString("R", CultureInfo.InvariantCulture)))}");
+            group.Barrier(op);
+            Console.Out.WriteLine($"rank {group.Rank} of {group.WorldSize} done");
+            group.Dispose();
+            return 0;
+        }
+        catch (TorchException e)
+        {
+            // A failed group cannot be closed cleanly (its work is still queued): report and leave at once.
+            Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.Flush();
+            Environment.Exit(3);
+            return 3;
+        }
+    }
+
+    private static string Checksum(float[] v)
+    {
+        double s = 0;
+        for (int i = 0; i < v.Length; i++) s += v[i] * ((i % 7) + 1);
+        return s.ToString("R", CultureInfo.InvariantCulture);
+    }
+
+    private static (int Code, string Out, string Err, TimeSpan Took)[] RunRanks(string store, string mode, int world = 2, bool killOthersAfterRank0 = false)
+    {
+        var host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
+        if (string.IsNullOrEmpty(host))
+            host = Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? Environment.ProcessPath! : "dotnet";
+        var clock = Stopwatch.StartNew();
+        var procs = Enumerable.Range(0, world).Select(r =>
+        {
+            var psi = new ProcessStartInfo(host, [typeof(DistributedTests).Assembly.Location, "dist-worker", store, r.ToString(CultureInfo.InvariantCulture), world.ToString(CultureInfo.InvariantCulture), mode])
+            {
+                RedirectStandardOutput = true, RedirectStandardError = true,
+            };
+            var p = Process.Start(psi)!;
+            return (p, Out: p.StandardOutput.ReadToEndAsync(), Err: p.StandardError.ReadToEndAsync());
+        }).ToList();
+        var results = new (int, string, string, TimeSpan)[world];
+        for (int r = 0; r < world; r++)
+        {
+            var (p, o, e) = procs[r];
+            if (r > 0 && killOthersAfterRank0 && !p.HasExited) p.Kill(entireProcessTree: true);
+            if (!p.WaitForExit(TimeSpan.FromSeconds(90)))
+            {
+                foreach (var q in procs) q.p.Kill(entireProcessTree: true);
+                Assert.Fail($"rank {r} hung: {e.Result}");
+            }
+            results[r] = (p.ExitCode, o.Result, e.Result, clock.Elapsed);
+            p.Dispose();
+        }
+        return results;
+    }
+
+    private static void CheckResults((int Code, string Out, string Err, TimeSpan Took)[] results)
+    {
+        // The references, from the inputs: the element-wise sum over the ranks, and rank 0's broadcast values.
+        var sum = Enumerable.Range(0, Elements).Select(i => Input(0, i) + Input(1, i)).ToArray();
+        string expectedSum = $"sum {Checksum(sum)} {string.Join(",", sum.Take(7).Select(v => v.ToString("R", CultureInfo.InvariantCulture)))}";
+        string expectedBroadcast = $"broadcast {string.Join(",", Enumerable.Range(0, 5).Select(i => ((float)(i * 10)).ToString("R", CultureInfo.InvariantCulture)))}";
+        for (int r = 0; r < results.Length; r++)
+        {
+            var (code, output, err, _) = results[r];
+            Assert.AreEqual(0, code, $"rank {r}: {err}");
+            var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            CollectionAssert.Contains(lines, expectedSum, $"rank {r}: {output}");
+            CollectionAssert.Contains(lines, expectedBroadcast, $"rank {r}: {output}");
+            CollectionAssert.Contains(lines, $"rank {r} of 2 done");
+        }
+    }
+
+    [TestMethod]
+    public void TwoRanksOverAFileStoreAllReduceAndBroadcastExactly()
+    {
+        var dir = Directory.CreateTempSubdirectory("vit-dist-").FullName;
+        try
+        {
+            var results = RunRanks(Path.Combine(dir, "store"), "ops");
+            CheckResults(results);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [TestMethod]
+    public void TwoRanksOverTcpAllReduceAndBroadcastExactly()
+    {
+        int port;
+        using (var probe = new TcpListener(IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        }
+        var results = RunRanks($"tcp:{port}", "ops");
+        CheckResults(results);
+        Console.WriteLine(string.Join("; ", results.Select(r => r.Out.Split('\n')[0])));
+    }
+
+    [TestMethod]
+    public void APeerKilledAfterJoiningMakesTheOtherFailWithANamedError()
+    {
+        var dir = Directory.CreateTempSubdirectory("vit-dist-").FullName;
+        try
+        {
+            var results = RunRanks(Path.Combine(dir, "store"), "die");
+            Assert.AreEqual(3, results[0].Code, $"rank 0 must fail: {results[0].Out} {results[0].Err}");
+            StringAssert.Contains(results[0].Err, "allreduce failed");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [TestMethod]
+    public void APeerThatStallsMakesTheOtherFailWhenTheTimeoutEnds()
+    {
+        var dir = Directory.CreateTempSubdirectory("vit-dist-").FullName;
+        try
+        {
+            var results = RunRanks(Path.Combine(dir, "store"), "stall", killOthersAfterRank0: true);
+            Assert.AreEqual(3, results[0].Code, $"rank 0 must fail: {results[0].Out} {results[0].Err}");
+            StringAssert.Contains(results[0].Err, "allreduce failed (timeout 4000 ms");
+            // The stalled peer sleeps for 2 minutes: failing well before that is the timeout at work.
+            Assert.IsLessThan(TimeSpan.FromSeconds(60), results[0].Took, "the 4 s timeout, plus the processes' start-up");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [TestMethod]
+    public void BadOptionsAreRefusedBeforeAnythingStarts()
+    {
+        Assert.ThrowsExactly<ArgumentException>(() => ProcessGroup.Create(new DistributedOptions { Rank = 2, WorldSize = 2 }));
+        Assert.ThrowsExactly<ArgumentException>(() => ProcessGroup.Create(new DistributedOptions { WorldSize = 0 }));
+        Assert.ThrowsExactly<ArgumentException>(() => ProcessGroup.Create(new DistributedOptions { MasterPort = 70000 }));
+        var dir = Directory.CreateTempSubdirectory("vit-dist-").FullName;
+        using (var single = ProcessGroup.Create(new DistributedOptions { StoreFile = Path.Combine(dir, "s") }))
+        {
+            using var t = Tensor.FromArray(new[] { 1f, 2f }, 2);
+            single.AllReduce([t]);
+            CollectionAssert.AreEqual(new[] { 1f, 2f }, t.ToArray<float>(), "a group of one reduces to itself");
+            Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => single.Barrier(TimeSpan.Zero));
+        }
+        Directory.Delete(dir, recursive: true);
+    }
+}
