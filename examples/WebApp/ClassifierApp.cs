@@ -125,12 +125,16 @@ public static class ClassifierApp
             }
             else
             {
-                p = pool.PredictWithDetails(ModelName, input);
+                p = await pool.PredictWithDetailsAsync(ModelName, input, request.HttpContext.RequestAborted);
             }
         }
         catch (ImageDecodeException e)
         {
             return Error(StatusCodes.Status415UnsupportedMediaType, $"the image cannot be decoded: {e.Message}");
+        }
+        catch (OperationCanceledException) when (request.HttpContext.RequestAborted.IsCancellationRequested)
+        {
+            return Results.Empty;  // the client went away while the request waited for an engine
         }
         var score = p.Prediction.Score;
         int best = Array.IndexOf(score, score.Max());

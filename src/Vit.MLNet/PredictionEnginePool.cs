@@ -212,6 +212,26 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
     }
 
     /// <summary>
+    /// As <see cref="PredictWithDetails"/> for async code (web requests): waiting for a free engine does not block a
+    /// thread, and <paramref name="cancellationToken"/> (e.g. <c>HttpContext.RequestAborted</c>) abandons the wait with an
+    /// <see cref="OperationCanceledException"/>. The prediction itself runs on the calling thread once it has an engine.
+    /// </summary>
+    public async Task<PoolPrediction<TDst>> PredictWithDetailsAsync(string modelName, TSrc example, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(example);
+        var generation = SlotOf(modelName).Acquire();
+        try
+        {
+            var prediction = await generation.PredictAsync(example, cancellationToken).ConfigureAwait(false);
+            return new PoolPrediction<TDst>(prediction, generation.Version, generation.Labels);
+        }
+        finally
+        {
+            generation.Release();
+        }
+    }
+
+    /// <summary>
     /// Runs <paramref name="action"/> with the named model's current version and its number, holding it (a reload does
     /// not free it meanwhile) and one of its engine places (so it counts against <see cref="PredictionEnginePoolOptions.MaxEngines"/>
     /// and runs with <see cref="PredictionEnginePoolOptions.ThreadsPerEngine"/> libtorch threads on the calling thread): for
@@ -352,6 +372,32 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
             free.Wait();
             try
             {
+                return Run(example);
+            }
+            finally
+            {
+                free.Release();
+            }
+        }
+
+        /// <summary>As <see cref="Predict"/>, waiting for a free place without blocking a thread; cancellable while it waits.</summary>
+        public async Task<TDst> PredictAsync(TSrc example, CancellationToken cancellationToken)
+        {
+            await free.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return Run(example);
+            }
+            finally
+            {
+                free.Release();
+            }
+        }
+
+        // With a place taken: an idle engine of this generation (or a new one), on this thread's share of threads.
+        private TDst Run(TSrc example)
+        {
+            {
                 if (!idle.TryTake(out var engine))
                 {
                     engine = new PredictionEngine<TSrc, TDst>(model);
@@ -366,10 +412,6 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
                 {
                     idle.Add(engine);  // back to the generation it came from
                 }
-            }
-            finally
-            {
-                free.Release();
             }
         }
     }

@@ -139,6 +139,32 @@ public sealed class PoolTests
     }
 
     [TestMethod]
+    public async Task AnAsyncRequestWaitsForAnEngineWithoutOneAndCanBeAbandoned()
+    {
+        var (a, _, expected, _) = Models.Value;
+        using var pool = new PredictionEnginePool<ImageInput, ImagePrediction>(new PredictionEnginePoolOptions { MaxEngines = 1 });
+        pool.AddModelFromFile("photos", a);
+        using var busy = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        // The one place is taken by work that waits for the test.
+        var holder = Task.Run(() => pool.UseModel("photos", (_, _) => { busy.Set(); release.Wait(); return 0; }));
+        busy.Wait();
+        using var give = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+        await Assert.ThrowsExactlyAsync<OperationCanceledException>(() =>
+            pool.PredictWithDetailsAsync("photos", new ImageInput { ImagePath = Files[0] }, give.Token));
+        var waiting = pool.PredictWithDetailsAsync("photos", new ImageInput { ImagePath = Files[1] });
+        await Task.Delay(100);
+        Assert.IsFalse(waiting.IsCompleted, "no engine is free: the request waits");
+        release.Set();
+        await holder;
+        var p = await waiting;
+        CollectionAssert.AreEqual(expected[1], p.Prediction.Score);
+        Assert.AreEqual(1, p.ModelVersion);
+        CollectionAssert.AreEqual(Fixtures.Classes, p.Labels.ToArray());
+        Assert.AreEqual(1, pool.GetEngineCount("photos"), "the abandoned request took no engine");
+    }
+
+    [TestMethod]
     public void ADamagedFileIsRefusedAtStartAndAnUnknownNameIsNamed()
     {
         var dir = Directory.CreateTempSubdirectory("vit-pool-bad-").FullName;
