@@ -174,6 +174,36 @@ public sealed class LoaderTests
             Enumerable.Range(0, count).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToList());
 
     [TestMethod]
+    public void Loader_ShardsSplitEveryGlobalBatchIntoSlicesThatAddUpToIt()
+    {
+        var data = Distinct(20, 6);
+        ImageLoaderOptions Options((int, int)? shard) =>
+            new() { BatchSize = 7, ImageSize = 4, Channels = 1, Workers = 2, Seed = 5, Normalization = Half, Augment = CropFlip, Shard = shard };
+        for (int epoch = 0; epoch < 2; epoch++)
+        {
+            var whole = Collect(new ImageBatchLoader(data, Options(null)), epoch);
+            var shards = Enumerable.Range(0, 3).Select(r => Collect(new ImageBatchLoader(data, Options((r, 3))), epoch)).ToList();
+            Assert.HasCount(3, whole, "20 images, batches of 7: 7, 7, 6");
+            for (int b = 0; b < whole.Count; b++)
+            {
+                // Shard r of a batch of n holds rows [n*r/3, n*(r+1)/3): concatenated in rank order they are the batch.
+                var labels = shards.SelectMany(s => s[b].Labels).ToArray();
+                var pixels = shards.SelectMany(s => s[b].Images).ToArray();
+                CollectionAssert.AreEqual(whole[b].Labels, labels, $"epoch {epoch}, batch {b}: labels");
+                CollectionAssert.AreEqual(whole[b].Images, pixels, $"epoch {epoch}, batch {b}: augmented pixels");
+                int n = whole[b].Labels.Length;
+                for (int r = 0; r < 3; r++) Assert.HasCount(n * (r + 1) / 3 - n * r / 3, shards[r][b].Labels);
+            }
+            // Every sample once per epoch over the shards.
+            CollectionAssert.AreEquivalent(Enumerable.Range(0, 20).Select(i => (long)i).ToArray(), shards.SelectMany(s => s.SelectMany(x => x.Labels)).ToArray());
+        }
+        using (var first = new ImageBatchLoader(data, Options((1, 3))).Batches(0).First())
+            Assert.AreEqual(7, first.GlobalCount);
+        Assert.ThrowsExactly<ArgumentException>(() => new ImageBatchLoader(data, Options((3, 3))));
+        Assert.AreNotEqual(new ImageBatchLoader(data, Options((0, 2))).Fingerprint["shard"], new ImageBatchLoader(data, Options((0, 3))).Fingerprint["shard"]);
+    }
+
+    [TestMethod]
     public void Loader_SameSeedSameBatches_WhateverTheWorkerCount_IncludingTheAugmentation()
     {
         var data = Distinct(20, 6);

@@ -23,6 +23,10 @@ public sealed class Batch : IDisposable
     /// a batch (every image unreadable), and a trainer that counts batches must not lose its place.</summary>
     public int Index { get; init; } = -1;
 
+    /// <summary>The size of the whole batch this one is a shard of (<see cref="ImageLoaderOptions.Shard"/>), before any
+    /// image was left out as unreadable; without sharding, 0 (read it as <see cref="Count"/>).</summary>
+    public int GlobalCount { get; init; }
+
     /// <summary>Frees both tensors.</summary>
     public void Dispose()
     {

@@ -57,6 +57,15 @@ public sealed record ImageLoaderOptions
     /// <summary>Largest image accepted, in pixels (decompression-bomb guard).</summary>
     public long MaxPixels { get; init; } = Image.DefaultMaxPixels;
 
+    /// <summary>
+    /// Data-parallel training: this process is shard <c>Index</c> of <c>Count</c>. Every process sees the same epoch
+    /// order and the same global batches (of <see cref="BatchSize"/>); each builds only its own contiguous slice of each
+    /// batch (sizes differ by at most one), so over the shards every sample appears once per epoch, with the
+    /// augmentation it would have had in one process. <see cref="Batch.GlobalCount"/> gives the whole batch's size.
+    /// A slice left empty (a batch smaller than the shard count) or wholly unreadable is left out, as a batch is.
+    /// </summary>
+    public (int Index, int Count)? Shard { get; init; }
+
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first invalid option.</summary>
     public ImageLoaderOptions Validate()
     {
@@ -69,6 +78,8 @@ public sealed record ImageLoaderOptions
             throw new ArgumentException($"normalization has {Normalization.Mean.Length} means for {Channels} channels");
         if (MaxPixels < 1) throw new ArgumentException($"pixel limit must be positive, got {MaxPixels}");
         if (!(CropFraction > 0 && CropFraction <= 1)) throw new ArgumentException($"crop fraction must be in (0, 1], got {CropFraction}");
+        if (Shard is ({ } index, { } count) && (count < 1 || index < 0 || index >= count))
+            throw new ArgumentException($"shard {index} of {count} is not a shard (the index must be in 0..count-1)");
         return this;
     }
 }
@@ -127,7 +138,7 @@ public sealed class ImageBatchLoader : IBatchSource
     /// <summary>The samples in order (names, labels, and for files their size and time of change), and every option that
     /// shapes a training batch, field by field. Not the bad-image policy (switching to Skip after a bad image is how a run
     /// recovers) nor the worker count (batches do not depend on it).</summary>
-    public IReadOnlyDictionary<string, string> Fingerprint => new Dictionary<string, string>
+    public IReadOnlyDictionary<string, string> Fingerprint => WithShard(new Dictionary<string, string>
     {
         ["images"] = $"{data.Count}, {DataFingerprint.Of(data.Samples.Select(Describe))}",
         ["classes"] = string.Join("|", data.ClassNames),
@@ -136,7 +147,14 @@ public sealed class ImageBatchLoader : IBatchSource
         ["input"] = $"{Options.Channels} channels, {Options.ImageSize}px, {Options.ResizeMode} {Options.Interpolation} {Options.CropFraction}, {Options.Normalization}",
         ["augmentation"] = Options.Augment is null ? "none" : "on",
         ["pixel limit"] = Options.MaxPixels.ToString(System.Globalization.CultureInfo.InvariantCulture),
-    };
+    });
+
+    // The shard only when there is one: checkpoints of unsharded runs keep the fingerprint they were written with.
+    private Dictionary<string, string> WithShard(Dictionary<string, string> d)
+    {
+        if (Options.Shard is var (i, n)) d["shard"] = $"{i} of {n}";
+        return d;
+    }
 
     private static string Describe(IImageSample s) => s is FileImageSample f && File.Exists(f.Path)
         ? $"{s.Name}\t{s.Label}\t{new FileInfo(f.Path).Length}\t{File.GetLastWriteTimeUtc(f.Path).Ticks}"
@@ -226,7 +244,13 @@ public sealed class ImageBatchLoader : IBatchSource
 
     private Batch? Build(int[] order, int b, int epoch, CancellationToken token)
     {
-        int start = b * Options.BatchSize, n = Math.Min(Options.BatchSize, order.Length - start);
+        int start = b * Options.BatchSize, n = Math.Min(Options.BatchSize, order.Length - start), global = n;
+        if (Options.Shard is var (shard, shards))
+        {
+            // This shard's contiguous slice of the global batch: [n * shard / shards, n * (shard + 1) / shards).
+            int from = (int)((long)global * shard / shards), to = (int)((long)global * (shard + 1) / shards);
+            (start, n) = (start + from, to - from);
+        }
         var images = new List<Image>(n);
         var labels = new List<long>(n);
         var decode = new ImageDecodeOptions { MaxPixels = Options.MaxPixels };
@@ -270,7 +294,7 @@ public sealed class ImageBatchLoader : IBatchSource
             try
             {
                 ImageBatch.WriteNormalized(images, Options.Normalization, tensor);  // throws for an image of the wrong channel count
-                return new Batch(tensor, Tensor.FromArray(labels.ToArray(), labels.Count)) { Index = b };
+                return new Batch(tensor, Tensor.FromArray(labels.ToArray(), labels.Count)) { Index = b, GlobalCount = global };
             }
             catch
             {
