@@ -117,7 +117,7 @@ public static class ClassifierApp
                 // Scores and map from one version of the model, even if a reload happens meanwhile.
                 (p, attention) = pool.UseModel(ModelName, (model, version) =>
                 {
-                    var vit = VitStep(model);
+                    var vit = Transformers.Vit(model, "the attention map");
                     var engine = new VitContext().Model.CreatePredictionEngine<UploadInput, UploadPrediction>(model);
                     return (new PoolPrediction<UploadPrediction>(engine.Predict(input), version, vit.Labels),
                         ((int, int, float[])?)vit.AttentionMap(ImageSource.FromBytes(bytes)));
@@ -148,9 +148,6 @@ public static class ClassifierApp
             attention = attention is { } a ? new { rows = a.Rows, columns = a.Columns, values = a.Values } : null,
         });
     }
-
-    private static VitTransformer VitStep(ITransformer model) =>
-        (model is ITransformerChain c ? c.Transformers : [model]).OfType<VitTransformer>().Single();
 
     /// <summary>The signatures of the formats the decoder reads: JPEG, PNG, BMP, WebP.</summary>
     public static bool LooksLikeImage(ReadOnlySpan<byte> b) =>

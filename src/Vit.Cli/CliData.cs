@@ -56,13 +56,8 @@ internal static class CliData
     {
         if (!File.Exists(path)) throw new UsageException($"model file not found: {path}");
         var model = ctx.Model.Load(path, out var schema);
-        var vits = Steps(model).OfType<VitTransformer>().ToList();
-        if (vits.Count != 1) throw new UsageException($"{path} holds no ViT step");
-        return (model, schema, vits[0]);
+        return (model, schema, Transformers.Vit(model, path));
     }
-
-    /// <summary>The steps of a fitted pipeline, chains flattened.</summary>
-    public static IEnumerable<ITransformer> Steps(ITransformer t) => t is ITransformerChain c ? c.Transformers.SelectMany(Steps) : [t];
 
     /// <summary>An empty data view with the schema a model was saved with (what ConvertToOnnx checks the model against).</summary>
     public static IDataView Empty(DataViewSchema schema) => new TableDataView(schema, Array.Empty<object?[]>());

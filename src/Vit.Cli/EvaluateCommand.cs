@@ -47,7 +47,7 @@ internal static class EvaluateCommand
         if (report is not null)
         {
             // The pictures read the image column: the model's own first steps (LoadImages, ResizeImages) make it.
-            var steps = CliData.Steps(model).ToList();
+            var steps = Transformers.Steps(model).ToList();
             var imaged = steps.TakeWhile(s => s is not VitTransformer).Aggregate(data, (d, s) => s.Transform(d));
             foreach (var file in vit.WritePictures(report, imaged)) io.Note($"wrote {file}");
         }

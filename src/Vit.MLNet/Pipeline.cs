@@ -27,13 +27,15 @@ public interface ITransformerChain : ITransformer
     IReadOnlyList<ITransformer> Transformers { get; }
 }
 
-internal static class Transformers
+/// <summary>Walking a fitted pipeline: its steps in order, and its ViT step.</summary>
+public static class Transformers
 {
     /// <summary>The steps of a transformer, chains flattened, in order.</summary>
     public static IEnumerable<ITransformer> Steps(ITransformer t) =>
         t is ITransformerChain c ? c.Transformers.SelectMany(Steps) : [t];
 
-    /// <summary>The one ViT step of a pipeline, or an <see cref="ArgumentException"/> that says what the pipeline holds.</summary>
+    /// <summary>The one ViT step of a pipeline, or an <see cref="ArgumentException"/> that says what the pipeline holds;
+    /// <paramref name="what"/> names the operation that needs it, for the message.</summary>
     public static VitTransformer Vit(ITransformer model, string what)
     {
         ArgumentNullException.ThrowIfNull(model);
