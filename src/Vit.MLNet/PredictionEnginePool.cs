@@ -182,17 +182,9 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
     /// <exception cref="ArgumentException">No model has that name.</exception>
     public TDst Predict(string modelName, TSrc example, out long modelVersion)
     {
-        ArgumentNullException.ThrowIfNull(example);
-        var generation = SlotOf(modelName).Acquire();
-        try
-        {
-            modelVersion = generation.Version;
-            return generation.Predict(example);
-        }
-        finally
-        {
-            generation.Release();
-        }
+        var p = PredictWithDetails(modelName, example);
+        modelVersion = p.ModelVersion;
+        return p.Prediction;
     }
 
     /// <summary>Scores one item with the named model and returns, with the prediction, the version that answered and its
@@ -200,15 +192,7 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
     public PoolPrediction<TDst> PredictWithDetails(string modelName, TSrc example)
     {
         ArgumentNullException.ThrowIfNull(example);
-        var generation = SlotOf(modelName).Acquire();
-        try
-        {
-            return new PoolPrediction<TDst>(generation.Predict(example), generation.Version, generation.Labels);
-        }
-        finally
-        {
-            generation.Release();
-        }
+        return Leased(modelName, g => new PoolPrediction<TDst>(g.Predict(example), g.Version, g.Labels));
     }
 
     /// <summary>
@@ -240,31 +224,26 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
     public T UseModel<T>(string modelName, Func<ITransformer, long, T> action)
     {
         ArgumentNullException.ThrowIfNull(action);
-        var generation = SlotOf(modelName).Acquire();
-        try
-        {
-            return generation.Use(action);
-        }
-        finally
-        {
-            generation.Release();
-        }
+        return Leased(modelName, g => g.Use(action));
     }
 
     /// <summary>The version the named model serves now: 1 after the first load, one more per successful reload.</summary>
     public long GetModelVersion(string modelName = DefaultModelName) => SlotOf(modelName).Version;
 
     /// <summary>Engines created so far for the named model's current version (at most <see cref="PredictionEnginePoolOptions.MaxEngines"/>).</summary>
-    public int GetEngineCount(string modelName = DefaultModelName)
+    public int GetEngineCount(string modelName = DefaultModelName) => Leased(modelName, g => g.EngineCount);
+
+    // The named model's current generation, held (a reload does not free it) while `use` runs.
+    private T Leased<T>(string modelName, Func<Generation, T> use)
     {
-        var g = SlotOf(modelName).Acquire();
+        var generation = SlotOf(modelName).Acquire();
         try
         {
-            return g.EngineCount;
+            return use(generation);
         }
         finally
         {
-            g.Release();
+            generation.Release();
         }
     }
 
