@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.IO.Compression;
 using System.Text.Json.Nodes;
 using Spectre.Console;
 using Vit.MLNet;
@@ -82,12 +81,10 @@ internal static class ModelCommands
         // Loading checks the whole file (weights included); the JSON entries are then shown as they are.
         long parameters;
         JsonObject modelJson;
-        using (var pretrained = VitModelZip.Load(path, null, out modelJson, out _))
+        string? trainingJson;
+        using (var pretrained = VitModelZip.Load(path, null, out modelJson, out trainingJson))
             parameters = pretrained.Model.ParameterCount();
-        JsonObject? history;
-        using (var zip = ZipFile.OpenRead(path))
-        using (var s = zip.GetEntry(VitModelZip.TrainingEntry)?.Open())
-            history = s is null ? null : JsonNode.Parse(s)?["history"] as JsonObject;
+        var history = trainingJson is null ? null : JsonNode.Parse(trainingJson)?["history"] as JsonObject;
         var epochs = history?["epochs"] as JsonArray;
         var last = epochs?.LastOrDefault() as JsonObject;
         if (json)
