@@ -105,24 +105,22 @@ internal static class TrainCommand
                 (validation > 0 ? $"validation {validation:P0}" : "no validation set") + $"; checkpoints in {checkpoints}");
 
         // Ctrl+C stops training (with a checkpoint) while it runs; afterwards the default applies again (saving is atomic).
-        var interrupt = new VitCli.Interrupt();
-        var reporter = new ProgressReporter(io);
-        var options = new VitEstimator.Options
-        {
-            Architecture = s.Arch is null ? VitEstimator.Options.Defaults.Architecture : custom is not null ? VitArchitecture.Custom : Architectures[s.Arch],
-            CustomConfig = custom,
-            StartFrom = s.From, FineTune = s.HeadOnly ? FineTuneMode.HeadOnly : FineTuneMode.Full,
-            Epochs = s.Epochs, BatchSize = s.BatchSize, LearningRate = s.LearningRate, Precision = s.Precision,
-            ValidationFraction = validation, CheckpointDirectory = checkpoints, Resume = s.Resume, Seed = s.Seed,
-            Progress = reporter, CancellationToken = interrupt.Token,
-        };
-        var pipeline = ctx.Transforms.LoadImages("Image", imageFolder: "", inputColumnName: CliData.ImagePath)
-            .Append(ctx.Transforms.ResizeImages("Image", size, size))
-            .Append(new VitEstimator(ctx, options));
-
         TransformerChain<VitTransformer> model;
-        using (interrupt)
+        using (var interrupt = new VitCli.Interrupt())
         {
+            var reporter = new ProgressReporter(io);
+            var options = new VitEstimator.Options
+            {
+                Architecture = s.Arch is null ? VitEstimator.Options.Defaults.Architecture : custom is not null ? VitArchitecture.Custom : Architectures[s.Arch],
+                CustomConfig = custom,
+                StartFrom = s.From, FineTune = s.HeadOnly ? FineTuneMode.HeadOnly : FineTuneMode.Full,
+                Epochs = s.Epochs, BatchSize = s.BatchSize, LearningRate = s.LearningRate, Precision = s.Precision,
+                ValidationFraction = validation, CheckpointDirectory = checkpoints, Resume = s.Resume, Seed = s.Seed,
+                Progress = reporter, CancellationToken = interrupt.Token,
+            };
+            var pipeline = ctx.Transforms.LoadImages("Image", imageFolder: "", inputColumnName: CliData.ImagePath)
+                .Append(ctx.Transforms.ResizeImages("Image", size, size))
+                .Append(new VitEstimator(ctx, options));
             if (io.Interactive)
                 model = io.Console_.Progress().AutoClear(false)
                     .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
