@@ -64,7 +64,13 @@ public sealed class DistributedTests
         return s.ToString("R", CultureInfo.InvariantCulture);
     }
 
-    private static (int Code, string Out, string Err, TimeSpan Took)[] RunRanks(string store, string mode, int world = 2, bool killOthersAfterRank0 = false)
+    private static (int Code, string Out, string Err, TimeSpan Took)[] RunRanks(string store, string mode, int world = 2, bool killOthersAfterRank0 = false) =>
+        RunWorkers(world, r => ["dist-worker", store, r.ToString(CultureInfo.InvariantCulture), world.ToString(CultureInfo.InvariantCulture), mode], killOthersAfterRank0);
+
+    /// <summary>Runs this assembly as <paramref name="world"/> worker processes (rank r with <paramref name="args"/>(r))
+    /// and returns each one's exit code, output, error output and the time until it ended.</summary>
+    internal static (int Code, string Out, string Err, TimeSpan Took)[] RunWorkers(int world, Func<int, string[]> args, bool killOthersAfterRank0 = false,
+        Action<int, ProcessStartInfo>? configure = null)
     {
         var host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
         if (string.IsNullOrEmpty(host))
@@ -72,10 +78,11 @@ public sealed class DistributedTests
         var clock = Stopwatch.StartNew();
         var procs = Enumerable.Range(0, world).Select(r =>
         {
-            var psi = new ProcessStartInfo(host, [typeof(DistributedTests).Assembly.Location, "dist-worker", store, r.ToString(CultureInfo.InvariantCulture), world.ToString(CultureInfo.InvariantCulture), mode])
+            var psi = new ProcessStartInfo(host, [typeof(DistributedTests).Assembly.Location, .. args(r)])
             {
                 RedirectStandardOutput = true, RedirectStandardError = true,
             };
+            configure?.Invoke(r, psi);
             var p = Process.Start(psi)!;
             return (p, Out: p.StandardOutput.ReadToEndAsync(), Err: p.StandardError.ReadToEndAsync());
         }).ToList();

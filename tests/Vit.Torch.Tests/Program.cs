@@ -24,7 +24,9 @@ internal static class Program
         }
         if (args is ["dist-worker", var store, var rank, var world, var mode])
             return DistributedTests.Worker(store, int.Parse(rank, CultureInfo.InvariantCulture), int.Parse(world, CultureInfo.InvariantCulture), mode);
-        Console.Error.WriteLine("usage: dotnet Vit.Torch.Tests.dll loader-fingerprint SEED | train-resumable DIR | dist-worker STORE RANK WORLD MODE (tests run through dotnet test)");
+        if (args is ["dist-train", var trainStore, var trainRank, var trainWorld, var output, var trainMode])
+            return DataParallelTests.Worker(trainStore, int.Parse(trainRank, CultureInfo.InvariantCulture), int.Parse(trainWorld, CultureInfo.InvariantCulture), output, trainMode);
+        Console.Error.WriteLine("usage: dotnet Vit.Torch.Tests.dll loader-fingerprint SEED | train-resumable DIR | dist-worker STORE RANK WORLD MODE | dist-train STORE RANK WORLD DIR MODE (tests run through dotnet test)");
         return args.Length == 0 ? 0 : 2;
     }
 }

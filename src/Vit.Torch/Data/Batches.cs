@@ -85,6 +85,20 @@ public interface IBatchSource
     };
 }
 
+/// <summary>A shard's slice of a global batch: shard i of n takes [From(size, i, n), From(size, i + 1, n)), sizes
+/// differing by at most one.</summary>
+internal static class ShardSlice
+{
+    public static int From(int size, int shard, int shards) => (int)((long)size * shard / shards);
+
+    /// <summary>Adds the shard, when there is one, to a source's fingerprint.</summary>
+    public static Dictionary<string, string> WithShard(this Dictionary<string, string> d, (int Index, int Count)? shard)
+    {
+        if (shard is var (i, n)) d["shard"] = $"{i} of {n}";
+        return d;
+    }
+}
+
 /// <summary>SHA-256 fingerprints of what a batch source reads, for <see cref="IBatchSource.Fingerprint"/>.</summary>
 internal static class DataFingerprint
 {
@@ -156,6 +170,21 @@ public sealed class InMemoryBatchSource : IBatchSource
     /// <summary>Fill value for pixels shifted in.</summary>
     public float PadValue { get; }
 
+    /// <summary>
+    /// Data-parallel training: this process is shard <c>Index</c> of <c>Count</c>, as <see cref="ImageLoaderOptions.Shard"/>:
+    /// every shard has the same order and the same global batches and builds its contiguous slice of each (with the
+    /// augmentation one process would give it); an empty slice is left out. Null: the whole batches.
+    /// </summary>
+    public (int Index, int Count)? Shard
+    {
+        get => shard;
+        init => shard = value is var (i, n) && (n < 1 || i < 0 || i >= n)
+            ? throw new ArgumentException($"shard {i} of {n} is not a shard (the index must be in 0..count-1)", nameof(Shard))
+            : value;
+    }
+
+    private readonly (int Index, int Count)? shard;
+
     /// <inheritdoc />
     public int Count => data.Count;
 
@@ -176,7 +205,7 @@ public sealed class InMemoryBatchSource : IBatchSource
         ["batch size"] = BatchSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
         ["shuffle"] = $"{Shuffle}, seed {Seed}",
         ["augmentation"] = $"shift {MaxShift}, flip {HorizontalFlip}, pad {PadValue}",
-    };
+    }.WithShard(Shard);
 
     /// <summary>
     /// The sample order of an epoch: 0..count-1, shuffled by a generator seeded with (seed, epoch) when
@@ -195,34 +224,58 @@ public sealed class InMemoryBatchSource : IBatchSource
         var order = Order(epoch);
         var rng = new Random(StableSeed.Combine(Seed, epoch, 0x5eed));
         var (c, h, w) = data.ImageShape;
+        bool augment = MaxShift > 0 || HorizontalFlip;
         for (int start = 0; start < order.Length; start += BatchSize)
         {
-            int n = Math.Min(BatchSize, order.Length - start);
+            int whole = Math.Min(BatchSize, order.Length - start), from = 0, n = whole;
+            if (Shard is var (i0, shards))
+                (from, n) = (ShardSlice.From(whole, i0, shards), ShardSlice.From(whole, i0 + 1, shards) - ShardSlice.From(whole, i0, shards));
+            if (n == 0)
+            {
+                for (int i = 0; i < whole; i++) if (augment) Draw(rng);  // the other shards' draws, to stay in step
+                continue;
+            }
             var images = Tensor.Empty([n, c, h, w]).DetachFromScope();
             var labels = new long[n];
             unsafe
             {
                 var dst = new Span<float>((void*)images.DataPointer(), n * data.ImageSize);
-                for (int i = 0; i < n; i++)
+                for (int j = 0; j < whole; j++)
                 {
-                    int idx = order[start + i];
+                    int i = j - from;
+                    if (i < 0 || i >= n)
+                    {
+                        if (augment) Draw(rng);
+                        continue;
+                    }
+                    int idx = order[start + j];
                     labels[i] = data.Label(idx);
                     var target = dst.Slice(i * data.ImageSize, data.ImageSize);
-                    if (MaxShift == 0 && !HorizontalFlip)
+                    if (!augment)
                         data.Image(idx).CopyTo(target);
                     else
-                        Augment(data.Image(idx), target, c, h, w, rng);
+                        Augment(data.Image(idx), target, c, h, w, Draw(rng));
                 }
             }
-            yield return new Batch(images, Tensor.FromArray(labels, n).DetachFromScope()) { Index = start / BatchSize };
+            yield return new Batch(images, Tensor.FromArray(labels, n).DetachFromScope())
+            {
+                Index = start / BatchSize, GlobalCount = Shard is null ? 0 : whole,
+            };
         }
     }
 
-    private void Augment(ReadOnlySpan<float> src, Span<float> dst, int c, int h, int w, Random rng)
+    /// <summary>One sample's random shift and flip (the generator runs through every sample of the epoch).</summary>
+    private (int Dx, int Dy, bool Flip) Draw(Random rng)
     {
         int dx = MaxShift > 0 ? rng.Next(-MaxShift, MaxShift + 1) : 0;
         int dy = MaxShift > 0 ? rng.Next(-MaxShift, MaxShift + 1) : 0;
         bool flip = HorizontalFlip && rng.Next(2) == 1;
+        return (dx, dy, flip);
+    }
+
+    private void Augment(ReadOnlySpan<float> src, Span<float> dst, int c, int h, int w, (int Dx, int Dy, bool Flip) draw)
+    {
+        var (dx, dy, flip) = draw;
         for (int ch = 0; ch < c; ch++)
             for (int y = 0; y < h; y++)
             {

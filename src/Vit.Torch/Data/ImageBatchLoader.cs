@@ -138,7 +138,7 @@ public sealed class ImageBatchLoader : IBatchSource
     /// <summary>The samples in order (names, labels, and for files their size and time of change), and every option that
     /// shapes a training batch, field by field. Not the bad-image policy (switching to Skip after a bad image is how a run
     /// recovers) nor the worker count (batches do not depend on it).</summary>
-    public IReadOnlyDictionary<string, string> Fingerprint => WithShard(new Dictionary<string, string>
+    public IReadOnlyDictionary<string, string> Fingerprint => new Dictionary<string, string>
     {
         ["images"] = $"{data.Count}, {DataFingerprint.Of(data.Samples.Select(Describe))}",
         ["classes"] = string.Join("|", data.ClassNames),
@@ -147,14 +147,7 @@ public sealed class ImageBatchLoader : IBatchSource
         ["input"] = $"{Options.Channels} channels, {Options.ImageSize}px, {Options.ResizeMode} {Options.Interpolation} {Options.CropFraction}, {Options.Normalization}",
         ["augmentation"] = Options.Augment is null ? "none" : "on",
         ["pixel limit"] = Options.MaxPixels.ToString(System.Globalization.CultureInfo.InvariantCulture),
-    });
-
-    // The shard only when there is one: checkpoints of unsharded runs keep the fingerprint they were written with.
-    private Dictionary<string, string> WithShard(Dictionary<string, string> d)
-    {
-        if (Options.Shard is var (i, n)) d["shard"] = $"{i} of {n}";
-        return d;
-    }
+    }.WithShard(Options.Shard);  // the shard only when there is one: unsharded checkpoints keep their fingerprint
 
     private static string Describe(IImageSample s) => s is FileImageSample f && File.Exists(f.Path)
         ? $"{s.Name}\t{s.Label}\t{new FileInfo(f.Path).Length}\t{File.GetLastWriteTimeUtc(f.Path).Ticks}"
@@ -247,8 +240,8 @@ public sealed class ImageBatchLoader : IBatchSource
         int start = b * Options.BatchSize, n = Math.Min(Options.BatchSize, order.Length - start), global = n;
         if (Options.Shard is var (shard, shards))
         {
-            // This shard's contiguous slice of the global batch: [n * shard / shards, n * (shard + 1) / shards).
-            int from = (int)((long)global * shard / shards), to = (int)((long)global * (shard + 1) / shards);
+            // This shard's contiguous slice of the global batch.
+            int from = ShardSlice.From(global, shard, shards), to = ShardSlice.From(global, shard + 1, shards);
             (start, n) = (start + from, to - from);
         }
         var images = new List<Image>(n);

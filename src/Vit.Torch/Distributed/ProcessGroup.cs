@@ -148,6 +148,20 @@ public sealed unsafe class ProcessGroup : IDisposable
         Check(vit_dist_broadcast(Handle, h.Pointer, tensors.Count, root, Ms(timeout)));
     }
 
+    /// <summary>The default size of a gradient bucket: 25 MB, as DistributedDataParallel's.</summary>
+    public const long DefaultBucketBytes = 25L << 20;
+
+    /// <summary>Sums the gradients of <paramref name="parameters"/> over all ranks in place, in float32 buckets of
+    /// about <paramref name="bucketBytes"/> (one collective each). A parameter without a gradient contributes zeros.
+    /// Every rank must pass the same parameters in the same order; different layouts are refused before any sum.</summary>
+    public void AllReduceGradients(IReadOnlyList<Tensor> parameters, long bucketBytes = DefaultBucketBytes, TimeSpan? timeout = null)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentOutOfRangeException.ThrowIfLessThan(bucketBytes, 4L, nameof(bucketBytes));
+        using var h = new HandleArray(parameters);
+        Check(vit_dist_allreduce_grads(Handle, h.Pointer, parameters.Count, bucketBytes, Ms(timeout)));
+    }
+
     /// <summary>Waits until every rank has reached this call.</summary>
     public void Barrier(TimeSpan? timeout = null) => Check(vit_dist_barrier(Handle, Ms(timeout)));
 

@@ -14,7 +14,7 @@ internal static unsafe partial class NativeMethods
     internal const string Lib = "vit_native";
 
     /// <summary>The ABI version this assembly was written against; the shim must report the same.</summary>
-    internal const int ExpectedAbiVersion = 7;
+    internal const int ExpectedAbiVersion = 8;
 
     /// <summary>The libtorch major.minor the shim is built and tested against.</summary>
     internal const string ExpectedTorchVersion = "1.13";
@@ -134,6 +134,7 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(Lib)] internal static partial int vit_dist_allreduce(IntPtr group, IntPtr* tensors, int n, int op, long timeoutMs);
     [LibraryImport(Lib)] internal static partial int vit_dist_broadcast(IntPtr group, IntPtr* tensors, int n, int root, long timeoutMs);
     [LibraryImport(Lib)] internal static partial int vit_dist_barrier(IntPtr group, long timeoutMs);
+    [LibraryImport(Lib)] internal static partial int vit_dist_allreduce_grads(IntPtr group, IntPtr* parameters, int n, long bucketBytes, long timeoutMs);
     [LibraryImport(Lib)] internal static partial int vit_parallel_info(byte* buf, int cap);
     [LibraryImport(Lib)] internal static partial int vit_cuda_device_count(out int count);
     [LibraryImport(Lib)] internal static partial int vit_manual_seed(ulong seed);

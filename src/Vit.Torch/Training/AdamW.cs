@@ -117,6 +117,9 @@ public sealed unsafe class AdamW : IDisposable
         Eps = eps;
     }
 
+    /// <summary>The parameters this optimizer updates, in its order.</summary>
+    internal IReadOnlyList<Tensor> Parameters => parameters;
+
     /// <summary>
     /// The ViT/DeiT convention: decay matrices and kernels only; no decay on 1-d parameters (biases, LayerNorm
     /// scales and shifts) nor on the position embedding and class token.

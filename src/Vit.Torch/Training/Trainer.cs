@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Vit.Torch.Data;
+using Vit.Torch.Distributed;
 using Vit.Torch.Model;
 
 namespace Vit.Torch.Training;
@@ -51,6 +52,11 @@ public sealed class Trainer
         if (o.EarlyStopping is not null && evaluation is null)
             throw new ArgumentException("early stopping needs an evaluation (validation) set", nameof(evaluation));
         Torch.ManualSeed(o.Seed);
+        var group = o.Distributed;
+        bool lead = group is null || group.Rank == 0;  // rank 0 writes the checkpoints and reports
+        bool dist = group is { WorldSize: > 1 };
+        // Every rank starts from rank 0's weights (as DistributedDataParallel's first broadcast).
+        if (dist) group!.Broadcast(model.NamedParameters().Select(p => p.Parameter).ToList());
         int batchesPerEpoch = train.BatchesPerEpoch, k = o.AccumulationSteps;
         long stepsPerEpoch = (batchesPerEpoch + k - 1) / k;
         using var optimizer = new AdamW(model.NamedParameters(), o.LearningRate, o.WeightDecay,
@@ -63,7 +69,7 @@ public sealed class Trainer
         var fingerprint = Fingerprint(train, evaluation);
         string? last = o.CheckpointDirectory is null ? null : Path.Combine(o.CheckpointDirectory, "last.safetensors");
         string? bestPath = o.CheckpointDirectory is null ? null : Path.Combine(o.CheckpointDirectory, "best.safetensors");
-        if (o.CheckpointDirectory is not null) Directory.CreateDirectory(o.CheckpointDirectory);
+        if (o.CheckpointDirectory is not null && lead) Directory.CreateDirectory(o.CheckpointDirectory);
 
         var state = new RunState();
         (int, int)? resumedAt = null;
@@ -79,13 +85,14 @@ public sealed class Trainer
         else
         {
             // A new run in this folder: an earlier run's best must not pass for this one's.
-            if (bestPath is not null && File.Exists(bestPath)) File.Delete(bestPath);
+            if (lead && bestPath is not null && File.Exists(bestPath)) File.Delete(bestPath);
             if (o.ContinueFrom is not null)
             {
                 TrainingCheckpoint.Restore(o.ContinueFrom, model, optimizer, null, null, null, optimizerOnly: true);
                 continued = optimizer.StepCount;
             }
         }
+        if (dist) AgreeOnStart(group!, resumedAt is not null, state, continued);
         long totalSteps = continued + stepsPerEpoch * o.Epochs;
         var schedule = new LearningRateSchedule(o.LearningRate, totalSteps, (long)(o.WarmupFraction * totalSteps), o.MinLearningRate, o.Schedule);
         string? lastWritten = resumedAt is not null ? last : null;
@@ -99,8 +106,10 @@ public sealed class Trainer
         var rng = Torch.GetRngState();
         var checkpointTime = new Stopwatch();
         int checkpoints = 0;
+        var syncTime = new Stopwatch();
         void Checkpoint(string path)
         {
+            if (!lead) return;
             checkpointTime.Start();
             TrainingCheckpoint.Save(path, model, optimizer, o.EmaDecay is null ? null : ema, best, state, rng, fingerprint, o.CheckpointMetadata);
             checkpointTime.Stop();
@@ -125,7 +134,7 @@ public sealed class Trainer
                 {
                     double lr = schedule.At(continued + state.Step);
                     inStep = true;
-                    Step(optimizer, lr, epoch + 1, continued + state.Step);
+                    Step(optimizer, lr, epoch + 1, continued + state.Step, group, syncTime);
                     if (o.EmaDecay is { } d) ema.Update(model, d);
                     inStep = false;
                     // The state moves at step boundaries only, so that a checkpoint is always of a whole step.
@@ -137,7 +146,7 @@ public sealed class Trainer
                     rng.Dispose();
                     rng = Torch.GetRngState();
                     AfterStep?.Invoke(state.Step, epoch + 1);
-                    if (progress is not null)
+                    if (progress is not null && lead)
                     {
                         double ips = state.Seen / Math.Max(1e-9, EpochTime().TotalSeconds);
                         long all = stepsPerEpoch * o.Epochs;
@@ -150,21 +159,33 @@ public sealed class Trainer
                 double lastLoss = double.NaN;
                 try
                 {
-                    foreach (var loaded in train.Batches(epoch, state.Batch, cancellationToken))
+                    // Distributed, every rank visits every batch index (a slice left out still joins the collectives), and a
+                    // stop is agreed on at a batch: the loader is not cancelled, so that no rank leaves the others waiting.
+                    var batches = dist ? EveryIndex(train.Batches(epoch, state.Batch, CancellationToken.None), state.Batch, batchesPerEpoch)
+                        : train.Batches(epoch, state.Batch, cancellationToken).Select(b => (b.Index, (Batch?)b));
+                    foreach (var (at, loaded) in batches)
                     {
                         using var b = loaded;
-                        if (cancellationToken.IsCancellationRequested)
+                        if (!dist && cancellationToken.IsCancellationRequested)
                         {
                             cancelled = true;
                             break;
                         }
                         // A source may leave a batch out (every image unreadable): its index keeps the groups in place.
-                        int index = b.Index >= 0 ? b.Index : batch;
+                        int index = at >= 0 ? at : batch;
                         if (stepPending && index / k != (batch - 1) / k) StepGroup(lastLoss);  // the rest of the group was left out
-                        var (loss, right) = Forward(b, epoch, index, k);
+                        var (loss, right, count, stop) = dist
+                            ? ForwardShard(b, epoch, index, k, group!, cancellationToken.IsCancellationRequested)
+                            : Forward(b!, epoch, index, k);
+                        if (stop)
+                        {
+                            cancelled = true;
+                            break;
+                        }
+                        if (count == 0) continue;  // no rank had an image of this batch: left out
                         StepLosses.Add(loss);
                         lastLoss = loss;
-                        pending = (pending.Loss + loss * b.Count, pending.Correct + right, pending.Seen + b.Count);
+                        pending = (pending.Loss + loss * count, pending.Correct + right, pending.Seen + count);
                         stepPending = true;
                         batch = index + 1;
                         if (batch % k != 0 && batch != batchesPerEpoch) continue;  // accumulate
@@ -192,7 +213,9 @@ public sealed class Trainer
                     throw new InvalidDataException("no training images could be used in this epoch (all were skipped as unreadable); see the loader's warnings");
                 // A cancelled, partial epoch is not evaluated: that would delay the stop by a full pass over the
                 // evaluation set, and a partial epoch should not become the "best" one.
-                var eval = evaluation is null ? null : Evaluate(model, evaluation, cancellationToken, o.Precision);
+                // Distributed, each rank evaluates its shard and the sums are reduced; the evaluation is not cut short.
+                var evalToken = dist ? CancellationToken.None : cancellationToken;
+                var eval = evaluation is null ? null : Evaluate(model, evaluation, evalToken, o.Precision, group);
                 EvaluationResult? emaEval = null;
                 if (evaluation is not null && o.EmaDecay is not null && eval is not null)
                 {
@@ -200,7 +223,7 @@ public sealed class Trainer
                     ema.Restore(model);
                     try
                     {
-                        emaEval = Evaluate(model, evaluation, cancellationToken, o.Precision);
+                        emaEval = Evaluate(model, evaluation, evalToken, o.Precision, group);
                     }
                     finally
                     {
@@ -232,7 +255,7 @@ public sealed class Trainer
                             if (o.EmaDecay is null) best.Take(model);
                             else best.Load(model, ema.Tensors);  // with an EMA, the best epoch is the EMA's
                         }
-                        if (bestPath is not null)
+                        if (bestPath is not null && lead)
                         {
                             TrainingCheckpoint.SaveWeights(bestPath, model, best, o.CheckpointMetadata);
                             bestIsThisRuns = true;
@@ -253,7 +276,7 @@ public sealed class Trainer
                     Checkpoint(last);
                     checkpointClock.Restart();
                 }
-                onEpoch?.Invoke(r);
+                if (lead) onEpoch?.Invoke(r);
             }
             if (cancelled && last is not null)
             {
@@ -284,7 +307,7 @@ public sealed class Trainer
             rng.Dispose();
         }
 
-        if (o.FinalStatePath is not null) TrainingCheckpoint.SaveOptimizer(o.FinalStatePath, optimizer, state, fingerprint);
+        if (o.FinalStatePath is not null && lead) TrainingCheckpoint.SaveOptimizer(o.FinalStatePath, optimizer, state, fingerprint);
         int finalBest = state.BestEpoch;
         if ((state.StoppedEarly || cancelled || o.EarlyStopping is not null) && best.HasWeights)
             best.Restore(model);
@@ -296,11 +319,12 @@ public sealed class Trainer
         return new TrainingResult(state.History, finalBest, state.StoppedEarly, cancelled)
         {
             LastCheckpoint = lastWritten, BestCheckpoint = bestIsThisRuns ? bestPath : null, ResumedAt = resumedAt,
-            Checkpoints = (checkpoints, checkpointTime.Elapsed),
+            Checkpoints = (checkpoints, checkpointTime.Elapsed), GradientSync = syncTime.Elapsed,
         };
 
         string? SaveRescue(Action<string> write, string? lastPath)
         {
+            if (!lead) return null;  // rank 0 keeps the run's state
             var target = lastPath ?? (o.RescueDirectory is null ? null : Path.Combine(o.RescueDirectory, "last.safetensors"));
             if (target is null) return null;
             try
@@ -332,19 +356,119 @@ public sealed class Trainer
             ["trained parameters"] = string.Join(",", model.NamedParameters().Where(p => p.Parameter.RequiresGrad).Select(p => p.Name)),
             ["evaluation data"] = evaluation is null ? "none" : "given",
         };
-        foreach (var (key, value) in train.Fingerprint) f[$"training data: {key}"] = value;
+        // A rank's shard is its own (rank 0 writes the checkpoint every rank resumes from); the number of processes is the run's.
+        foreach (var (key, value) in train.Fingerprint.Where(kv => kv.Key != "shard")) f[$"training data: {key}"] = value;
+        if (o.Distributed is { WorldSize: > 1 } g) f["processes"] = g.WorldSize.ToString(System.Globalization.CultureInfo.InvariantCulture);
         // The evaluation's batching does not change its results (up to rounding), so its batch size may change.
         if (evaluation is not null)
-            foreach (var (key, value) in evaluation.Fingerprint.Where(kv => kv.Key != "batch size")) f[$"evaluation data: {key}"] = value;
+            foreach (var (key, value) in evaluation.Fingerprint.Where(kv => kv.Key is not ("batch size" or "shard"))) f[$"evaluation data: {key}"] = value;
         if (o.Fingerprint is not null)
             foreach (var (key, value) in o.Fingerprint) f[key] = value;
         return f;
     }
 
-    /// <summary>Forward and backward of one batch (loss divided by the accumulation count); returns its loss and right predictions.</summary>
-    private (double Loss, long Correct) Forward(Batch b, int epoch, int batchIndex, int accumulation)
+    /// <summary>Forward and backward of one batch (loss divided by the accumulation count); returns its loss, right
+    /// predictions and size.</summary>
+    private (double Loss, long Correct, long Count, bool Stop) Forward(Batch b, int epoch, int batchIndex, int accumulation)
     {
         using var scope = TensorScope.Begin();
+        var (logits, loss) = Loss(b, epoch, batchIndex, F.Reduction.Mean);
+        // Backward runs outside the autocast region, as PyTorch recommends: each op's backward follows its forward's dtypes.
+        double value = loss.Item();
+        CheckFinite(value, epoch, batchIndex);
+        (accumulation == 1 ? loss : loss / accumulation).Backward();
+        return (value, Correct(logits, b.Labels), b.Count, false);
+    }
+
+    /// <summary>
+    /// One rank's part of a batch of data-parallel training: the forward of its slice (none when <paramref name="b"/> is
+    /// null), then one small allreduce of the slice's size, summed loss, right predictions and whether this rank wants
+    /// to stop; then the backward of its summed loss over the whole batch's size (and the accumulation count), so that
+    /// the gradients summed over the ranks are those of one process with the whole batch. Returns the whole batch's
+    /// loss, right predictions and size, and whether any rank asked to stop (then nothing is backpropagated).
+    /// </summary>
+    private (double Loss, long Correct, long Count, bool Stop) ForwardShard(Batch? b, int epoch, int batchIndex, int accumulation,
+        ProcessGroup group, bool stopHere)
+    {
+        using var scope = TensorScope.Begin();
+        // Dropout draws from a generator seeded by (seed, rank, epoch, batch): a resumed run draws as an uninterrupted one.
+        Torch.ManualSeed(DistributedSeed(Options.Seed, group.Rank, epoch, batchIndex));
+        Tensor? logits = null, loss = null;
+        double[] sums = [0, 0, 0, stopHere ? 1 : 0];
+        if (b is { Count: > 0 } && !stopHere)
+        {
+            (logits, loss) = Loss(b, epoch, batchIndex, F.Reduction.Sum);
+            sums[0] = b.Count;
+            sums[1] = loss.Item();
+            sums[2] = Correct(logits, b.Labels);
+        }
+        var total = Tensor.FromArray(sums, sums.Length);
+        group.AllReduce([total]);
+        var all = total.ToArray<double>();
+        long count = (long)all[0];
+        if (all[3] > 0) return (0, 0, count, true);
+        if (count == 0) return (0, 0, 0, false);
+        double value = all[1] / count;
+        CheckFinite(value, epoch, batchIndex);  // the same on every rank: all stop together
+        if (loss is not null) (loss / ((double)count * accumulation)).Backward();
+        return (value, (long)all[2], count, false);
+    }
+
+    /// <summary>The generator seed of a rank's batch in data-parallel training.</summary>
+    internal static ulong DistributedSeed(ulong seed, int rank, int epoch, int batch) =>
+        seed ^ ((ulong)(uint)StableSeed.Combine(rank, epoch, batch) << 16);
+
+    /// <summary>Distributed: checks that every rank resumed the same state (or none did), naming what differs.</summary>
+    private static void AgreeOnStart(ProcessGroup group, bool resumed, RunState state, long continued)
+    {
+        double[] mine = [resumed ? 1 : 0, state.Epoch, state.Batch, state.Step, continued];
+        using var lo = Tensor.FromArray(mine, mine.Length);
+        using var hi = Tensor.FromArray(mine, mine.Length);
+        group.AllReduce([lo], ReduceOp.Min);
+        group.AllReduce([hi], ReduceOp.Max);
+        var (a, z) = (lo.ToArray<double>(), hi.ToArray<double>());
+        if (a[0] != z[0])
+            throw new InvalidOperationException("the ranks disagree on resuming: some found the checkpoint to resume from and some did not. " +
+                "Every rank must reach the same CheckpointDirectory (one machine, or a shared file system).");
+        if (!a.SequenceEqual(z))
+            throw new InvalidOperationException($"the ranks resumed different states (epochs {a[1]}..{z[1]}, batches {a[2]}..{z[2]}, steps {a[3]}..{z[3]}): " +
+                "they read different checkpoints. Every rank must reach the same CheckpointDirectory.");
+    }
+
+    /// <summary>Every batch index from <paramref name="first"/> to <paramref name="count"/> - 1, with the source's batch
+    /// or null where it left one out.</summary>
+    private static IEnumerable<(int Index, Batch? Batch)> EveryIndex(IEnumerable<Batch> batches, int first, int count)
+    {
+        int next = first;
+        foreach (var b in batches)
+        {
+            int index = b.Index >= 0 ? b.Index : next;
+            for (; next < index; next++) yield return (next, null);
+            yield return (index, b);
+            next = index + 1;
+        }
+        for (; next < count; next++) yield return (next, null);
+    }
+
+    private void CheckFinite(double loss, int epoch, int batchIndex)
+    {
+        if (!double.IsFinite(loss))
+            throw new TrainingDivergedException(
+                $"the training loss became {loss} at epoch {epoch + 1}, batch {batchIndex + 1}; training stopped and the model keeps the " +
+                "weights of the last good step. Lower the learning rate or enable gradient clipping.");
+    }
+
+    private long Correct(Tensor logits, Tensor labels)
+    {
+        using var _ = Torch.NoGrad();
+        var device = model.Device;
+        var target = device.Type == DeviceType.Cpu ? labels : labels.To(device);
+        return (long)logits.ArgMax(1).Eq(target).Sum().Item();
+    }
+
+    /// <summary>The logits and the loss of a batch (in the caller's tensor scope), with the run's mixing, smoothing and precision.</summary>
+    private (Tensor Logits, Tensor Loss) Loss(Batch b, int epoch, int batchIndex, F.Reduction reduction)
+    {
         var device = model.Device;
         Tensor images = b.Images, labels = b.Labels, loss, logits;
         if (Options.Mixing is { } mixing)
@@ -356,33 +480,29 @@ public sealed class Trainer
             if (device.Type != DeviceType.Cpu) (images, targets) = (images.To(device), targets.To(device));
             using var autocast = MixedPrecision.Autocast(Options.Precision, device);
             logits = model.Forward(images);                                    // (B, classes)
-            loss = F.CrossEntropy(logits, targets);                            // float32 under autocast too
+            loss = F.CrossEntropy(logits, targets, 0, reduction);              // float32 under autocast too
         }
         else
         {
             if (device.Type != DeviceType.Cpu) images = images.To(device);
             using var autocast = MixedPrecision.Autocast(Options.Precision, device);
             logits = model.Forward(images);                                    // (B, classes)
-            loss = F.CrossEntropy(logits, device.Type == DeviceType.Cpu ? labels : labels.To(device), Options.LabelSmoothing);
+            loss = F.CrossEntropy(logits, device.Type == DeviceType.Cpu ? labels : labels.To(device), Options.LabelSmoothing, reduction);
         }
-        // Backward runs outside the autocast region, as PyTorch recommends: each op's backward follows its forward's dtypes.
-        double value = loss.Item();
-        if (!double.IsFinite(value))
-            throw new TrainingDivergedException(
-                $"the training loss became {value} at epoch {epoch + 1}, batch {batchIndex + 1}; training stopped and the model keeps the " +
-                "weights of the last good step. Lower the learning rate or enable gradient clipping.");
-        (accumulation == 1 ? loss : loss / accumulation).Backward();
-        using (Torch.NoGrad())
-        {
-            var target = device.Type == DeviceType.Cpu ? labels : labels.To(device);
-            long correct = (long)logits.ArgMax(1).Eq(target).Sum().Item();
-            return (value, correct);
-        }
+        return (logits, loss);
     }
 
     /// <summary>Clips the accumulated gradients, refuses non-finite ones, and applies one AdamW step.</summary>
-    private void Step(AdamW optimizer, double lr, int epoch, long step)
+    private void Step(AdamW optimizer, double lr, int epoch, long step, ProcessGroup? group, Stopwatch syncTime)
     {
+        if (group is { WorldSize: > 1 })
+        {
+            // The ranks' gradients summed (each rank's loss already carries its share of the batch): every rank then
+            // clips and steps the same numbers, so the weights stay equal without further communication.
+            syncTime.Start();
+            group.AllReduceGradients(optimizer.Parameters);
+            syncTime.Stop();
+        }
         BeforeOptimizerStep?.Invoke(model);
         double norm = optimizer.ClipGradNorm(Options.ClipGradNorm);
         if (!double.IsFinite(norm))
@@ -404,7 +524,11 @@ public sealed class Trainer
 
     /// <summary>As <see cref="Evaluate(VisionTransformer, IBatchSource, Precision)"/>; null when <paramref name="cancellationToken"/>
     /// fires first (checked before every batch and while the loader prepares one).</summary>
-    public static EvaluationResult? Evaluate(VisionTransformer model, IBatchSource data, CancellationToken cancellationToken, Precision precision = Precision.Auto)
+    /// <remarks>With <paramref name="group"/>, each rank evaluates its shard of <paramref name="data"/> and the sums
+    /// are reduced: every rank returns the whole set's metrics (a cancellation then returns null on the ranks whose token
+    /// fired and leaves the others waiting, so pass <see cref="CancellationToken.None"/>).</remarks>
+    public static EvaluationResult? Evaluate(VisionTransformer model, IBatchSource data, CancellationToken cancellationToken, Precision precision = Precision.Auto,
+        ProcessGroup? group = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
@@ -446,6 +570,14 @@ public sealed class Trainer
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
                 return null;
+            }
+            if (group is { WorldSize: > 1 })
+            {
+                double[] sums = [lossSum, top1, topk, n];
+                using var t = Tensor.FromArray(sums, sums.Length);
+                group.AllReduce([t]);
+                sums = t.ToArray<double>();
+                (lossSum, top1, topk, n) = (sums[0], (long)sums[1], (long)sums[2], (int)sums[3]);
             }
             if (n == 0) throw new ArgumentException("the evaluation set is empty", nameof(data));
             return new EvaluationResult(n, lossSum / n, (double)top1 / n, (double)topk / n);

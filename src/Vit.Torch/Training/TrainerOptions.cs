@@ -111,6 +111,17 @@ public sealed record TrainerOptions
     /// weights, optimizer state, loss and gradient clipping (see <see cref="Vit.Torch.Precision"/>).</summary>
     public Precision Precision { get; init; } = Defaults.Precision;
 
+    /// <summary>
+    /// Data-parallel training over a process group (null: this process alone). Every rank runs the same
+    /// <see cref="Trainer.Fit"/> with the same options and data, each with its loader's
+    /// <see cref="Data.ImageLoaderOptions.Shard"/> (or <see cref="Data.InMemoryBatchSource.Shard"/>) set to its rank:
+    /// the trainer starts every rank from rank 0's weights, sums the gradients in float32 buckets before each step,
+    /// scales each rank's loss by its share of the whole batch (so that W ranks at batch B train as one process at
+    /// batch B), evaluates the shards and reduces the metrics, and lets rank 0 alone write checkpoints and report
+    /// progress. A stop (cancellation) is agreed on at the next batch. Resuming needs the checkpoint folder on every rank.
+    /// </summary>
+    public Distributed.ProcessGroup? Distributed { get; init; }
+
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first invalid option.</summary>
     public TrainerOptions Validate()
     {

@@ -60,6 +60,9 @@ public sealed record TrainingResult(IReadOnlyList<EpochResult> Epochs, int BestE
 
     /// <summary>Checkpoints this run wrote, and the wall time they took.</summary>
     public (int Count, TimeSpan Time) Checkpoints { get; init; }
+
+    /// <summary>Wall time spent summing gradients over the ranks (<see cref="TrainerOptions.Distributed"/>; zero alone).</summary>
+    public TimeSpan GradientSync { get; init; }
 }
 
 /// <summary>Classification metrics on a held-out set.</summary>

@@ -177,3 +177,67 @@ VIT_API int vit_dist_barrier(void* g, int64_t timeout_ms) {
   wait(group.pg->barrier(o), o.timeout, "barrier");
   VIT_CATCH
 }
+
+// Sums the gradients of the parameters `params` over all ranks, in place, in float32 buckets of about
+// `bucket_bytes` (as DistributedDataParallel's buckets; Gloo reduces no bfloat16). A parameter without a gradient (its
+// rank saw no sample in the step, or the parameter took no part) contributes zeros and ends with the sum. Every rank
+// must pass the same parameters in the same order: their sizes are checked against rank 0's before any sum.
+VIT_API int vit_dist_allreduce_grads(void* g, T* const* params, int n, int64_t bucket_bytes, int64_t timeout_ms) {
+  VIT_TRY
+  auto& group = group_of(g);
+  auto list = tensors_of(params, n, "gradient allreduce");
+  if (bucket_bytes < 4) throw std::invalid_argument("gradient allreduce: bucket size must be at least 4 bytes");
+  c10d::AllreduceOptions o;
+  o.reduceOp = c10d::ReduceOp::SUM;
+  o.timeout = timeout_or(group, timeout_ms);
+  // The layout first: every rank's element count and parameter count, so that different models fail clearly
+  // instead of summing unrelated numbers.
+  int64_t total = 0;
+  for (auto& p : list) total += p.numel();
+  auto shape = torch::tensor({total, static_cast<int64_t>(n)}, torch::kInt64);
+  auto lo = shape.clone(), hi = shape.clone();
+  {
+    c10d::AllreduceOptions m = o;
+    m.reduceOp = c10d::ReduceOp::MIN;
+    std::vector<T> a{lo};
+    wait(group.pg->allreduce(a, m), m.timeout, "gradient allreduce (layout check)");
+    m.reduceOp = c10d::ReduceOp::MAX;
+    std::vector<T> b{hi};
+    wait(group.pg->allreduce(b, m), m.timeout, "gradient allreduce (layout check)");
+  }
+  if (!lo.equal(hi))
+    throw std::invalid_argument("gradient allreduce: the ranks' models differ (parameter elements " + std::to_string(lo[0].item<int64_t>()) +
+                                ".." + std::to_string(hi[0].item<int64_t>()) + ", tensors " + std::to_string(lo[1].item<int64_t>()) + ".." +
+                                std::to_string(hi[1].item<int64_t>()) + ")");
+  torch::NoGradGuard no_grad;
+  const int64_t per_bucket = std::max<int64_t>(1, bucket_bytes / 4);
+  size_t i = 0;
+  while (i < list.size()) {
+    size_t j = i;
+    int64_t elements = 0;
+    std::vector<T> grads;
+    while (j < list.size() && (j == i || elements + list[j].numel() <= per_bucket)) {
+      auto& p = list[j];
+      auto& grad = p.mutable_grad();
+      if (!grad.defined()) grad = torch::zeros_like(p, p.options().dtype(torch::kFloat32));
+      grads.push_back(grad);
+      elements += p.numel();
+      ++j;
+    }
+    auto flat = torch::empty({elements}, torch::kFloat32);
+    int64_t at = 0;
+    for (auto& gr : grads) {
+      flat.narrow(0, at, gr.numel()).copy_(gr.reshape({-1}));
+      at += gr.numel();
+    }
+    std::vector<T> one{flat};
+    wait(group.pg->allreduce(one, o), o.timeout, "gradient allreduce");
+    at = 0;
+    for (auto& gr : grads) {
+      gr.copy_(flat.narrow(0, at, gr.numel()).view(gr.sizes()));
+      at += gr.numel();
+    }
+    i = j;
+  }
+  VIT_CATCH
+}

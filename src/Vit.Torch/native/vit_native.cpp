@@ -29,8 +29,9 @@
 #include <vector>
 
 // Bumped whenever an export's signature or meaning changes; checked by the C# loader.
-static constexpr int kAbiVersion = 7;  // 2: imaging exports (vit_imaging.cpp); 3: interpolate, AdamW lr scales; 4: generator state;
-                                       // 5: autocast, inference mode, fused attention, linear + GELU; 6: per-thread threads; 7: c10d/Gloo
+static constexpr int kAbiVersion = 8;  // 2: imaging exports (vit_imaging.cpp); 3: interpolate, AdamW lr scales; 4: generator state;
+                                       // 5: autocast, inference mode, fused attention, linear + GELU; 6: per-thread threads; 7: c10d/Gloo;
+                                       // 8: bucketed gradient allreduce
 
 using T = at::Tensor;
 
