@@ -4,6 +4,7 @@ using Spectre.Console;
 using Vit.MLNet;
 using Vit.Torch;
 using Vit.Torch.Checkpoints;
+using Vit.Torch.Distributed;
 using Vit.Torch.Model;
 using Vit.Torch.Training;
 
@@ -49,18 +50,39 @@ internal static class TrainCommand
         {
             data, output, arch, dim, depth, heads, patch, mlp, from, headOnly, epochs, batch, lr, imageSize, precision, validation, checkpointDir, resume, seed,
         };
-        command.SetAction(r => Run(io, new Settings(r.GetValue(data)!, r.GetValue(output)!, r.GetValue(arch),
-            (r.GetValue(dim), r.GetValue(depth), r.GetValue(heads), r.GetValue(patch), r.GetValue(mlp)), r.GetValue(from), r.GetValue(headOnly),
-            r.GetValue(epochs), r.GetValue(batch), r.GetValue(lr), r.GetValue(imageSize), MixedPrecision.Parse(r.GetValue(precision)!),
-            r.GetValue(validation), r.GetValue(checkpointDir), r.GetValue(resume), r.GetValue(seed))));
+        var launch = new Launcher.Options();
+        launch.AddTo(command);
+        command.SetAction(r =>
+        {
+            var settings = new Settings(r.GetValue(data)!, r.GetValue(output)!, r.GetValue(arch),
+                (r.GetValue(dim), r.GetValue(depth), r.GetValue(heads), r.GetValue(patch), r.GetValue(mlp)), r.GetValue(from), r.GetValue(headOnly),
+                r.GetValue(epochs), r.GetValue(batch), r.GetValue(lr), r.GetValue(imageSize), MixedPrecision.Parse(r.GetValue(precision)!),
+                r.GetValue(validation), r.GetValue(checkpointDir), r.GetValue(resume), r.GetValue(seed));
+            var spread = launch.Read(r);
+            if (Launcher.IsWorker || spread.WorldSize == 1) return RunWorker(io, settings, spread);
+            Check(settings);  // bad options fail once, here, not in every worker
+            return Launcher.Run(io, spread, VitCli.Arguments);
+        });
         return command;
+    }
+
+    /// <summary>One process's part: alone, or one rank of a group (a launcher's worker, or torchrun's variables).</summary>
+    private static int RunWorker(CliOutput io, Settings settings, LaunchSettings spread)
+    {
+        var group = Launcher.Join(spread);
+        if (group is null) return Run(io, settings);
+        // Only rank 0 speaks and saves; the others' errors still reach stderr (VitCli reports them).
+        int code = Run(group.Rank == 0 ? io : new CliOutput(TextWriter.Null, TextWriter.Null), settings, group);
+        group.Dispose();  // after a failure the group is left as it is: its connections may hang on a dead peer
+        return code;
     }
 
     /// <summary>The options of one run.</summary>
     public sealed record Settings(string Data, string Out, string? Arch, (int? Dim, int? Depth, int? Heads, int? Patch, int? Mlp) Custom, string? From, bool HeadOnly, int Epochs, int BatchSize,
         double? LearningRate, int? ImageSize, Precision Precision, double? ValidationFraction, string? CheckpointDir, bool Resume, int Seed);
 
-    public static int Run(CliOutput io, Settings s)
+    /// <summary>Refuses bad options (a <see cref="UsageException"/> naming the first).</summary>
+    private static void Check(Settings s)
     {
         if (s.Arch is not null && s.From is not null) throw new UsageException("--arch and --from exclude each other: a checkpoint brings its own architecture");
         var c = s.Custom;
@@ -76,6 +98,13 @@ internal static class TrainCommand
         var outDir = Path.GetDirectoryName(Path.GetFullPath(s.Out))!;
         if (!Directory.Exists(outDir)) throw new UsageException($"the folder of --out does not exist: {outDir}");
         if (s.From is not null && !File.Exists(s.From) && !Directory.Exists(s.From)) throw new UsageException($"--from: no such file or folder: {s.From}");
+    }
+
+    /// <summary>Trains (alone, or as one rank of <paramref name="group"/>) and saves the model (rank 0).</summary>
+    public static int Run(CliOutput io, Settings s, ProcessGroup? group = null)
+    {
+        Check(s);
+        var c = s.Custom;
 
         var ctx = new VitContext(seed: s.Seed);
         var data = CliData.Labelled(ctx, s.Data, "training data");
@@ -116,7 +145,7 @@ internal static class TrainCommand
                 StartFrom = s.From, FineTune = s.HeadOnly ? FineTuneMode.HeadOnly : FineTuneMode.Full,
                 Epochs = s.Epochs, BatchSize = s.BatchSize, LearningRate = s.LearningRate, Precision = s.Precision,
                 ValidationFraction = validation, CheckpointDirectory = checkpoints, Resume = s.Resume, Seed = s.Seed,
-                Progress = reporter, CancellationToken = interrupt.Token,
+                Progress = reporter, CancellationToken = interrupt.Token, Distributed = group,
             };
             var pipeline = ctx.Transforms.LoadImages("Image", imageFolder: "", inputColumnName: CliData.ImagePath)
                 .Append(ctx.Transforms.ResizeImages("Image", size, size))
@@ -142,6 +171,7 @@ internal static class TrainCommand
                 io.Note($"interrupted: the last checkpoint is in {checkpoints}; continue with the same command and --resume");
                 return ExitCodes.Interrupted;
             }
+            if (group is { Rank: > 0 }) return ExitCodes.Ok;  // rank 0 saves the model
             ctx.Model.Save(model, data.Schema, s.Out);
             var last = history.Epochs.LastOrDefault();
             io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"saved {s.Out}: {vit.Labels.Count} classes, {vit.Model.ParameterCount():N0} parameters")

@@ -22,6 +22,7 @@ internal static class VitCli
     /// <paramref name="stderr"/> (the console, or a test's writers).</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
+        Arguments = args;
         var io = new CliOutput(stdout, stderr);
         var root = new RootCommand("vit: train, evaluate and use Vision Transformer image classifiers (Vit for .NET).")
         {
@@ -49,6 +50,9 @@ internal static class VitCli
             return Report(e, stderr);
         }
     }
+
+    /// <summary>The command line being run (a launcher starts its workers with it).</summary>
+    public static IReadOnlyList<string> Arguments { get; private set; } = [];
 
     /// <summary>One line (two for training failures: where the last good state is) and the exit code.</summary>
     private static int Report(Exception e, TextWriter stderr)
@@ -78,7 +82,8 @@ internal static class VitCli
     private static string OneLine(string s) => System.Text.RegularExpressions.Regex.Replace(s, @"\s+", " ").Trim();
 
     /// <summary>A cancellation token cancelled by the first Ctrl+C (SIGINT) or SIGTERM; a second Ctrl+C kills at once
-    /// (the default action). Dispose to restore the default handling.</summary>
+    /// (the default action). In a launcher's worker, Ctrl+C is left to the launcher (the terminal sends it to every
+    /// process), which passes it on as SIGTERM. Dispose to restore the default handling.</summary>
     public sealed class Interrupt : IDisposable
     {
         private readonly CancellationTokenSource cts = new();
@@ -94,6 +99,11 @@ internal static class VitCli
 
         private void OnSignal(PosixSignalContext context)
         {
+            if (context.Signal == PosixSignal.SIGINT && Launcher.IsWorker)
+            {
+                context.Cancel = true;
+                return;
+            }
             if (cts.IsCancellationRequested) return;  // the second one: let the default action end the process
             context.Cancel = true;
             cts.Cancel();

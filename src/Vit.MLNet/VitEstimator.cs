@@ -2,6 +2,7 @@ using Engine = Vit.Torch.Torch;
 using Vit.Torch;
 using Vit.Torch.Checkpoints;
 using Vit.Torch.Data;
+using Vit.Torch.Distributed;
 using Vit.Torch.Imaging;
 using Vit.Torch.Model;
 using Vit.Torch.Training;
@@ -226,6 +227,16 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
 
         /// <summary>Seed (default: the context's seed, else 0).</summary>
         public int? Seed { get; set; }
+
+        /// <summary>
+        /// Data-parallel training over processes and hosts (null: this process alone): every process of the group runs
+        /// the same Fit with the same options and data; each loads and trains on its share of every batch, the gradients
+        /// are summed before each step, so <see cref="BatchSize"/> is the whole batch over all processes and the result is
+        /// that of one process with that batch. Rank 0 writes the checkpoints and the pictures and reports
+        /// <see cref="Progress"/>; save the fitted model on rank 0. Make the group with
+        /// <see cref="ProcessGroup.Create"/> (e.g. from torchrun's variables, <see cref="DistributedOptions.FromEnvironment"/>).
+        /// </summary>
+        public ProcessGroup? Distributed { get; set; }
     }
 
     /// <summary>Creates the estimator with <paramref name="options"/> (defaults when null).</summary>
@@ -350,6 +361,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
                 Augment = o.Augmentation == AugmentPreset.None ? null
                     : AugmentationPipeline.Training(o.Augmentation, cfg.ImageSize, cfg.ImageSize, cfg.Channels, o.HorizontalFlip).Apply,
             };
+            if (o.Distributed is { } g) loaderOptions = loaderOptions with { Shard = (g.Rank, g.WorldSize) };
             var trainLoader = new ImageBatchLoader(train, loaderOptions);
             var evalLoader = validation is null ? null
                 : new ImageBatchLoader(validation, loaderOptions with { Shuffle = false, Augment = null, BatchSize = o.ScoringBatchSize });
@@ -368,7 +380,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
                     : null,
                 AccumulationSteps = o.AccumulationSteps, EmaDecay = o.EmaDecay, CheckpointDirectory = o.CheckpointDirectory,
                 CheckpointInterval = o.CheckpointInterval, Resume = o.Resume, ContinueFrom = continueFrom,
-                FinalStatePath = finalState, Precision = o.Precision,
+                FinalStatePath = finalState, Precision = o.Precision, Distributed = o.Distributed,
                 RescueDirectory = Path.Combine(Path.GetTempPath(), "vit-rescue", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss-fff", System.Globalization.CultureInfo.InvariantCulture)),
                 CheckpointMetadata = metadata,
                 Fingerprint = new Dictionary<string, string>
@@ -413,7 +425,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         }
         // The pictures of the run next to its checkpoints: learning curves; with a validation set, its confusion matrix and
         // attention. Drawing them cannot cost the trained model: a failure is a warning.
-        if (o.CheckpointDirectory is not null && fitted.History!.Result.Epochs.Count > 0)
+        if (o.CheckpointDirectory is not null && fitted.History!.Result.Epochs.Count > 0 && o.Distributed is not { Rank: > 0 })
         {
             try
             {

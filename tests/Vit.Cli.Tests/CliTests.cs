@@ -232,6 +232,77 @@ public sealed class CliTests
         StringAssert.Contains(Cli("info", truncated).Err, "truncated.zip");
     }
 
+    private static float[] Weights(string modelFile)
+    {
+        using var m = PretrainedVit.Load(modelFile);
+        return m.Model.NamedParameters().SelectMany(p => p.Parameter.ToArray<float>()).ToArray();
+    }
+
+    [TestMethod]
+    public void TwoProcessesTrainTheModelOfOneAndCtrlCStopsBothAtOneCheckpoint()
+    {
+        // --nproc 2 (the launcher starts two workers, each with half the cores): the model of one process, to rounding.
+        const int epochs = 40;
+        var one = Path.Combine(root, "one.zip");
+        var two = Path.Combine(root, "two.zip");
+        var single = Cli(Small(data, one, epochs));
+        Assert.AreEqual(0, single.Code, single.Err);
+        var pair = Cli([.. Small(data, two, epochs), "--nproc", "2"]);
+        Assert.AreEqual(0, pair.Code, pair.Err);
+        StringAssert.Contains(pair.Err, "started 2 workers");
+        StringAssert.Contains(pair.Out, "saved");
+        Assert.DoesNotContain("[rank 1]", pair.Err, "rank 1 is quiet when all goes well");
+        var (w1, w2) = (Weights(one), Weights(two));
+        Assert.HasCount(w1.Length, w2);
+        double worst = w1.Zip(w2).Max(p => Math.Abs(p.First - p.Second));
+        Console.WriteLine($"largest weight difference, 2 processes against 1: {worst:E2}");
+        Assert.IsLessThanOrEqualTo(1e-4, worst);
+
+        // Ctrl+C to the launcher: both workers stop at the same batch, rank 0 saves the checkpoint, exit code 130; --resume
+        // (over two processes again) ends with the uninterrupted two-process model, to the bit.
+        var dll = Path.Combine(AppContext.BaseDirectory, "vit.dll");
+        var interrupted = Path.Combine(root, "two-interrupted.zip");
+        var checkpoints = Path.Combine(root, "two-interrupted.checkpoints");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var arg in new[] { dll }.Concat(Small(data, interrupted, epochs)).Append("--nproc").Append("2")) psi.ArgumentList.Add(arg);
+        using (var p = Process.Start(psi)!)
+        {
+            var stderr = p.StandardError.ReadToEndAsync();
+            var stdout = p.StandardOutput.ReadToEndAsync();
+            var last = Path.Combine(checkpoints, "last.safetensors");
+            var clock = Stopwatch.StartNew();
+            while (!File.Exists(last) && !p.HasExited && clock.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(20);
+            Assert.IsFalse(p.HasExited, $"training ended before it could be interrupted: {stderr.Result}");
+            using (var kill = Process.Start("kill", ["-INT", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) kill.WaitForExit();
+            Assert.IsTrue(p.WaitForExit(TimeSpan.FromMinutes(1)), "the interrupted run must stop");
+            Console.WriteLine(stderr.Result);
+            Assert.AreEqual(130, p.ExitCode, stderr.Result + stdout.Result);
+            StringAssert.Contains(stderr.Result, "--resume");
+        }
+        Assert.IsFalse(File.Exists(interrupted), "an interrupted run writes no model file");
+        var resumed = Cli([.. Small(data, interrupted, epochs), "--nproc", "2", "--resume"]);
+        Assert.AreEqual(0, resumed.Code, resumed.Err);
+        CollectionAssert.AreEqual(w2, Weights(interrupted), "resumed over two processes: the uninterrupted two-process weights");
+    }
+
+    [TestMethod]
+    public void BadLaunchOptionsAreOneLineAndExitCode2()
+    {
+        foreach (var (extra, message) in new[]
+                 {
+                     (new[] { "--nproc", "0" }, "--nproc must be at least 1"),
+                     (new[] { "--nnodes", "2" }, "--master-addr"),
+                     (new[] { "--nnodes", "2", "--node-rank", "2", "--master-addr", "10.0.0.1" }, "--node-rank must be in 0..1"),
+                     (new[] { "--nproc", "2", "--dist-timeout", "0" }, "--dist-timeout"),
+                 })
+        {
+            var r = Cli([.. Small(data, Path.Combine(root, "never.zip"), 1), .. extra]);
+            Assert.AreEqual(2, r.Code, r.Err);
+            StringAssert.Contains(r.Err, message);
+            Assert.AreEqual(1, r.Err.Trim().Split('\n').Length, r.Err);
+        }
+    }
+
     [TestMethod]
     public void CtrlCSavesACheckpointExits130AndResumeEndsAsAnUninterruptedRun()
     {
