@@ -69,10 +69,10 @@ public sealed class DataParallelTests : TempDirectoryTests
     public static int Worker(string store, int rank, int world, string output, string mode)
     {
         Torch.SetThreads(1, 1);
-        var group = ProcessGroup.Create(new DistributedOptions
-        {
-            Rank = rank, WorldSize = world, StoreFile = store, Timeout = TimeSpan.FromSeconds(20),
-        });
+        // "tcp:HOST:PORT": rendezvous with rank 0 at HOST over TCP; anything else is a file store's path.
+        var group = ProcessGroup.Create(store.Split(':') is ["tcp", var host, var port]
+            ? new DistributedOptions { Rank = rank, WorldSize = world, MasterAddress = host, MasterPort = int.Parse(port, CultureInfo.InvariantCulture), Timeout = TimeSpan.FromSeconds(20) }
+            : new DistributedOptions { Rank = rank, WorldSize = world, StoreFile = store, Timeout = TimeSpan.FromSeconds(20) });
         if (mode == "kill" && rank == 1)
             Trainer.AfterStep = (step, _) =>
             {
@@ -103,9 +103,9 @@ public sealed class DataParallelTests : TempDirectoryTests
         }
     }
 
-    private (int Code, string Out, string Err, TimeSpan Took)[] RunRanks(string mode, string store)
+    private (int Code, string Out, string Err, TimeSpan Took)[] RunRanks(string mode, string store, Action<int, System.Diagnostics.ProcessStartInfo>? configure = null)
     {
-        var results = DistributedTests.RunWorkers(2, r => ["dist-train", store, r.ToString(CultureInfo.InvariantCulture), "2", Dir, mode]);
+        var results = DistributedTests.RunWorkers(2, r => ["dist-train", store, r.ToString(CultureInfo.InvariantCulture), "2", Dir, mode], configure: configure);
         foreach (var (code, o, e, took) in results) TestContext.WriteLine($"exit {code} after {took.TotalSeconds:F1} s: {o.Trim()} {e.Trim()}");
         return results;
     }
@@ -173,6 +173,90 @@ public sealed class DataParallelTests : TempDirectoryTests
         for (int r = 0; r < 2; r++) Assert.AreEqual(0, resumed[r].Code, $"rank {r}: {resumed[r].Err}");
         // 7 batches an epoch, 2 per step: 4 steps an epoch, so step 5 is epoch 2's first, and 5 batches are left.
         AssertMatchesReference(expected, resumedLosses: 5);
+    }
+
+    /// <summary>
+    /// Two "hosts": two network namespaces joined by a veth pair, each rank in its own, training over real TCP between
+    /// them (rank 1 reaches rank 0's rendezvous at 10.250.N.1 from 10.250.N.2). Needs root (to make the namespaces);
+    /// skipped otherwise, with the reason.
+    /// </summary>
+    [TestMethod]
+    public void TwoRanksInTwoNetworkNamespacesTrainOverTcpAsOneProcess()
+    {
+        int net = Environment.ProcessId % 250;
+        string[] spaces = [$"vit-a-{Environment.ProcessId}", $"vit-b-{Environment.ProcessId}"];
+        string[] addresses = [$"10.250.{net}.1", $"10.250.{net}.2"];
+        if (Environment.UserName != "root") Assert.Inconclusive("skipped: making network namespaces needs root (ip netns add); this test runs as " + Environment.UserName);
+        string veth = $"vt{Environment.ProcessId % 100000}";
+        try
+        {
+            var setup = new List<string[]>
+            {
+                new[] { "netns", "add", spaces[0] }, new[] { "netns", "add", spaces[1] },
+                new[] { "link", "add", veth + "a", "type", "veth", "peer", "name", veth + "b" },
+                new[] { "link", "set", veth + "a", "netns", spaces[0] }, new[] { "link", "set", veth + "b", "netns", spaces[1] },
+            };
+            for (int i = 0; i < 2; i++)
+            {
+                string dev = veth + (i == 0 ? "a" : "b");
+                setup.Add(["-n", spaces[i], "addr", "add", addresses[i] + "/24", "dev", dev]);
+                setup.Add(["-n", spaces[i], "link", "set", dev, "up"]);
+                setup.Add(["-n", spaces[i], "link", "set", "lo", "up"]);
+            }
+            foreach (var args in setup)
+            {
+                var (code, err) = Ip(args);
+                if (code != 0)
+                {
+                    if (args[1] == "add" && args[0] == "netns") Assert.Inconclusive($"skipped: ip {string.Join(' ', args)} failed ({err.Trim()}): no network namespaces here");
+                    Assert.Fail($"ip {string.Join(' ', args)}: {err}");
+                }
+            }
+            var expected = Reference();
+            var results = RunRanks("run", $"tcp:{addresses[0]}:29517", (rank, psi) =>
+            {
+                var rest = psi.ArgumentList.ToList();
+                var program = psi.FileName;
+                psi.FileName = "ip";
+                psi.ArgumentList.Clear();
+                foreach (var a in new[] { "netns", "exec", spaces[rank], program }.Concat(rest)) psi.ArgumentList.Add(a);
+            });
+            for (int r = 0; r < 2; r++) Assert.AreEqual(0, results[r].Code, $"rank {r}: {results[r].Err}");
+            AssertMatchesReference(expected);
+            // The gradients crossed the veth pair: rank 1's side received at least one float32 copy of them per step (8 steps).
+            var (_, _, rx) = IpOut(["netns", "exec", spaces[1], "cat", $"/sys/class/net/{veth}b/statistics/rx_bytes"]);
+            long received = long.Parse(rx.Trim(), CultureInfo.InvariantCulture);
+            TestContext.WriteLine($"rank 1's veth received {received} bytes");
+            Assert.IsGreaterThan(8L * expected.Weights.Length * 4, received);
+        }
+        finally
+        {
+            foreach (var ns in spaces) Ip(["netns", "del", ns]);  // takes the veth pair with it
+        }
+    }
+
+    private static (int Code, string Err) Ip(string[] args)
+    {
+        var (code, err, _) = IpOut(args);
+        return (code, err);
+    }
+
+    private static (int Code, string Err, string Out) IpOut(string[] args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("ip") { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        try
+        {
+            using var p = System.Diagnostics.Process.Start(psi)!;
+            var output = p.StandardOutput.ReadToEndAsync();
+            var err = p.StandardError.ReadToEnd();
+            p.WaitForExit();
+            return (p.ExitCode, err, output.Result);
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            return (-1, $"cannot run ip: {e.Message}", "");
+        }
     }
 
     [TestMethod]
