@@ -79,7 +79,7 @@ internal static partial class Launcher
 
     /// <summary>Starts this host's workers of <paramref name="args"/> (this command line) and waits for them; returns the
     /// exit code.</summary>
-    public static int Run(CliOutput io, LaunchSettings s, IReadOnlyList<string> args)
+    public static int Run(CliOutput io, LaunchSettings s, IReadOnlyList<string> args, Func<int, IReadOnlyDictionary<string, string>>? environment = null)
     {
         string address = s.MasterAddress ?? "127.0.0.1";
         int port = s.MasterPort ?? (s.Nodes == 1 ? FreePort() : 29500);
@@ -101,6 +101,7 @@ internal static partial class Launcher
             env["MASTER_ADDR"] = address;
             env["MASTER_PORT"] = port.ToString(CultureInfo.InvariantCulture);
             if (string.IsNullOrEmpty(Environment.GetEnvironmentVariable("VIT_THREADS"))) env["VIT_THREADS"] = threads.ToString(CultureInfo.InvariantCulture);
+            foreach (var (key, value) in environment?.Invoke(rank) ?? new Dictionary<string, string>()) env[key] = value;
             var process = Process.Start(psi) ?? throw new IOException($"could not start worker {rank} ({program})");
             var w = new Worker(rank, process);
             // Rank 0 speaks for the run; the others' stdout holds nothing, their stderr only what went wrong.

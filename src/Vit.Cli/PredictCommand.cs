@@ -20,18 +20,67 @@ internal static class PredictCommand
         var inputs = new Argument<string[]>("images") { Description = "Image files and folders (searched recursively).", Arity = ArgumentArity.OneOrMore };
         var top = new Option<int>("--top") { Description = "Labels to show per image, best first.", DefaultValueFactory = _ => 1 };
         var json = new Option<bool>("--json") { Description = "Write the predictions as one JSON document (see the README for its fields)." };
-        var command = new Command("predict", "Classify images with a model file.") { model, inputs, top, json };
-        command.SetAction(r => Run(io, r.GetValue(model)!, r.GetValue(inputs)!, r.GetValue(top), r.GetValue(json)));
+        var processes = new Option<int>("--nproc") { Description = "Processes to score with (each takes a contiguous share of the images and cores / N threads).", DefaultValueFactory = _ => 1 };
+        var command = new Command("predict", "Classify images with a model file.") { model, inputs, top, json, processes };
+        command.SetAction(r => Run(io, r.GetValue(model)!, r.GetValue(inputs)!, r.GetValue(top), r.GetValue(json), r.GetValue(processes)));
         return command;
     }
+
+    /// <summary>Where a worker of <c>--nproc</c> writes its share of the predictions (set by the launcher).</summary>
+    private const string PartVariable = "VIT_PREDICT_PART";
 
     /// <summary>The result for one image: the top labels with their probabilities, or the error that kept it from being scored.</summary>
     public sealed record Prediction(string File, IReadOnlyList<(string Label, float Probability)> Top, string? Error);
 
-    public static int Run(CliOutput io, string modelPath, string[] inputs, int top, bool json)
+    public static int Run(CliOutput io, string modelPath, string[] inputs, int top, bool json, int processes = 1)
     {
         if (top < 1) throw new UsageException($"--top must be at least 1, got {top}");
+        if (processes < 1) throw new UsageException($"--nproc must be at least 1, got {processes}");
         var files = CliData.ImageFiles(inputs);
+        if (!File.Exists(modelPath)) throw new UsageException($"model file not found: {modelPath}");
+        IReadOnlyList<string> labels;
+        List<Prediction> results;
+        if (Launcher.IsWorker && Environment.GetEnvironmentVariable(PartVariable) is { Length: > 0 } part)
+        {
+            // A worker: score this rank's contiguous share and leave it for the launcher.
+            var (rank, world) = (int.Parse(Environment.GetEnvironmentVariable("RANK")!, CultureInfo.InvariantCulture),
+                int.Parse(Environment.GetEnvironmentVariable("WORLD_SIZE")!, CultureInfo.InvariantCulture));
+            int from = (int)((long)files.Count * rank / world), to = (int)((long)files.Count * (rank + 1) / world);
+            (labels, results) = Score(modelPath, files[from..to], top);
+            WritePart(part, labels, results);
+            return ExitCodes.Ok;
+        }
+        if (processes > 1 && files.Count > 1)
+        {
+            var dir = Directory.CreateTempSubdirectory("vit-predict-").FullName;
+            try
+            {
+                int n = Math.Min(processes, files.Count);
+                int code = Launcher.Run(io, new LaunchSettings(n, 1, 0, null, null, TimeSpan.FromSeconds(60)), VitCli.Arguments,
+                    rank => new Dictionary<string, string> { [PartVariable] = Path.Combine(dir, $"part-{rank}.json") });
+                if (code != ExitCodes.Ok) return code;
+                (labels, results) = ([], []);
+                for (int rank = 0; rank < n; rank++)
+                {
+                    var (l, r) = ReadPart(Path.Combine(dir, $"part-{rank}.json"));
+                    (labels, results) = (l, [.. results, .. r]);
+                }
+            }
+            finally
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+        }
+        else
+        {
+            (labels, results) = Score(modelPath, files, top);
+        }
+        return Write(io, modelPath, labels, results, top, json);
+    }
+
+    /// <summary>The predictions of <paramref name="files"/>, in order; an unreadable file gets its error.</summary>
+    private static (IReadOnlyList<string> Labels, List<Prediction> Results) Score(string modelPath, IReadOnlyList<string> files, int top)
+    {
         var ctx = new VitContext();
         var (model, _, vit) = CliData.LoadModel(ctx, modelPath);
         using var _model = model as IDisposable;
@@ -58,13 +107,38 @@ internal static class PredictCommand
                 }
             }
         }
+        return (vit.Labels, results);
+    }
+
+    private static void WritePart(string path, IReadOnlyList<string> labels, List<Prediction> results) =>
+        File.WriteAllText(path, new JsonObject
+        {
+            ["labels"] = new JsonArray(labels.Select(l => (JsonNode?)l).ToArray()),
+            ["predictions"] = new JsonArray(results.Select(r => (JsonNode?)new JsonObject
+            {
+                ["file"] = r.File, ["error"] = r.Error,
+                ["top"] = new JsonArray(r.Top.Select(t => (JsonNode?)new JsonObject { ["label"] = t.Label, ["probability"] = t.Probability }).ToArray()),
+            }).ToArray()),
+        }.ToJsonString());
+
+    private static (IReadOnlyList<string> Labels, List<Prediction> Results) ReadPart(string path)
+    {
+        var part = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        var labels = part["labels"]!.AsArray().Select(l => (string)l!).ToList();
+        var results = part["predictions"]!.AsArray().Select(p => new Prediction((string)p!["file"]!,
+            p["top"]!.AsArray().Select(t => ((string)t!["label"]!, (float)t["probability"]!)).ToList(), (string?)p["error"])).ToList();
+        return (labels, results);
+    }
+
+    private static int Write(CliOutput io, string modelPath, IReadOnlyList<string> labels, List<Prediction> results, int top, bool json)
+    {
         int failed = results.Count(r => r.Error is not null);
         if (json)
         {
             io.Json(new JsonObject
             {
                 ["model"] = modelPath,
-                ["labels"] = new JsonArray(vit.Labels.Select(l => (JsonNode?)l).ToArray()),
+                ["labels"] = new JsonArray(labels.Select(l => (JsonNode?)l).ToArray()),
                 ["predictions"] = new JsonArray(results.Select(r => (JsonNode?)(r.Error is null
                     ? new JsonObject
                     {
@@ -79,13 +153,13 @@ internal static class PredictCommand
         else
         {
             var table = new Table().AddColumn("file");
-            for (int k = 0; k < Math.Min(top, vit.Labels.Count); k++) table.AddColumn(top == 1 ? "label" : $"#{k + 1}");
+            for (int k = 0; k < Math.Min(top, labels.Count); k++) table.AddColumn(top == 1 ? "label" : $"#{k + 1}");
             foreach (var r in results)
             {
                 var cells = r.Error is null
                     ? r.Top.Select(t => Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"{t.Label} {t.Probability:P1}")))
                     : [$"[red]error:[/] {Markup.Escape(r.Error)}"];
-                table.AddRow([Markup.Escape(r.File), .. cells, .. Enumerable.Repeat("", Math.Max(0, Math.Min(top, vit.Labels.Count) - cells.Count()))]);
+                table.AddRow([Markup.Escape(r.File), .. cells, .. Enumerable.Repeat("", Math.Max(0, Math.Min(top, labels.Count) - cells.Count()))]);
             }
             io.Table(table);
             io.Note($"{results.Count - failed} classified, {failed} unreadable");

@@ -161,6 +161,36 @@ public sealed class CliTests
     }
 
     [TestMethod]
+    public void PredictOverThreeProcessesGivesTheDocumentOfOne()
+    {
+        // The whole folder plus a broken file: three workers take contiguous shares; the merged document lists every file in
+        // the order one process gives, with the same labels and (to rounding) probabilities, and the same failure.
+        var folder = Directory.CreateDirectory(Path.Combine(root, "shared")).FullName;
+        foreach (var f in Directory.GetFiles(Path.Combine(data, "green")).Concat(Directory.GetFiles(Path.Combine(data, "blue"))))
+            File.Copy(f, Path.Combine(folder, Path.GetFileName(Path.GetDirectoryName(f)) + "-" + Path.GetFileName(f)));
+        File.WriteAllBytes(Path.Combine(folder, "green-broken.png"), [0x89, 0x50, 0x4E, 0x47, 1, 2, 3]);
+        var one = Cli("predict", model, folder, "--top", "2", "--json");
+        var three = Cli("predict", model, folder, "--top", "2", "--json", "--nproc", "3");
+        Assert.AreEqual(1, one.Code, one.Err);
+        Assert.AreEqual(1, three.Code, three.Err);
+        StringAssert.Contains(three.Err, "started 3 workers");
+        var (a, b) = (JsonNode.Parse(one.Out)!, JsonNode.Parse(three.Out)!);
+        Assert.AreEqual((int)a["classified"]!, (int)b["classified"]!);
+        Assert.AreEqual(1, (int)b["failed"]!);
+        var (pa, pb) = (a["predictions"]!.AsArray(), b["predictions"]!.AsArray());
+        Assert.HasCount(pa.Count, pb);
+        for (int i = 0; i < pa.Count; i++)
+        {
+            Assert.AreEqual((string)pa[i]!["file"]!, (string)pb[i]!["file"]!);
+            Assert.AreEqual(pa[i]!["error"] is null, pb[i]!["error"] is null, (string)pa[i]!["file"]!);
+            if (pa[i]!["error"] is not null) continue;
+            Assert.AreEqual((string)pa[i]!["predicted_label"]!, (string)pb[i]!["predicted_label"]!);
+            var (ta, tb) = (pa[i]!["top"]!.AsArray(), pb[i]!["top"]!.AsArray());
+            for (int k = 0; k < 2; k++) Assert.AreEqual((double)ta[k]!["probability"]!, (double)tb[k]!["probability"]!, 1e-5);
+        }
+    }
+
+    [TestMethod]
     public void ExportedOnnxScoresAsThePredictCommandInOnnxRuntime()
     {
         var onnx = Path.Combine(root, "model.onnx");
