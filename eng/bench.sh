@@ -5,7 +5,8 @@
 #   bash eng/bench.sh               # everything (~15 minutes on 2 cores)
 #   ROUNDS=5 bash eng/bench.sh      # more rounds, steadier medians
 # Sections: training step; batch scoring; training through the pipeline; single-image latency; model FLOP/s as a
-# share of the measured peak matmul; ATEN_CPU_CAPABILITY; ONNX Runtime; whether the image loader keeps up.
+# share of the measured peak matmul; ATEN_CPU_CAPABILITY; ONNX Runtime; data-parallel processes; whether the image
+# loader keeps up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash eng/install-deps.sh >/dev/null
@@ -150,6 +151,38 @@ echo "$ours"
 echo "onnxruntime forward ViT-Ti/16@224 batch 64: $ort"
 r=$(sed -E 's/.*"images_per_second":([0-9.]+).*/\1/' <<<"$ort")
 echo "ONNX Runtime fp32 / ours: fp32 $(ratio "$r" "${med[score vit-ti16@224 ours float32]}"), bf16 $(ratio "$r" "${med[score vit-ti16@224 ours bfloat16]}")"
+
+# Data-parallel training (issue 12): the Trainer on random in-memory images, one process with every core against one
+# process per core joined by c10d/Gloo (loss scaled per rank, fp32 bucketed gradient allreduce each step); the whole
+# batch is the same in both. Then what N hosts would give, from the measured step and allreduce times.
+echo
+echo "## Data parallel: 1 process x $(nproc) threads against $(nproc) processes x 1 thread (Trainer, median of $rounds)"
+printf '%-16s %-9s %12s %12s %8s %12s %16s\n' model precision "1x$(nproc) img/s" "$(nproc)x1 img/s" ratio "step ms 1x$(nproc)" "allreduce ms/step"
+declare -A dist
+for name in fashion-mnist vit-ti16@224; do
+  [[ $name == fashion-mnist ]] && args="$fm --batch 256 --steps 20" || args="$ti --batch 32 --steps 5 --warmup 1"
+  for p in bfloat16 float32; do
+    one=""; many=""; step=""; ar=""
+    for ((r = 0; r < rounds; r++)); do
+      l1=$($bench dist-train $args --world 1 --threads "$(nproc)" --precision $p)
+      l2=$($bench dist-train $args --world "$(nproc)" --threads 1 --precision $p)
+      one+=" $(ips <<<"$l1")"; many+=" $(ips <<<"$l2")"
+      step+=" $(sed -E 's/.*step ([0-9.]+) ms.*/\1/' <<<"$l1")"; ar+=" $(sed -E 's/.*allreduce ([0-9.]+) ms.*/\1/' <<<"$l2")"
+    done
+    o=$(median <<<"$one"); m=$(median <<<"$many"); s1=$(median <<<"$step"); a=$(median <<<"$ar")
+    dist[$name $p]="$s1 $a"
+    printf '%-16s %-9s %12s %12s %8s %12s %16s\n' "$name" "$p" "$o" "$m" "$(ratio "$m" "$o")" "$s1" "$a"
+  done
+done
+echo "Expected speedup on N hosts of $(nproc) cores each, T / (T/N + A * 2(N-1)/N): T the 1x$(nproc) step time, A the allreduce"
+echo "time per step measured here between $(nproc) processes, grown as a ring allreduce's traffic (a network as fast as this one):"
+for key in "fashion-mnist bfloat16" "vit-ti16@224 bfloat16"; do
+  read -r s1 a <<<"${dist[$key]}"
+  awk -v t="$s1" -v a="$a" -v k="$key" 'BEGIN {
+    printf "%-24s", k;
+    for (n = 2; n <= 16; n *= 2) { ring = a * 2 * (n - 1) / n; printf "  N=%d: %.2fx", n, t / (t / n + ring) }
+    printf "\n" }'
+done
 
 # Does the image loader keep up? Decode + resize + Standard augmentation of 224x224 JPEGs with the default worker
 # count, against what the fastest training (bf16) consumes.

@@ -11,7 +11,7 @@ using Vit.Torch.Model;
 using Vit.Torch.Training;
 
 var opts = new Dictionary<string, string>();
-if (args.Length == 0 || args[0] is not ("train-step" or "score" or "fit" or "loader" or "predict" or "onnx"))
+if (args.Length == 0 || args[0] is not ("train-step" or "score" or "fit" or "loader" or "predict" or "onnx" or "dist-train"))
 {
     Console.Error.WriteLine("usage: Vit.Benchmarks train-step [--image N --channels N --patch N --dim N --depth N --heads N --mlp N " +
                             "--classes N --batch N --threads N --blas-threads N --warmup N --steps N]\n" +
@@ -19,7 +19,8 @@ if (args.Length == 0 || args[0] is not ("train-step" or "score" or "fit" or "loa
                             "       Vit.Benchmarks score [sizes as train-step, --batch N --runs N --precision float32|bfloat16]\n" +
                             "       Vit.Benchmarks fit [--images N --batch N --epochs N --precision float32|bfloat16 --dir DIR]\n" +
                             "       Vit.Benchmarks predict [--requests N --images N --batch N --precision float32|bfloat16]\n" +
-                            "       Vit.Benchmarks onnx --out model.onnx [--batch N --seconds N]");
+                            "       Vit.Benchmarks onnx --out model.onnx [--batch N --seconds N]\n" +
+                            "       Vit.Benchmarks dist-train [sizes as train-step, --world N --threads N --batch N --warmup N --steps N --precision P]");
     return 2;
 }
 for (int i = 1; i + 1 < args.Length; i += 2) opts[args[i].TrimStart('-')] = args[i + 1];
@@ -35,6 +36,7 @@ var cfg = new VitConfig
     ImageSize = Get("image", 224), Channels = Get("channels", 3), PatchSize = Get("patch", 16), Dim = Get("dim", 192),
     Depth = Get("depth", 12), Heads = Get("heads", 3), MlpDim = Get("mlp", 768), NumClasses = Get("classes", 1000),
 }.Validate();
+if (args[0] == "dist-train") return DistBenchmark.Run(args, Get, cfg, precision);
 if (args[0] == "score") return ScoreBenchmark.Run(Get, cfg, precision, opts.GetValueOrDefault("profile"));
 int batch = Get("batch", 64), warmup = Get("warmup", 3), steps = Get("steps", 10);
 Torch.SetThreads(Get("threads", Environment.ProcessorCount), Get("blas-threads", 1));
