@@ -157,21 +157,24 @@ echo "ONNX Runtime fp32 / ours: fp32 $(ratio "$r" "${med[score vit-ti16@224 ours
 # batch is the same in both. Then what N hosts would give, from the measured step and allreduce times.
 echo
 echo "## Data parallel: 1 process x $(nproc) threads against $(nproc) processes x 1 thread (Trainer, median of $rounds)"
-printf '%-16s %-9s %12s %12s %8s %12s %16s\n' model precision "1x$(nproc) img/s" "$(nproc)x1 img/s" ratio "step ms 1x$(nproc)" "allreduce ms/step"
+echo "(PyTorch: the same step under DistributedDataParallel over torch.distributed's gloo, benchmarks/peer/ddp_train.py)"
+n=$(nproc)
+printf '%-14s %-9s %10s %10s %7s %11s %9s %11s %15s\n' model precision "1x$n img/s" "${n}x1 img/s" ratio "pt ${n}x1" "ours/pt" "step ms 1x$n" "allreduce ms"
 declare -A dist
 for name in fashion-mnist vit-ti16@224; do
   [[ $name == fashion-mnist ]] && args="$fm --batch 256 --steps 20" || args="$ti --batch 32 --steps 5 --warmup 1"
   for p in bfloat16 float32; do
-    one=""; many=""; step=""; ar=""
+    one=""; many=""; peer=""; step=""; ar=""
     for ((r = 0; r < rounds; r++)); do
-      l1=$($bench dist-train $args --world 1 --threads "$(nproc)" --precision $p)
-      l2=$($bench dist-train $args --world "$(nproc)" --threads 1 --precision $p)
-      one+=" $(ips <<<"$l1")"; many+=" $(ips <<<"$l2")"
+      l1=$($bench dist-train $args --world 1 --threads "$n" --precision $p)
+      l2=$($bench dist-train $args --world "$n" --threads 1 --precision $p)
+      l3=$($py benchmarks/peer/ddp_train.py $args --world "$n" --threads 1 --precision $p)
+      one+=" $(ips <<<"$l1")"; many+=" $(ips <<<"$l2")"; peer+=" $(ips <<<"$l3")"
       step+=" $(sed -E 's/.*step ([0-9.]+) ms.*/\1/' <<<"$l1")"; ar+=" $(sed -E 's/.*allreduce ([0-9.]+) ms.*/\1/' <<<"$l2")"
     done
-    o=$(median <<<"$one"); m=$(median <<<"$many"); s1=$(median <<<"$step"); a=$(median <<<"$ar")
+    o=$(median <<<"$one"); m=$(median <<<"$many"); q=$(median <<<"$peer"); s1=$(median <<<"$step"); a=$(median <<<"$ar")
     dist[$name $p]="$s1 $a"
-    printf '%-16s %-9s %12s %12s %8s %12s %16s\n' "$name" "$p" "$o" "$m" "$(ratio "$m" "$o")" "$s1" "$a"
+    printf '%-14s %-9s %10s %10s %7s %11s %9s %11s %15s\n' "$name" "$p" "$o" "$m" "$(ratio "$m" "$o")" "$q" "$(ratio "$m" "$q")" "$s1" "$a"
   done
 done
 echo "Expected speedup on N hosts of $(nproc) cores each, T / (T/N + A * 2(N-1)/N): T the 1x$(nproc) step time, A the allreduce"

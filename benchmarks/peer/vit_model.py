@@ -61,8 +61,9 @@ def trainer(model, precision):
     """The training step both training peers time: AdamW (decay 0.05 on matrices but the position embedding), forward
     and cross-entropy with label smoothing 0.1 under bfloat16 autocast when asked, backward, clipping to norm 1.
     Returns step(x, y) -> loss."""
-    decay = [p for n, p in model.named_parameters() if p.dim() > 1 and n != "pos"]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() > 1 and n != "pos")]
+    named = [(n.removeprefix("module."), p) for n, p in model.named_parameters()]  # DistributedDataParallel's names too
+    decay = [p for n, p in named if p.dim() > 1 and n != "pos"]
+    no_decay = [p for n, p in named if not (p.dim() > 1 and n != "pos")]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-3)
 
     def step(x, y):

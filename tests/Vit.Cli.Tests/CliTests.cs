@@ -262,6 +262,29 @@ public sealed class CliTests
         StringAssert.Contains(Cli("info", truncated).Err, "truncated.zip");
     }
 
+    /// <summary>Runs `vit <paramref name="args"/>` in its own process, sends it Ctrl+C (SIGINT) once its first checkpoint is
+    /// in <paramref name="checkpoints"/>, and checks that it stops with exit code 130 and says how to resume; returns its
+    /// stderr.</summary>
+    private static string Interrupt(string[] args, string checkpoints)
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "vit.dll");
+        Assert.IsTrue(File.Exists(dll), dll);
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var arg in new[] { dll }.Concat(args)) psi.ArgumentList.Add(arg);
+        using var p = Process.Start(psi)!;
+        var stderr = p.StandardError.ReadToEndAsync();
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var last = Path.Combine(checkpoints, "last.safetensors");
+        var clock = Stopwatch.StartNew();
+        while (!File.Exists(last) && !p.HasExited && clock.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(20);
+        Assert.IsFalse(p.HasExited, $"training ended before it could be interrupted: {stderr.Result}");
+        using (var kill = Process.Start("kill", ["-INT", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) kill.WaitForExit();
+        Assert.IsTrue(p.WaitForExit(TimeSpan.FromMinutes(1)), "the interrupted run must stop");
+        Assert.AreEqual(130, p.ExitCode, stderr.Result + stdout.Result);
+        StringAssert.Contains(stderr.Result, "--resume");
+        return stderr.Result;
+    }
+
     private static float[] Weights(string modelFile)
     {
         using var m = PretrainedVit.Load(modelFile);
@@ -290,29 +313,26 @@ public sealed class CliTests
 
         // Ctrl+C to the launcher: both workers stop at the same batch, rank 0 saves the checkpoint, exit code 130; --resume
         // (over two processes again) ends with the uninterrupted two-process model, to the bit.
-        var dll = Path.Combine(AppContext.BaseDirectory, "vit.dll");
         var interrupted = Path.Combine(root, "two-interrupted.zip");
-        var checkpoints = Path.Combine(root, "two-interrupted.checkpoints");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var arg in new[] { dll }.Concat(Small(data, interrupted, epochs)).Append("--nproc").Append("2")) psi.ArgumentList.Add(arg);
-        using (var p = Process.Start(psi)!)
-        {
-            var stderr = p.StandardError.ReadToEndAsync();
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            var last = Path.Combine(checkpoints, "last.safetensors");
-            var clock = Stopwatch.StartNew();
-            while (!File.Exists(last) && !p.HasExited && clock.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(20);
-            Assert.IsFalse(p.HasExited, $"training ended before it could be interrupted: {stderr.Result}");
-            using (var kill = Process.Start("kill", ["-INT", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) kill.WaitForExit();
-            Assert.IsTrue(p.WaitForExit(TimeSpan.FromMinutes(1)), "the interrupted run must stop");
-            Console.WriteLine(stderr.Result);
-            Assert.AreEqual(130, p.ExitCode, stderr.Result + stdout.Result);
-            StringAssert.Contains(stderr.Result, "--resume");
-        }
+        Console.WriteLine(Interrupt([.. Small(data, interrupted, epochs), "--nproc", "2"], Path.Combine(root, "two-interrupted.checkpoints")));
         Assert.IsFalse(File.Exists(interrupted), "an interrupted run writes no model file");
         var resumed = Cli([.. Small(data, interrupted, epochs), "--nproc", "2", "--resume"]);
         Assert.AreEqual(0, resumed.Code, resumed.Err);
         CollectionAssert.AreEqual(w2, Weights(interrupted), "resumed over two processes: the uninterrupted two-process weights");
+    }
+
+    [TestMethod]
+    public void FailingWorkersEndTheLaunchWithTheirErrorAndExitCode()
+    {
+        // Every worker meets a data folder that is not there: the launcher passes on rank 0's error line and rank 1's
+        // (prefixed), names the failed worker, and exits with its code.
+        var r = Cli([.. Small(Path.Combine(root, "no-such-photos"), Path.Combine(root, "never.zip"), 1), "--nproc", "2"]);
+        Assert.AreEqual(2, r.Code, r.Err);
+        StringAssert.Contains(r.Err, "started 2 workers");
+        StringAssert.Contains(r.Err, "vit: error:");
+        StringAssert.Contains(r.Err, "[rank 1] vit: error:");
+        StringAssert.Contains(r.Err, "failed (exit code 2)");
+        Assert.IsFalse(File.Exists(Path.Combine(root, "never.zip")));
     }
 
     [TestMethod]
@@ -336,26 +356,10 @@ public sealed class CliTests
     [TestMethod]
     public void CtrlCSavesACheckpointExits130AndResumeEndsAsAnUninterruptedRun()
     {
-        var dll = Path.Combine(AppContext.BaseDirectory, "vit.dll");
-        Assert.IsTrue(File.Exists(dll), dll);
         const int epochs = 60;
         var interrupted = Path.Combine(root, "interrupted.zip");
         var checkpoints = Path.Combine(root, "interrupted.checkpoints");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var arg in new[] { dll }.Concat(Small(data, interrupted, epochs))) psi.ArgumentList.Add(arg);
-        using (var p = Process.Start(psi)!)
-        {
-            var stderr = p.StandardError.ReadToEndAsync();
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            var last = Path.Combine(checkpoints, "last.safetensors");
-            var clock = Stopwatch.StartNew();
-            while (!File.Exists(last) && !p.HasExited && clock.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(20);
-            Assert.IsFalse(p.HasExited, $"training ended before it could be interrupted: {stderr.Result}");
-            using (var kill = Process.Start("kill", ["-INT", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) kill.WaitForExit();
-            Assert.IsTrue(p.WaitForExit(TimeSpan.FromMinutes(1)), "the interrupted run must stop");
-            Assert.AreEqual(130, p.ExitCode, stderr.Result + stdout.Result);
-            StringAssert.Contains(stderr.Result, "--resume");
-        }
+        Interrupt(Small(data, interrupted, epochs), checkpoints);
         Assert.IsFalse(File.Exists(interrupted), "an interrupted run writes no model file");
         using (var saved = PretrainedVit.Load(Path.Combine(checkpoints, "last.safetensors")))
             Assert.AreEqual(3, saved.Model.Config.NumClasses);

@@ -29,20 +29,10 @@ public sealed class DataParallelTests : TempDirectoryTests
     /// <summary>97 = 6 x 16 + 1: the last batch has one image, so rank 0's slice of it is empty (it still joins the collectives).</summary>
     private const int TrainCount = 97, BatchSize = 16;
 
-    private static InMemoryDataset Data(int seed, int count)
-    {
-        var rng = new Random(seed);
-        var pixels = new float[count * 64];
-        for (int i = 0; i < pixels.Length; i++) pixels[i] = (float)(rng.NextDouble() * 2 - 1);
-        var labels = Enumerable.Range(0, count).Select(i => (long)(i % 3)).ToArray();
-        for (int i = 0; i < count; i++) pixels[i * 64 + labels[i] * 5] += 3;  // something to learn
-        return new InMemoryDataset(pixels, labels, (1, 8, 8), 3);
-    }
-
     private static InMemoryBatchSource Train((int, int)? shard) =>
-        new(Data(5, TrainCount), BatchSize, shuffle: true, seed: 3, maxShift: 1, horizontalFlip: true) { Shard = shard };
+        new(ResumeTests.Data(5, TrainCount), BatchSize, shuffle: true, seed: 3, maxShift: 1, horizontalFlip: true) { Shard = shard };
 
-    private static InMemoryBatchSource Evaluation((int, int)? shard) => new(Data(6, 30), 8, shuffle: false) { Shard = shard };
+    private static InMemoryBatchSource Evaluation((int, int)? shard) => new(ResumeTests.Data(6, 30), 8, shuffle: false) { Shard = shard };
 
     private static TrainerOptions Options(ProcessGroup? group, string? checkpoints = null, bool resume = false) => new()
     {
@@ -95,11 +85,7 @@ public sealed class DataParallelTests : TempDirectoryTests
         }
         catch (Exception e)
         {
-            // A failed group cannot be closed cleanly (its work is still queued): report and leave at once.
-            Console.Error.WriteLine($"error: {e.GetType().Name}: {e.Message}");
-            Console.Error.Flush();
-            Environment.Exit(3);
-            return 3;
+            return DistributedTests.Abandon($"{e.GetType().Name}: {e.Message}");
         }
     }
 
@@ -167,6 +153,13 @@ public sealed class DataParallelTests : TempDirectoryTests
         StringAssert.Contains(killed[0].Err, Path.Combine(Dir, "run", "last.safetensors"), "the error names the last good state");
         Assert.IsLessThan(TimeSpan.FromSeconds(60), killed[0].Took, "well within the 20 s timeout after the start-up");
         Assert.IsFalse(File.Exists(Path.Combine(Dir, "weights-0.bin")));
+
+        // A checkpoint of two processes is not resumed by one (another split of the batches), and says why.
+        using (var alone = NewModel(1))
+        {
+            var e = Assert.Throws<Exception>(() => new Trainer(alone, Options(null, Path.Combine(Dir, "run"), resume: true)).Fit(Train(null), Evaluation(null)));
+            StringAssert.Contains(e.Message, "processes");
+        }
 
         // The checkpoint rank 0 left: two new processes resume it and end where an uninterrupted run ends.
         var resumed = RunRanks("resume", Path.Combine(Dir, "store2"));

@@ -49,12 +49,18 @@ public sealed class DistributedTests
         }
         catch (TorchException e)
         {
-            // A failed group cannot be closed cleanly (its work is still queued): report and leave at once.
-            Console.Error.WriteLine($"error: {e.Message}");
-            Console.Error.Flush();
-            Environment.Exit(3);
-            return 3;
+            return Abandon(e.Message);
         }
+    }
+
+    /// <summary>A worker's way out after a failure: a failed group cannot be closed cleanly (its work is still queued), so
+    /// report on stderr and leave at once with exit code 3.</summary>
+    internal static int Abandon(string message)
+    {
+        Console.Error.WriteLine($"error: {message}");
+        Console.Error.Flush();
+        Environment.Exit(3);
+        return 3;
     }
 
     private static string Checksum(float[] v)
