@@ -321,6 +321,47 @@ public sealed class CliTests
         CollectionAssert.AreEqual(w2, Weights(interrupted), "resumed over two processes: the uninterrupted two-process weights");
     }
 
+    /// <summary>Two "hosts" (network namespaces joined by a veth pair; needs root, else skipped with the reason): the same
+    /// `vit train --nnodes 2 --node-rank i --master-addr host0` on each trains, over TCP between them, the model of one
+    /// process.</summary>
+    [TestMethod]
+    public void TwoHostsTrainThroughTheLauncherAsOneProcess()
+    {
+        var (spaces, reason) = NetworkNamespaces.TryCreate();
+        if (spaces is null) Assert.Inconclusive("skipped: " + reason);
+        using (spaces)
+        {
+            const int epochs = 10;
+            var one = Path.Combine(root, "one-host.zip");
+            var two = Path.Combine(root, "two-hosts.zip");
+            var single = Cli(Small(data, one, epochs));
+            Assert.AreEqual(0, single.Code, single.Err);
+            var dll = Path.Combine(AppContext.BaseDirectory, "vit.dll");
+            var hosts = Enumerable.Range(0, 2).Select(i =>
+            {
+                var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
+                foreach (var arg in new[] { dll }.Concat(Small(data, two, epochs))
+                             .Concat(["--nnodes", "2", "--node-rank", $"{i}", "--master-addr", spaces.Addresses[0], "--master-port", "29518"]))
+                    psi.ArgumentList.Add(arg);
+                spaces.RunInside(i, psi);
+                var p = Process.Start(psi)!;
+                return (p, Out: p.StandardOutput.ReadToEndAsync(), Err: p.StandardError.ReadToEndAsync());
+            }).ToList();
+            foreach (var (p, o, e) in hosts)
+            {
+                if (!p.WaitForExit(TimeSpan.FromMinutes(3))) p.Kill(entireProcessTree: true);
+                Console.WriteLine($"host exit {p.ExitCode}: {o.Result} {e.Result}");
+                Assert.AreEqual(0, p.ExitCode, e.Result);
+            }
+            StringAssert.Contains(hosts[0].Out.Result, "saved", "host 0 runs rank 0, which saves the model");
+            var (w1, w2) = (Weights(one), Weights(two));
+            double worst = w1.Zip(w2).Max(p => Math.Abs(p.First - p.Second));
+            Console.WriteLine($"largest weight difference, 2 hosts against 1 process: {worst:E2}; host 1 received {spaces.ReceivedBytes(1)} bytes");
+            Assert.IsLessThanOrEqualTo(1e-4, worst);
+            foreach (var (p, _, _) in hosts) p.Dispose();
+        }
+    }
+
     [TestMethod]
     public void FailingWorkersEndTheLaunchWithTheirErrorAndExitCode()
     {

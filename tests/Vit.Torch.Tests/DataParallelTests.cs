@@ -3,6 +3,7 @@ using Vit.Torch.Data;
 using Vit.Torch.Distributed;
 using Vit.Torch.Model;
 using Vit.Torch.Training;
+using Vit.Tests;
 
 namespace Vit.Torch.Tests;
 
@@ -169,86 +170,25 @@ public sealed class DataParallelTests : TempDirectoryTests
     }
 
     /// <summary>
-    /// Two "hosts": two network namespaces joined by a veth pair, each rank in its own, training over real TCP between
-    /// them (rank 1 reaches rank 0's rendezvous at 10.250.N.1 from 10.250.N.2). Needs root (to make the namespaces);
-    /// skipped otherwise, with the reason.
+    /// Two "hosts": two network namespaces joined by a veth pair (<see cref="NetworkNamespaces"/>), each rank in its own,
+    /// training over real TCP between them (rank 1 reaches rank 0's rendezvous at 10.250.N.1 from 10.250.N.2). Needs
+    /// root (to make the namespaces); skipped otherwise, with the reason.
     /// </summary>
     [TestMethod]
     public void TwoRanksInTwoNetworkNamespacesTrainOverTcpAsOneProcess()
     {
-        int net = Environment.ProcessId % 250;
-        string[] spaces = [$"vit-a-{Environment.ProcessId}", $"vit-b-{Environment.ProcessId}"];
-        string[] addresses = [$"10.250.{net}.1", $"10.250.{net}.2"];
-        if (Environment.UserName != "root") Assert.Inconclusive("skipped: making network namespaces needs root (ip netns add); this test runs as " + Environment.UserName);
-        string veth = $"vt{Environment.ProcessId % 100000}";
-        try
+        var (spaces, reason) = NetworkNamespaces.TryCreate();
+        if (spaces is null) Assert.Inconclusive("skipped: " + reason);
+        using (spaces)
         {
-            var setup = new List<string[]>
-            {
-                new[] { "netns", "add", spaces[0] }, new[] { "netns", "add", spaces[1] },
-                new[] { "link", "add", veth + "a", "type", "veth", "peer", "name", veth + "b" },
-                new[] { "link", "set", veth + "a", "netns", spaces[0] }, new[] { "link", "set", veth + "b", "netns", spaces[1] },
-            };
-            for (int i = 0; i < 2; i++)
-            {
-                string dev = veth + (i == 0 ? "a" : "b");
-                setup.Add(["-n", spaces[i], "addr", "add", addresses[i] + "/24", "dev", dev]);
-                setup.Add(["-n", spaces[i], "link", "set", dev, "up"]);
-                setup.Add(["-n", spaces[i], "link", "set", "lo", "up"]);
-            }
-            foreach (var args in setup)
-            {
-                var (code, err) = Ip(args);
-                if (code != 0)
-                {
-                    if (args[1] == "add" && args[0] == "netns") Assert.Inconclusive($"skipped: ip {string.Join(' ', args)} failed ({err.Trim()}): no network namespaces here");
-                    Assert.Fail($"ip {string.Join(' ', args)}: {err}");
-                }
-            }
             var expected = Reference();
-            var results = RunRanks("run", $"tcp:{addresses[0]}:29517", (rank, psi) =>
-            {
-                var rest = psi.ArgumentList.ToList();
-                var program = psi.FileName;
-                psi.FileName = "ip";
-                psi.ArgumentList.Clear();
-                foreach (var a in new[] { "netns", "exec", spaces[rank], program }.Concat(rest)) psi.ArgumentList.Add(a);
-            });
+            var results = RunRanks("run", $"tcp:{spaces.Addresses[0]}:29517", spaces.RunInside);
             for (int r = 0; r < 2; r++) Assert.AreEqual(0, results[r].Code, $"rank {r}: {results[r].Err}");
             AssertMatchesReference(expected);
             // The gradients crossed the veth pair: rank 1's side received at least one float32 copy of them per step (8 steps).
-            var (_, _, rx) = IpOut(["netns", "exec", spaces[1], "cat", $"/sys/class/net/{veth}b/statistics/rx_bytes"]);
-            long received = long.Parse(rx.Trim(), CultureInfo.InvariantCulture);
+            long received = spaces.ReceivedBytes(1);
             TestContext.WriteLine($"rank 1's veth received {received} bytes");
             Assert.IsGreaterThan(8L * expected.Weights.Length * 4, received);
-        }
-        finally
-        {
-            foreach (var ns in spaces) Ip(["netns", "del", ns]);  // takes the veth pair with it
-        }
-    }
-
-    private static (int Code, string Err) Ip(string[] args)
-    {
-        var (code, err, _) = IpOut(args);
-        return (code, err);
-    }
-
-    private static (int Code, string Err, string Out) IpOut(string[] args)
-    {
-        var psi = new System.Diagnostics.ProcessStartInfo("ip") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        try
-        {
-            using var p = System.Diagnostics.Process.Start(psi)!;
-            var output = p.StandardOutput.ReadToEndAsync();
-            var err = p.StandardError.ReadToEnd();
-            p.WaitForExit();
-            return (p.ExitCode, err, output.Result);
-        }
-        catch (System.ComponentModel.Win32Exception e)
-        {
-            return (-1, $"cannot run ip: {e.Message}", "");
         }
     }
 
