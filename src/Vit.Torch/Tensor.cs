@@ -28,20 +28,27 @@ public sealed unsafe partial class Tensor : IDisposable
         return new Tensor(raw);
     }
 
+    private volatile bool disposed;
+
     internal TensorHandle Handle
     {
         get
         {
-            ObjectDisposedException.ThrowIf(handle.IsClosed, this);
+            ObjectDisposedException.ThrowIf(disposed || handle.IsClosed, this);
             return handle;
         }
     }
 
-    /// <summary>True once <see cref="Dispose"/> has released the native tensor.</summary>
-    public bool IsDisposed => handle.IsClosed;
+    /// <summary>True once <see cref="Dispose"/> has been called (the native tensor is released then, or when the last
+    /// <see cref="LeaseData"/> lease ends).</summary>
+    public bool IsDisposed => disposed || handle.IsClosed;
 
-    /// <summary>Releases the native tensor now (idempotent).</summary>
-    public void Dispose() => handle.Dispose();
+    /// <summary>Releases the native tensor now, or when the last data lease ends (idempotent).</summary>
+    public void Dispose()
+    {
+        disposed = true;
+        handle.Dispose();
+    }
 
     /// <summary>Number of native tensor handles alive in this process (for leak tests).</summary>
     public static long LiveCount
@@ -256,11 +263,55 @@ public sealed unsafe partial class Tensor : IDisposable
         fixed (byte* p = destination) Check(vit_tensor_copy_to(Handle, p, destination.Length));
     }
 
-    /// <summary>The address of the first element of a contiguous CPU tensor, for filling batches in place.</summary>
+    /// <summary>The address of the first element of a contiguous CPU tensor. It stays valid only while the tensor
+    /// lives: a concurrent <see cref="Dispose"/> frees the memory. Prefer <see cref="LeaseData"/>, which keeps the tensor
+    /// alive until the lease ends.</summary>
     public IntPtr DataPointer()
     {
         Check(vit_tensor_data_ptr(Handle, out var p));
         return p;
+    }
+
+    /// <summary>
+    /// The address of the first element of a contiguous CPU tensor, with the native tensor held until the lease is
+    /// disposed: a <see cref="Dispose"/> meanwhile (on another thread) takes effect only when the lease ends, so the
+    /// memory cannot be freed under the pointer. <c>using var data = t.LeaseData(); var p = (float*)data.Pointer;</c>
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The tensor is already disposed.</exception>
+    /// <exception cref="TorchException">Not a contiguous CPU tensor.</exception>
+    public DataLease LeaseData()
+    {
+        var h = Handle;
+        bool held = false;
+        h.DangerousAddRef(ref held);
+        try
+        {
+            Check(vit_tensor_data_ptr(h, out var p));
+            return new DataLease(h, p);
+        }
+        catch
+        {
+            h.DangerousRelease();
+            throw;
+        }
+    }
+
+    /// <summary>A held tensor's data address (<see cref="LeaseData"/>); dispose it once, when done with the pointer.</summary>
+    public sealed class DataLease : IDisposable
+    {
+        private TensorHandle? held;
+
+        internal DataLease(TensorHandle handle, IntPtr pointer)
+        {
+            held = handle;
+            Pointer = pointer;
+        }
+
+        /// <summary>The first element's address.</summary>
+        public IntPtr Pointer { get; }
+
+        /// <summary>Lets the tensor go (a Dispose that came meanwhile frees it now).</summary>
+        public void Dispose() => Interlocked.Exchange(ref held, null)?.DangerousRelease();
     }
 
     /// <summary>Converts to another element type.</summary>

@@ -239,7 +239,8 @@ public sealed class InMemoryBatchSource : IBatchSource
             var labels = new long[n];
             unsafe
             {
-                var dst = new Span<float>((void*)images.DataPointer(), n * data.ImageSize);
+                using var lease = images.LeaseData();
+                var dst = new Span<float>((void*)lease.Pointer, n * data.ImageSize);
                 for (int j = 0; j < whole; j++)
                 {
                     int i = j - from;

@@ -244,7 +244,8 @@ public static class Augment
         ArgumentNullException.ThrowIfNull(batch);
         ArgumentNullException.ThrowIfNull(rng);
         var (b, c, h, w) = CheckBatch(batch, nameof(batch));
-        var data = (float*)batch.DataPointer();
+        using var lease = batch.LeaseData();  // the batch stays alive while its memory is written
+        var data = (float*)lease.Pointer;
         for (int i = 0; i < b; i++)
         {
             if (rng.NextDouble() >= p) continue;

@@ -38,17 +38,19 @@ public static unsafe class ImageBatch
         }
         if (images.Count == 0) return;
 
-        IntPtr data;
+        // The destination is held too (a lease): a concurrent Dispose of it takes effect after the write.
+        Tensor.DataLease data;
         try
         {
-            data = destination.DataPointer();
+            data = destination.LeaseData();
         }
         catch (TorchException e)
         {
             throw new ArgumentException($"the destination must be a contiguous CPU tensor ({e.Message})", nameof(destination));
         }
+        using var _ = data;
         long per = channels * height * width;
-        var dst = (float*)data + firstIndex * per;
+        var dst = (float*)data.Pointer + firstIndex * per;
 
         // Hold every image handle for the duration of the native call, so a concurrent Dispose cannot free one.
         var raw = new IntPtr[images.Count];

@@ -4,6 +4,7 @@
 // a timeout, so a dead peer turns into an error within that time instead of a hang. Same status/error rules as
 // vit_native.cpp: every export catches everything, returns 0 or 1, and leaves the message in vit_last_error.
 #include "vit_common.h"
+#include "vit_tensor_list.h"
 
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -32,21 +33,8 @@ Group& group_of(void* g) {
   return *static_cast<Group*>(g);
 }
 
-std::vector<T> tensors_of(T* const* handles, int n, const char* what) {
-  if (n < 0) throw std::invalid_argument(std::string(what) + ": negative tensor count");
-  if (n > 0 && handles == nullptr) throw std::invalid_argument(std::string(what) + ": null tensor array");
-  std::vector<T> out;
-  out.reserve(n);
-  for (int i = 0; i < n; ++i) {
-    if (handles[i] == nullptr || !handles[i]->defined())
-      throw std::invalid_argument(std::string(what) + ": tensor " + std::to_string(i) + " is null or undefined");
-    const T& t = *handles[i];
-    if (!t.is_contiguous()) throw std::invalid_argument(std::string(what) + ": tensor " + std::to_string(i) + " is not contiguous");
-    if (!t.device().is_cpu()) throw std::invalid_argument(std::string(what) + ": tensor " + std::to_string(i) + " is not on the CPU (Gloo here is CPU-only)");
-    out.push_back(t);
-  }
-  return out;
-}
+// Collectives take contiguous CPU tensors.
+std::vector<T> tensors_of(T* const* handles, int n, const char* what) { return vit::tensors_of(handles, n, what, true); }
 
 std::chrono::milliseconds timeout_or(const Group& g, int64_t ms) {
   return ms > 0 ? std::chrono::milliseconds(ms) : g.timeout;

@@ -10,6 +10,7 @@
 //  - The shim knows tensors and ops, not ViT.
 #include "vit_common.h"
 #include "vit_fused.h"
+#include "vit_tensor_list.h"
 
 #include <torch/torch.h>
 #include <ATen/Parallel.h>
@@ -22,6 +23,7 @@
 #include <cstring>
 #include <dlfcn.h>
 #include <malloc.h>
+#include <algorithm>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
@@ -38,7 +40,6 @@ using T = at::Tensor;
 namespace {
 
 using vit::check_out;
-using vit::g_last_error;
 using vit::set_error;
 std::atomic<int64_t> g_live_tensors{0};
 
@@ -119,12 +120,16 @@ at::IntArrayRef dims_of(const int64_t* dims, int n) {
   return at::IntArrayRef(dims, static_cast<size_t>(n));
 }
 
-std::vector<T> tensors_of(T* const* hs, int n) {
-  if (n < 0) throw std::invalid_argument("negative tensor count");
-  std::vector<T> v;
-  v.reserve(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) v.push_back(ref(hs[i]));
-  return v;
+using vit::tensors_of;
+
+// New handles for several results, all or none: if making one fails, the ones made are freed, so the caller is
+// never left owning handles of a call that reported a failure.
+void wrap_all(std::vector<T> values, T** outs) {
+  std::vector<std::unique_ptr<T>> made;
+  made.reserve(values.size());
+  for (auto& v : values) made.emplace_back(new T(std::move(v)));
+  for (size_t i = 0; i < made.size(); ++i) outs[i] = made[i].release();
+  g_live_tensors.fetch_add(static_cast<int64_t>(made.size()), std::memory_order_relaxed);
 }
 
 // Throws unless 0 <= value <= 1 (NaN included), naming the rejected value: "dropout probability must be in
@@ -153,10 +158,10 @@ VIT_API int vit_abi_version() { return kAbiVersion; }
 
 // Copies the last error of this thread into buf (NUL-terminated, truncated to cap). Returns the full length.
 VIT_API int vit_last_error(char* buf, int cap) {
-  const auto n = static_cast<int>(g_last_error.size());
+  const int n = vit::g_last_error_length;
   if (buf != nullptr && cap > 0) {
     const int m = n < cap - 1 ? n : cap - 1;
-    std::memcpy(buf, g_last_error.data(), static_cast<size_t>(m));
+    std::memcpy(buf, vit::g_last_error, static_cast<size_t>(m));
     buf[m] = '\0';
   }
   return n;
@@ -482,6 +487,7 @@ VIT_API int vit_tensor_shape(const T* t, int64_t* dims, int cap) {
   VIT_TRY
   auto s = ref(t).sizes();
   if (cap < static_cast<int>(s.size())) throw std::invalid_argument("shape buffer too small");
+  if (!s.empty() && dims == nullptr) throw std::invalid_argument("null shape buffer");
   for (size_t i = 0; i < s.size(); ++i) dims[i] = s[i];
   VIT_CATCH
 }
@@ -686,8 +692,10 @@ VIT_API int vit_tensor_max(const T* a, int64_t dim, int keepdim, T** values, T**
   check_out(values);
   check_out(indices);
   auto r = ref(a).max(dim, keepdim != 0);
-  *values = wrap(std::get<0>(r));
-  *indices = wrap(std::get<1>(r));
+  T* both[2];
+  wrap_all({std::get<0>(r), std::get<1>(r)}, both);
+  *values = both[0];
+  *indices = both[1];
   VIT_CATCH
 }
 
@@ -703,8 +711,10 @@ VIT_API int vit_tensor_topk(const T* a, int64_t k, int64_t dim, int largest, int
   check_out(values);
   check_out(indices);
   auto r = ref(a).topk(k, dim, largest != 0, sorted != 0);
-  *values = wrap(std::get<0>(r));
-  *indices = wrap(std::get<1>(r));
+  T* both[2];
+  wrap_all({std::get<0>(r), std::get<1>(r)}, both);
+  *values = both[0];
+  *indices = both[1];
   VIT_CATCH
 }
 
@@ -799,14 +809,14 @@ VIT_API int vit_tensor_gather(const T* a, int64_t dim, const T* index, T** out) 
 VIT_API int vit_tensor_cat(T* const* parts, int n, int64_t dim, T** out) {
   VIT_TRY
   check_out(out);
-  *out = wrap(at::cat(tensors_of(parts, n), dim));
+  *out = wrap(at::cat(tensors_of(parts, n, "cat"), dim));
   VIT_CATCH
 }
 
 VIT_API int vit_tensor_stack(T* const* parts, int n, int64_t dim, T** out) {
   VIT_TRY
   check_out(out);
-  *out = wrap(at::stack(tensors_of(parts, n), dim));
+  *out = wrap(at::stack(tensors_of(parts, n, "stack"), dim));
   VIT_CATCH
 }
 
@@ -819,7 +829,7 @@ VIT_API int vit_tensor_chunk(const T* a, int64_t count, int64_t dim, T** outs) {
     throw std::invalid_argument("dimension " + std::to_string(dim) + " of size " +
                                 std::to_string(ref(a).size(dim)) + " does not split into " +
                                 std::to_string(count) + " chunks");
-  for (int64_t i = 0; i < count; ++i) outs[i] = wrap(parts[static_cast<size_t>(i)]);
+  wrap_all(std::move(parts), outs);
   VIT_CATCH
 }
 
@@ -1033,6 +1043,9 @@ VIT_API int vit_tensor_trunc_normal_(T* t, double mean, double std, double lo, d
 // without a gradient are skipped. exp_avg and exp_avg_sq are the per-parameter state tensors (updated in
 // place); weight_decay[i] is the decoupled decay of parameter i; lr_scale[i] multiplies lr for parameter i
 // (layer-wise decay; NULL = 1 for all); step is the 1-based step count.
+// All or nothing: every array, handle, shape, dtype and device is checked, and the one scratch buffer the update
+// needs is allocated, before any parameter changes; after that only in-place arithmetic on checked tensors runs,
+// so a refused call leaves every parameter and moment as it was.
 VIT_API int vit_optim_adamw_step(T* const* params, T* const* exp_avg, T* const* exp_avg_sq,
                                  const double* weight_decay, const double* lr_scale, int n, double base_lr,
                                  double beta1, double beta2, double eps, int64_t step) {
@@ -1040,21 +1053,54 @@ VIT_API int vit_optim_adamw_step(T* const* params, T* const* exp_avg, T* const* 
   at::NoGradGuard guard;
   if (n < 0) throw std::invalid_argument("negative parameter count");
   if (step < 1) throw std::invalid_argument("AdamW step must be >= 1");
+  if (n > 0 && (params == nullptr || exp_avg == nullptr || exp_avg_sq == nullptr || weight_decay == nullptr))
+    throw std::invalid_argument("AdamW: null parameter, moment or weight-decay array");
+  for (int i = 0; i < n; ++i) {
+    const auto where = " of parameter " + std::to_string(i);
+    if (params[i] == nullptr || !params[i]->defined()) throw std::invalid_argument("AdamW: null or undefined handle" + where);
+    if (exp_avg[i] == nullptr || !exp_avg[i]->defined() || exp_avg_sq[i] == nullptr || !exp_avg_sq[i]->defined())
+      throw std::invalid_argument("AdamW: null or undefined moment" + where);
+    const auto& p = *params[i];
+    const auto& g = p.grad();
+    if (!g.defined()) continue;
+    for (const T* t : std::initializer_list<const T*>{&g, exp_avg[i], exp_avg_sq[i]})
+      if (!t->sizes().equals(p.sizes()) || t->scalar_type() != p.scalar_type() || t->device() != p.device())
+        throw std::invalid_argument("AdamW: the gradient or a moment" + where + " differs from it in shape, dtype or device");
+    const double scale = lr_scale == nullptr ? 1.0 : lr_scale[i];
+    if (!std::isfinite(scale) || !std::isfinite(weight_decay[i]))
+      throw std::invalid_argument("AdamW: non-finite learning-rate scale or weight decay" + where);
+  }
   const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
   const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
   const double bc2_sqrt = std::sqrt(bc2);
+  // The denominators' memory, allocated up front: one buffer per dtype and device in use, of the largest such
+  // parameter's size.
+  std::vector<T> scratch;
+  auto same_kind = [](const T& a, const T& b) { return a.scalar_type() == b.scalar_type() && a.device() == b.device(); };
   for (int i = 0; i < n; ++i) {
-    auto& p = mref(params[i]);
+    const auto& p = *params[i];
+    if (!p.grad().defined()) continue;
+    auto it = std::find_if(scratch.begin(), scratch.end(), [&](const T& s) { return same_kind(s, p); });
+    if (it == scratch.end())
+      scratch.push_back(at::empty({p.numel()}, p.options()));
+    else if (it->numel() < p.numel())
+      *it = at::empty({p.numel()}, p.options());
+  }
+  for (int i = 0; i < n; ++i) {
+    auto& p = *params[i];
     const auto& g = p.grad();
     if (!g.defined()) continue;
     const double lr = lr_scale == nullptr ? base_lr : base_lr * lr_scale[i];
     const double step_size = lr / bc1;
-    auto& m = mref(exp_avg[i]);
-    auto& v = mref(exp_avg_sq[i]);
+    auto& m = *exp_avg[i];
+    auto& v = *exp_avg_sq[i];
+    const auto& buffer = *std::find_if(scratch.begin(), scratch.end(), [&](const T& s) { return same_kind(s, p); });
+    T denom = buffer.narrow(0, 0, p.numel()).view(p.sizes());
     p.mul_(1.0 - lr * weight_decay[i]);
     m.mul_(beta1).add_(g, 1.0 - beta1);
     v.mul_(beta2).addcmul_(g, g, 1.0 - beta2);
-    auto denom = (v.sqrt() / bc2_sqrt).add_(eps);
+    at::sqrt_out(denom, v);
+    denom.div_(bc2_sqrt).add_(eps);
     p.addcdiv_(m, denom, -step_size);
   }
   VIT_CATCH
