@@ -151,7 +151,9 @@ public sealed class SafetensorsTests
         Safetensors.Save(path, [("x", Tensor.Zeros([2, 5])), ("e", Tensor.Zeros([0])), ("y", Tensor.Zeros([3], DType.Float16))], meta);
 
         var h = Safetensors.ReadHeader(path);
-        CollectionAssert.AreEquivalent(meta.ToList(), h.Metadata.ToList());
+        // The given metadata, and the CRC-32 of the 46 data bytes (all zero here).
+        var crc = System.IO.Hashing.Crc32.HashToUInt32(new byte[46]).ToString("x8");
+        CollectionAssert.AreEquivalent(meta.Append(KeyValuePair.Create(Safetensors.CrcKey, crc)).ToList(), h.Metadata.ToList());
         Assert.AreEqual(0, h.DataStart % 8);
         Assert.AreEqual(46, h.DataLength);
         Assert.HasCount(3, h.Entries);
@@ -162,7 +164,7 @@ public sealed class SafetensorsTests
         Assert.AreEqual(("y", DType.Float16, 40L, 46L), (h.Entries[2].Name, h.Entries[2].DType, h.Entries[2].Begin, h.Entries[2].End));
 
         Safetensors.Save(path, [("x", Tensor.Zeros([1]))]);
-        Assert.IsEmpty(Safetensors.ReadHeader(path).Metadata, "no metadata written when none is given");
+        CollectionAssert.AreEqual(new[] { Safetensors.CrcKey }, Safetensors.ReadHeader(path).Metadata.Keys.ToArray(), "only the CRC-32 when no metadata is given");
     }
 
     [TestMethod]

@@ -141,6 +141,7 @@ public static unsafe class Safetensors
 
         var entries = new List<SafetensorsEntry>(items.Count);
         long offset = 0;
+        var crc = new System.IO.Hashing.Crc32();
         foreach (var (name, tensor) in items)
         {
             var dtype = tensor.DType;
@@ -148,9 +149,18 @@ public static unsafe class Safetensors
             long bytes = checked(tensor.NumElements * dtype.ElementSize());
             entries.Add(new SafetensorsEntry(name, dtype, shape, offset, offset + bytes));
             offset += bytes;
+            WithBytes(tensor, bytes, span => crc.Append(span));
         }
-        return (items, entries, EncodeHeader(entries, metadata));
+        // The data's CRC-32 in the metadata: a reader of ours refuses a copy whose bytes changed (other readers ignore it).
+        var withCrc = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>(), StringComparer.Ordinal)
+        {
+            [CrcKey] = crc.GetCurrentHashAsUInt32().ToString("x8", System.Globalization.CultureInfo.InvariantCulture),
+        };
+        return (items, entries, EncodeHeader(entries, withCrc));
     }
+
+    /// <summary>The metadata key of the data section's CRC-32 (8 hex digits), written by <see cref="Save"/> and checked on reading.</summary>
+    public const string CrcKey = "vit.crc32";
 
     private static void WriteTo(Stream fs, List<(string Name, Tensor Tensor)> items, List<SafetensorsEntry> entries, byte[] header)
     {
@@ -200,19 +210,23 @@ public static unsafe class Safetensors
         return header;
     }
 
-    private static void WriteData(Stream fs, Tensor tensor, long expectedBytes)
+    private static void WriteData(Stream fs, Tensor tensor, long expectedBytes) => WithBytes(tensor, expectedBytes, span => fs.Write(span));
+
+    /// <summary>Hands <paramref name="tensor"/>'s bytes to <paramref name="use"/> in chunks, straight from tensor memory: a
+    /// CPU, contiguous view (a copy only when the tensor is elsewhere or strided).</summary>
+    private static void WithBytes(Tensor tensor, long expectedBytes, ReadOnlySpanAction use)
     {
         if (expectedBytes == 0) return;
-        // Straight from tensor memory: a CPU, contiguous view (a copy only when the tensor is elsewhere or strided).
         Tensor? onCpu = tensor.Device.Type == DeviceType.Cpu ? null : tensor.To(Device.Cpu);
         using var contiguous = (onCpu ?? tensor).Contiguous();
         try
         {
-            var p = (byte*)contiguous.DataPointer();
+            using var lease = contiguous.LeaseData();
+            var p = (byte*)lease.Pointer;
             for (long done = 0; done < expectedBytes;)
             {
                 int n = (int)Math.Min(Chunk, expectedBytes - done);
-                fs.Write(new ReadOnlySpan<byte>(p + done, n));
+                use(new ReadOnlySpan<byte>(p + done, n));
                 done += n;
             }
         }
@@ -221,6 +235,8 @@ public static unsafe class Safetensors
             onCpu?.Dispose();
         }
     }
+
+    private delegate void ReadOnlySpanAction(ReadOnlySpan<byte> bytes);
 
     // ------------------------------------------------------------------------------------------------ reading
 
@@ -281,13 +297,34 @@ public static unsafe class Safetensors
         ArgumentException.ThrowIfNullOrEmpty(source);
         try
         {
-            return new SafetensorsFile(source, stream, ReadHeader(stream, length, source));
+            var header = ReadHeader(stream, length, source);
+            if (header.Metadata.TryGetValue(CrcKey, out var recorded) && stream.CanSeek) VerifyData(stream, header, recorded, source);
+            return new SafetensorsFile(source, stream, header);
         }
         catch
         {
             stream.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Reads the whole data section once and compares its CRC-32 with the one the file records.</summary>
+    private static void VerifyData(Stream stream, SafetensorsHeader header, string recorded, string source)
+    {
+        var crc = new System.IO.Hashing.Crc32();
+        var buffer = new byte[1 << 20];
+        stream.Position = header.DataStart;
+        for (long left = header.DataLength; left > 0;)
+        {
+            int n = stream.Read(buffer, 0, (int)Math.Min(buffer.Length, left));
+            if (n == 0) throw Bad(source, $"the file ended {left} bytes before the end of its tensor data (was it truncated?)");
+            crc.Append(buffer.AsSpan(0, n));
+            left -= n;
+        }
+        var actual = crc.GetCurrentHashAsUInt32().ToString("x8", System.Globalization.CultureInfo.InvariantCulture);
+        if (!string.Equals(actual, recorded.Trim(), StringComparison.OrdinalIgnoreCase))
+            throw Bad(source, $"the file is corrupted: its tensor data has CRC-32 {actual}, but the file records {recorded} " +
+                              "(a damaged copy or an interrupted write; copy it again, or resume from an earlier checkpoint)");
     }
 
     private sealed class SafetensorsFile(string path, Stream fs, SafetensorsHeader header) : ITensorFile

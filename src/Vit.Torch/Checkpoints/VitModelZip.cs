@@ -83,6 +83,7 @@ public static class VitModelZip
             if (fs.Read(head) < 4 || !ZipReader.LooksLikeZip(head)) return null;
         using var zip = OpenZip(path);
         if (zip.Find(TrainingStateEntry) is not { } entry) return null;
+        zip.Verify(entry);
         var target = Path.Combine(Path.GetTempPath(), $"vit-training-state-{Guid.NewGuid():N}.safetensors");
         using var source = zip.OpenRead(entry);
         AtomicFile.Write(target, fs => source.CopyTo(fs));
@@ -133,6 +134,7 @@ public static class VitModelZip
                 $"{path} is not a Vit for .NET model file: it has no {ModelEntry} (entries: {string.Join(", ", zip.Entries.Take(10).Select(e => e.Name))})");
             string src = $"{path} ({ModelEntry})";
             JsonObject json;
+            zip.Verify(modelEntry);
             using (var s = zip.OpenRead(modelEntry)) json = JsonFields.Parse(s, src);
             if (JsonFields.OptString(json, "format", src) != Magic)
                 throw new InvalidDataException($"{path} is not a Vit for .NET model file: {ModelEntry} does not say format '{Magic}'");
@@ -149,11 +151,15 @@ public static class VitModelZip
 
             trainingJson = null;
             if (zip.Find(TrainingEntry) is { } te)
-                using (var s = zip.OpenRead(te))
-                    trainingJson = JsonFields.Parse(s, $"{path} ({TrainingEntry})").ToJsonString(Indented);
+            {
+                zip.Verify(te);
+                using var s = zip.OpenRead(te);
+                trainingJson = JsonFields.Parse(s, $"{path} ({TrainingEntry})").ToJsonString(Indented);
+            }
 
             var weights = zip.Find(WeightsEntry) ?? throw new InvalidDataException($"{path} is damaged: it has no {WeightsEntry}");
             string weightsSource = $"{path} ({WeightsEntry})";
+            zip.Verify(weights);
             using var index = new CheckpointIndex([Safetensors.Open(zip.OpenRead(weights), weights.Length, weightsSource)], weightsSource);
             var result = PretrainedVit.FromIndex(index, new CheckpointDescription(StatedConfig.Of(config, src), labels, pre) { Ours = true },
                 options ?? new PretrainedVitOptions(), CheckpointLayout.Timm);

@@ -12,7 +12,8 @@ namespace Vit.Torch.Checkpoints;
 /// <param name="CompressedLength">Bytes of the (compressed) data in the file.</param>
 /// <param name="Length">Bytes of the data once uncompressed.</param>
 /// <param name="LocalHeaderOffset">Where the entry's local header starts.</param>
-internal sealed record ZipEntry(string Name, int Flags, int Method, long CompressedLength, long Length, long LocalHeaderOffset);
+/// <param name="Crc32">The CRC-32 of the uncompressed data, as the central directory records it.</param>
+internal sealed record ZipEntry(string Name, int Flags, int Method, long CompressedLength, long Length, long LocalHeaderOffset, uint Crc32 = 0);
 
 /// <summary>
 /// A reader of zip archives (PKWARE APPNOTE 6.3: end-of-central-directory record, its zip64 form, central directory
@@ -86,6 +87,7 @@ internal sealed class ZipReader : IDisposable
             var h = directory.AsSpan(p);
             int flags = BinaryPrimitives.ReadUInt16LittleEndian(h[8..]);
             int method = BinaryPrimitives.ReadUInt16LittleEndian(h[10..]);
+            uint crc = BinaryPrimitives.ReadUInt32LittleEndian(h[16..]);
             long compressed = BinaryPrimitives.ReadUInt32LittleEndian(h[20..]);
             long uncompressed = BinaryPrimitives.ReadUInt32LittleEndian(h[24..]);
             int nameLength = BinaryPrimitives.ReadUInt16LittleEndian(h[28..]);
@@ -100,7 +102,7 @@ internal sealed class ZipReader : IDisposable
             var extra = h.Slice(CentralHeaderLength + nameLength, extraLength);
             ApplyZip64Extra(extra, ref uncompressed, ref compressed, ref localOffset, name, bad);
             if (disk != 0 && disk != 0xFFFF) throw bad($"zip entry '{name}' lies on disk {disk} of a multi-disk archive");
-            entries.Add(new ZipEntry(name, flags, method, compressed, uncompressed, localOffset));
+            entries.Add(new ZipEntry(name, flags, method, compressed, uncompressed, localOffset, crc));
             p += total;
         }
         if (entries.Count != count)
@@ -190,7 +192,7 @@ internal sealed class ZipReader : IDisposable
     }
 
     /// <summary>Inflates at least one byte into <paramref name="buffer"/>; <paramref name="position"/> is where in the entry it is.</summary>
-    private int Inflate(DeflateStream inflate, Span<byte> buffer, ZipEntry entry, long position)
+    private int Inflate(DeflateStream inflate, Span<byte> buffer, ZipEntry entry, long position, bool allowEnd = false)
     {
         int n;
         try
@@ -201,8 +203,33 @@ internal sealed class ZipReader : IDisposable
         {
             throw bad($"the deflated data of zip entry '{entry.Name}' is corrupt after {position} bytes ({e.Message})");
         }
-        if (n == 0) throw bad($"the deflated data of zip entry '{entry.Name}' ended after {position} of its declared {entry.Length} bytes");
+        if (n == 0 && !allowEnd) throw bad($"the deflated data of zip entry '{entry.Name}' ended after {position} of its declared {entry.Length} bytes");
         return n;
+    }
+
+    /// <summary>
+    /// Reads all of <paramref name="entry"/>'s data and checks it against the CRC-32 the archive recorded: a copy damaged
+    /// on disk or on the way (a flipped bit, a torn write) is refused here instead of loading as different numbers.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The data does not match its CRC-32: the message says the file is corrupted.</exception>
+    public void Verify(ZipEntry entry)
+    {
+        var crc = new System.IO.Hashing.Crc32();
+        var buffer = new byte[1 << 20];
+        long total = 0;
+        using (var s = OpenRead(entry))
+        {
+            int n;
+            while ((n = entry.Method == 0 ? s.Read(buffer) : Inflate((DeflateStream)s, buffer, entry, total, allowEnd: true)) > 0)
+            {
+                crc.Append(buffer.AsSpan(0, n));
+                total += n;
+            }
+        }
+        uint actual = crc.GetCurrentHashAsUInt32();
+        if (total != entry.Length || actual != entry.Crc32)
+            throw bad($"the file is corrupted: zip entry '{entry.Name}' has CRC-32 {actual:x8} over {total} bytes, but the archive " +
+                      $"records {entry.Crc32:x8} over {entry.Length} (a damaged copy; copy or download it again)");
     }
 
     /// <summary>Closes the file.</summary>
