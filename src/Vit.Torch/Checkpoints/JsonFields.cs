@@ -22,6 +22,27 @@ internal static class JsonFields
         return Parse(fs, path);
     }
 
+    /// <summary>Reads every string of the tree once, so that one that cannot become text fails at parsing.</summary>
+    private static void CheckStrings(JsonNode? node)
+    {
+        switch (node)
+        {
+            case JsonObject o:
+                foreach (var (key, value) in o)
+                {
+                    _ = key.Length;
+                    CheckStrings(value);
+                }
+                break;
+            case JsonArray a:
+                foreach (var item in a) CheckStrings(item);
+                break;
+            case JsonValue v when v.GetValueKind() == System.Text.Json.JsonValueKind.String:
+                _ = v.GetValue<string>();
+                break;
+        }
+    }
+
     /// <summary>Parses a JSON object from a stream, reading at most <see cref="MaxBytes"/> bytes whatever the stream claims.</summary>
     public static JsonObject Parse(Stream stream, string source)
     {
@@ -33,14 +54,22 @@ internal static class JsonFields
             if (buffer.Length + n > MaxBytes) throw new InvalidDataException($"{source} is larger than a configuration can be ({MaxBytes} bytes)");
             buffer.Write(chunk, 0, n);
         }
+        var bytes = buffer.GetBuffer().AsSpan(0, (int)buffer.Length);
+        if (!System.Text.Unicode.Utf8.IsValid(bytes)) throw new InvalidDataException($"{source} is not valid UTF-8 text");
         JsonNode? node;
         try
         {
-            node = JsonNode.Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length), documentOptions: new JsonDocumentOptions { MaxDepth = 64, AllowDuplicateProperties = false });
+            node = JsonNode.Parse(bytes, documentOptions: new JsonDocumentOptions { MaxDepth = 64, AllowDuplicateProperties = false });
+            CheckStrings(node);
         }
         catch (JsonException e)
         {
             throw new InvalidDataException($"{source} is not valid JSON ({e.Message})", e);
+        }
+        catch (InvalidOperationException e)
+        {
+            // An escape that is no character (a lone surrogate, \ud800): found here, not in whichever field reads it.
+            throw new InvalidDataException($"{source} holds a string that is not valid text ({e.Message})", e);
         }
         return node as JsonObject ?? throw new InvalidDataException($"{source} is not a JSON object");
     }

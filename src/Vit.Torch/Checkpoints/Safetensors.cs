@@ -312,7 +312,7 @@ public static unsafe class Safetensors
     private static void VerifyData(Stream stream, SafetensorsHeader header, string recorded, string source)
     {
         var crc = new System.IO.Hashing.Crc32();
-        var buffer = new byte[1 << 20];
+        var buffer = new byte[(int)Math.Clamp(header.DataLength, 4096, 1 << 20)];
         stream.Position = header.DataStart;
         for (long left = header.DataLength; left > 0;)
         {

@@ -215,7 +215,7 @@ internal sealed class ZipReader : IDisposable
     public void Verify(ZipEntry entry)
     {
         var crc = new System.IO.Hashing.Crc32();
-        var buffer = new byte[1 << 20];
+        var buffer = new byte[(int)Math.Clamp(entry.Length, 4096, 1 << 20)];
         long total = 0;
         using (var s = OpenRead(entry))
         {

@@ -80,6 +80,37 @@ int to_cv_interp(int interp, bool for_resize) {
   }
 }
 
+// cv::resize, except where OpenCV 4.6's INTER_NEAREST_EXACT would read outside the source. Its resizeNN_bitexact
+// takes the 16.16 fixed-point step of each axis as ((side << 16) + to / 2) / to in int, which overflows for a
+// source side of 32768 or more (the offsets go negative: a 63000x8 JPEG resized to 13x21 read up to 7 KB before
+// the pixels and crashed, found by tools/fuzz-native), and starts at offset step / 2 - 1 = -1 when a 1-pixel
+// side is stretched to more than 43690. In those cases the same mapping is computed here in 64 bits and clamped
+// to the source; elsewhere OpenCV's own code runs (they give identical pixels).
+void resize_into(const cv::Mat& src, cv::Mat& dst, cv::Size size, int flag) {
+  auto step_of = [](int from, int to) { return ((int64_t{from} << 16) + to / 2) / to; };
+  auto opencv_safe = [&](int from, int to) { return from < (1 << 15) && step_of(from, to) >= 2; };
+  if (flag != cv::INTER_NEAREST_EXACT || size == src.size() ||
+      (opencv_safe(src.cols, size.width) && opencv_safe(src.rows, size.height))) {
+    cv::resize(src, dst, size, 0, 0, flag);
+    return;
+  }
+  auto offsets = [&](int from, int to) {
+    const int64_t step = step_of(from, to), start = step / 2 - 1;
+    std::vector<int> o(static_cast<size_t>(to));
+    for (int i = 0; i < to; ++i) o[i] = static_cast<int>(std::clamp<int64_t>((step * i + start) >> 16, 0, from - 1));
+    return o;
+  };
+  const std::vector<int> xs = offsets(src.cols, size.width), ys = offsets(src.rows, size.height);
+  cv::Mat out(size, src.type());
+  const size_t px = src.elemSize();
+  for (int y = 0; y < size.height; ++y) {
+    const uchar* s = src.ptr(ys[y]);
+    uchar* d = out.ptr(y);
+    for (int x = 0; x < size.width; ++x) std::memcpy(d + x * px, s + static_cast<size_t>(xs[x]) * px, px);
+  }
+  dst = out;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Header probing: the size before decoding, and whether the data is complete
 // ---------------------------------------------------------------------------------------------------------
@@ -696,7 +727,7 @@ VIT_API int vit_image_resize(const VitImage* img, int w, int h, int mode, int in
   auto scaled = [&](int sw, int sh) {
     if (sw == m.cols && sh == m.rows) return m;
     cv::Mat o;
-    cv::resize(m, o, cv::Size(sw, sh), 0, 0, flag);
+    resize_into(m, o, cv::Size(sw, sh), flag);
     return o;
   };
   switch (mode) {
@@ -739,7 +770,7 @@ VIT_API int vit_image_crop_resize(const VitImage* img, int x, int y, int w, int 
   if (out_w == w && out_h == h)
     o = roi.clone();
   else
-    cv::resize(roi, o, cv::Size(out_w, out_h), 0, 0, to_cv_interp(interp, true));
+    resize_into(roi, o, cv::Size(out_w, out_h), to_cv_interp(interp, true));
   *out = wrap(std::move(o));
   VIT_CATCH
 }

@@ -1,0 +1,77 @@
+using System.IO.Compression;
+using Vit.Torch.Checkpoints;
+using Vit.Torch.Imaging;
+using Vit.Torch.Model;
+
+namespace Vit.Torch.Tests;
+
+/// <summary>
+/// What the fuzzers found, kept: each input (Fixtures/fuzz/, as the fuzzer wrote it) must now be refused with an
+/// <see cref="InvalidDataException"/> that names the file, where it once escaped as another exception.
+/// </summary>
+[TestClass]
+public sealed class FuzzFixtureTests : TempDirectoryTests
+{
+    private static readonly VitConfig Tiny = new()
+    {
+        ImageSize = 8, PatchSize = 4, Channels = 3, Dim = 8, Depth = 1, Heads = 2, MlpDim = 16, NumClasses = 3,
+    };
+
+    private static byte[] Fixture(string name) => File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "Fixtures", "fuzz", name));
+
+    private string ZipWithModelJson(byte[] json)
+    {
+        Torch.ManualSeed(3);
+        using var model = new VisionTransformer(Tiny);
+        var good = Path.Combine(Dir, "good.zip");
+        VitModelZip.Save(good, model, ["a", "b", "c"], new VitPreprocessing(8, 3, Normalization.ImageNet));
+        var path = Path.Combine(Dir, "fuzzed.zip");
+        using (var read = ZipFile.OpenRead(good))
+        using (var write = ZipFile.Open(path, ZipArchiveMode.Create))
+            foreach (var e in read.Entries)
+            {
+                using var from = e.Open();
+                using var to = write.CreateEntry(e.FullName, CompressionLevel.NoCompression).Open();
+                if (e.FullName == VitModelZip.ModelEntry) to.Write(json);
+                else from.CopyTo(to);
+            }
+        return path;
+    }
+
+    [TestMethod]
+    public void AModelJsonWithInvalidUtf8IsRefusedNamingTheFile()
+    {
+        // Found by tools/Vit.Fuzz (model-json): bytes 0xFF in a key. It escaped as InvalidOperationException ("Cannot
+        // transcode invalid UTF-8") from whichever field read the string.
+        var zip = ZipWithModelJson(Fixture("model-json-invalid-utf8.json"));
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => VitModelZip.Load(zip, null, out _, out _));
+        StringAssert.Contains(e.Message, zip);
+        StringAssert.Contains(e.Message, "UTF-8");
+    }
+
+    [TestMethod]
+    public void AModelJsonWithALoneSurrogateEscapeIsRefusedNamingTheFile()
+    {
+        // Valid UTF-8 bytes, but an escape that is no character: the same escape, caught at parsing.
+        var json = System.Text.Encoding.UTF8.GetString(Fixture("model-json-invalid-utf8.json").Select(b => b == 0xFF ? (byte)'x' : b).ToArray())
+            .Replace("\"Vit for .NET\"", "\"Vit \\ud800 .NET\"", StringComparison.Ordinal);
+        var zip = ZipWithModelJson(System.Text.Encoding.UTF8.GetBytes(json));
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => VitModelZip.Load(zip, null, out _, out _));
+        StringAssert.Contains(e.Message, zip);
+        StringAssert.Contains(e.Message, "not valid text");
+    }
+
+    [TestMethod]
+    public void AHuggingFaceConfigWithInvalidUtf8IsRefusedNamingTheFile()
+    {
+        // Found by tools/Vit.Fuzz (hf-config): an invalid byte inside id2label, read by CheckpointFolders.ReadId2Label.
+        Torch.ManualSeed(3);
+        using var model = new VisionTransformer(Tiny);
+        var dir = Path.Combine(Dir, "hf");
+        model.SavePretrained(dir, new VitPreprocessing(8, 3, Normalization.ImageNet), ["a", "b", "c"]);
+        File.WriteAllBytes(Path.Combine(dir, "config.json"), Fixture("hf-config-invalid-utf8-id2label.json"));
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => PretrainedVit.Load(dir));
+        StringAssert.Contains(e.Message, "config.json");
+        StringAssert.Contains(e.Message, "UTF-8");
+    }
+}
