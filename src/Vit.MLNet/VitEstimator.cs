@@ -344,7 +344,8 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
 
         var device = Engine.ResolveDevice(o.Device, o.FallbackToCpu);
         var imageType = (ImageDataViewType)input.Schema[o.ImageColumnName].Type;
-        Engine.ManualSeed((ulong)seed);
+        // The model's initialisation and the training draw from this Fit's own generator (see Torch.UseThreadGenerator).
+        using var generator = Engine.UseThreadGenerator((ulong)seed);
         var (model, preprocessing, continueFrom) = CreateModel(labels, imageType);
         VitTransformer fitted;
         try

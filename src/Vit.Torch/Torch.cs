@@ -17,11 +17,50 @@ public static unsafe class Torch
         }
     }
 
-    /// <summary>Seeds libtorch's global generator (initialisation, dropout, randperm).</summary>
+    /// <summary>Seeds the generator this thread draws from (initialisation, dropout, randperm): its own within
+    /// <see cref="UseThreadGenerator"/>, else libtorch's global one.</summary>
     public static void ManualSeed(ulong seed)
     {
         EnsureLoaded();
         Check(vit_manual_seed(seed));
+    }
+
+    [ThreadStatic] private static int threadGenerators;
+
+    /// <summary>
+    /// Gives this thread its own generator, seeded with <paramref name="seed"/>, until the result is disposed: the
+    /// random ops it runs (initialisation, dropout, drop path, randperm) draw from it and not from the global one, so
+    /// that work on other threads neither disturbs it nor is disturbed. It draws what the global generator draws
+    /// after <c>ManualSeed(seed)</c>. <see cref="Training.Trainer.Fit"/> and <c>VitEstimator.Fit</c> run inside one, so two
+    /// trainings on two threads each repeat exactly. Nested uses restore the outer generator's state.
+    /// </summary>
+    public static IDisposable UseThreadGenerator(ulong seed)
+    {
+        EnsureLoaded();
+        var outer = threadGenerators > 0 ? GetRngState().DetachFromScope() : null;
+        Check(vit_thread_generator_set(1, seed));
+        threadGenerators++;
+        return new ThreadGeneratorScope(outer);
+    }
+
+    private sealed class ThreadGeneratorScope(Tensor? outer) : IDisposable
+    {
+        private bool done;
+
+        public void Dispose()
+        {
+            if (done) return;
+            done = true;
+            threadGenerators--;
+            if (outer is null)
+            {
+                Check(vit_thread_generator_set(0, 0));
+                return;
+            }
+            Check(vit_thread_generator_set(1, 0));
+            SetRngState(outer);
+            outer.Dispose();
+        }
     }
 
     /// <summary>The state of libtorch's global CPU generator (torch.get_rng_state): a new uint8 tensor the caller owns.</summary>

@@ -75,3 +75,40 @@ public sealed class FuzzFixtureTests : TempDirectoryTests
         StringAssert.Contains(e.Message, "UTF-8");
     }
 }
+
+/// <summary>The native decoders' finding (eng/fuzz-native.sh): OpenCV 4.6's exact nearest-neighbour resize read outside
+/// a source with a side of 32768 or more.</summary>
+[TestClass]
+public sealed class WideImageResizeTests
+{
+    [TestMethod]
+    public void TheFuzzedJpegOf63000By8ResizesWithNearestInsideTheImage()
+    {
+        // Found by libFuzzer with ASan: decoding is fine; resizing to 13x21 with nearest read 7 KB before the pixels.
+        var bytes = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "Fixtures", "fuzz", "jpeg-63000x8-resize-nearest-oob-read.jpg"));
+        using var image = Imaging.Image.Decode(bytes, sourceName: "fuzzed.jpg");
+        Assert.AreEqual(63000, image.Width);
+        using var small = image.Resize(13, 21, Imaging.ResizeMode.Stretch, Imaging.Interpolation.Nearest);
+        Assert.AreEqual((13, 21), (small.Width, small.Height));
+    }
+
+    [TestMethod]
+    public void NearestFromAWideSourcePicksTheColumnsOfTheCentresFormula()
+    {
+        // 40000 x 2, column x holding x mod 251: output column i must come from source column floor((i + 0.5) * 40000 / 13)
+        // (give or take one at a rounding edge of OpenCV's 16.16 fixed point).
+        const int w = 40000, to = 13;
+        var px = new byte[w * 2];
+        for (int y = 0; y < 2; y++)
+            for (int x = 0; x < w; x++) px[y * w + x] = (byte)(x % 251);
+        using var wide = Imaging.Image.FromPixels(px, w, 2, 1);
+        using var small = wide.Resize(to, 2, Imaging.ResizeMode.Stretch, Imaging.Interpolation.Nearest);
+        var got = small.ToBytes();
+        for (int i = 0; i < to; i++)
+        {
+            int centre = (int)Math.Floor((i + 0.5) * w / to);
+            var allowed = new[] { centre - 1, centre, centre + 1 }.Where(c => c >= 0 && c < w).Select(c => (byte)(c % 251)).ToArray();
+            CollectionAssert.Contains(allowed, got[i], $"output column {i}");
+        }
+    }
+}

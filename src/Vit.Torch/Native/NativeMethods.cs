@@ -14,7 +14,7 @@ internal static unsafe partial class NativeMethods
     internal const string Lib = "vit_native";
 
     /// <summary>The ABI version this assembly was written against; the shim must report the same.</summary>
-    internal const int ExpectedAbiVersion = 8;
+    internal const int ExpectedAbiVersion = 9;
 
     /// <summary>The libtorch major.minor the shim is built and tested against.</summary>
     internal const string ExpectedTorchVersion = "1.13";
@@ -138,6 +138,7 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(Lib)] internal static partial int vit_parallel_info(byte* buf, int cap);
     [LibraryImport(Lib)] internal static partial int vit_cuda_device_count(out int count);
     [LibraryImport(Lib)] internal static partial int vit_manual_seed(ulong seed);
+    [LibraryImport(Lib)] internal static partial int vit_thread_generator_set(int use, ulong seed);
     [LibraryImport(Lib)] internal static partial int vit_rng_get_state(out IntPtr o);
     [LibraryImport(Lib)] internal static partial int vit_rng_set_state(TensorHandle state);
     [LibraryImport(Lib)] internal static partial int vit_grad_set_enabled(int enabled, out int previous);

@@ -51,7 +51,9 @@ public sealed class Trainer
         var o = Options;
         if (o.EarlyStopping is not null && evaluation is null)
             throw new ArgumentException("early stopping needs an evaluation (validation) set", nameof(evaluation));
-        Torch.ManualSeed(o.Seed);
+        // This run's own generator (not the process's): a training on another thread neither changes its draws nor
+        // sees them.
+        using var generator = Torch.UseThreadGenerator(o.Seed);
         var group = o.Distributed;
         bool lead = group is null || group.Rank == 0;  // rank 0 writes the checkpoints and reports
         bool dist = group is { WorldSize: > 1 };

@@ -10,6 +10,7 @@
 //    is 2x (forward) to 3x (backward) faster, so bfloat16 softmax goes to oneDNN when the CPU has AVX-512.
 // Results are the same mathematics as the ATen chain; in float32 and float64 every kernel is ATen's.
 #include "vit_fused.h"
+#include "vit_tensor_list.h"
 
 #include <ATen/autocast_mode.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
@@ -107,7 +108,7 @@ struct SelfAttention : public torch::autograd::Function<SelfAttention> {
     at::Tensor mask;
     auto pd = p;
     if (train && dropout > 0) {
-      mask = at::empty_like(p).bernoulli_(1.0 - dropout);               // kept with probability 1 - p
+      mask = at::empty_like(p).bernoulli_(1.0 - dropout, vit::thread_generator());  // kept with probability 1 - p
       pd = p * mask * (1.0 / (1.0 - dropout));
     }
     auto o = at::bmm(pd, v);                                            // (BH, N, Dh)

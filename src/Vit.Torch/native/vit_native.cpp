@@ -31,9 +31,9 @@
 #include <vector>
 
 // Bumped whenever an export's signature or meaning changes; checked by the C# loader.
-static constexpr int kAbiVersion = 8;  // 2: imaging exports (vit_imaging.cpp); 3: interpolate, AdamW lr scales; 4: generator state;
+static constexpr int kAbiVersion = 9;  // 2: imaging exports (vit_imaging.cpp); 3: interpolate, AdamW lr scales; 4: generator state;
                                        // 5: autocast, inference mode, fused attention, linear + GELU; 6: per-thread threads; 7: c10d/Gloo;
-                                       // 8: bucketed gradient allreduce
+                                       // 8: bucketed gradient allreduce; 9: per-thread generators
 
 using T = at::Tensor;
 
@@ -250,9 +250,26 @@ VIT_API int vit_cuda_device_count(int* out) {
   VIT_CATCH
 }
 
+// Seeds the generator this thread draws from (its own, when one is set; else the global one, torch.manual_seed).
 VIT_API int vit_manual_seed(uint64_t seed) {
   VIT_TRY
-  torch::manual_seed(seed);
+  if (auto g = vit::thread_generator()) {
+    std::lock_guard<std::mutex> lock(g->mutex());
+    g->set_current_seed(seed);
+  } else {
+    torch::manual_seed(seed);
+  }
+  VIT_CATCH
+}
+
+// Gives this thread its own CPU generator seeded with `seed` (use != 0), or goes back to the global one (use == 0).
+// A fresh generator seeded s draws what the global one draws after manual_seed(s).
+VIT_API int vit_thread_generator_set(int use, uint64_t seed) {
+  VIT_TRY
+  if (use != 0)
+    vit::g_thread_generator = at::detail::createCPUGenerator(seed);
+  else
+    vit::g_thread_generator.reset();
   VIT_CATCH
 }
 
@@ -261,7 +278,7 @@ VIT_API int vit_manual_seed(uint64_t seed) {
 VIT_API int vit_rng_get_state(T** out) {
   VIT_TRY
   check_out(out);
-  auto gen = at::detail::getDefaultCPUGenerator();
+  auto gen = vit::current_generator();
   std::lock_guard<std::mutex> lock(gen.mutex());
   *out = wrap(gen.get_state());
   VIT_CATCH
@@ -270,7 +287,7 @@ VIT_API int vit_rng_get_state(T** out) {
 // Restores a state from vit_rng_get_state (torch.set_rng_state); libtorch checks its size and type.
 VIT_API int vit_rng_set_state(const T* state) {
   VIT_TRY
-  auto gen = at::detail::getDefaultCPUGenerator();
+  auto gen = vit::current_generator();
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(ref(state));
   VIT_CATCH
@@ -408,9 +425,9 @@ VIT_API int vit_tensor_random(const int64_t* dims, int n, int kind, int dtype, i
   check_out(out);
   auto opts = options(dtype, dev, dev_index);
   if (kind == 0)
-    *out = wrap(at::randn(dims_of(dims, n), opts));
+    *out = wrap(at::randn(dims_of(dims, n), vit::thread_generator(), opts));
   else if (kind == 1)
-    *out = wrap(at::rand(dims_of(dims, n), opts));
+    *out = wrap(at::rand(dims_of(dims, n), vit::thread_generator(), opts));
   else
     throw std::invalid_argument("unknown random kind");
   VIT_CATCH
@@ -420,7 +437,7 @@ VIT_API int vit_tensor_random(const int64_t* dims, int n, int kind, int dtype, i
 VIT_API int vit_tensor_randperm(int64_t n, T** out) {
   VIT_TRY
   check_out(out);
-  *out = wrap(at::randperm(n, at::TensorOptions().dtype(at::kLong)));
+  *out = wrap(at::randperm(n, vit::thread_generator(), at::TensorOptions().dtype(at::kLong)));
   VIT_CATCH
 }
 
@@ -914,7 +931,17 @@ VIT_API int vit_nn_dropout(const T* x, double p, int train, T** out) {
   VIT_TRY
   check_out(out);
   check_unit_interval(p, "dropout probability");
-  *out = wrap(at::dropout(ref(x), p, train != 0));
+  const auto& input = ref(x);
+  if (train == 0 || p == 0) {
+    *out = wrap(input);  // as at::dropout: the input itself when not training
+  } else if (p == 1) {
+    *out = wrap(input * 0);
+  } else {
+    // at::dropout's own CPU arithmetic (a Bernoulli(1 - p) mask scaled by 1 / (1 - p)), from this thread's generator.
+    auto noise = at::empty_like(input, at::MemoryFormat::Preserve).bernoulli_(1 - p, vit::thread_generator());
+    noise.div_(1 - p);
+    *out = wrap(input * noise);
+  }
   VIT_CATCH
 }
 
@@ -958,7 +985,7 @@ VIT_API int vit_tensor_bernoulli(const int64_t* dims, int n, double p, int dtype
   VIT_TRY
   check_out(out);
   check_unit_interval(p, "bernoulli probability");
-  *out = wrap(at::empty(dims_of(dims, n), options(dtype, dev, dev_index)).bernoulli_(p));
+  *out = wrap(at::empty(dims_of(dims, n), options(dtype, dev, dev_index)).bernoulli_(p, vit::thread_generator()));
   VIT_CATCH
 }
 
@@ -1010,14 +1037,14 @@ VIT_API int vit_tensor_mul_scalar_(T* t, double s) {
 VIT_API int vit_tensor_normal_(T* t, double mean, double std) {
   VIT_TRY
   at::NoGradGuard guard;
-  mref(t).normal_(mean, std);
+  mref(t).normal_(mean, std, vit::thread_generator());
   VIT_CATCH
 }
 
 VIT_API int vit_tensor_uniform_(T* t, double lo, double hi) {
   VIT_TRY
   at::NoGradGuard guard;
-  mref(t).uniform_(lo, hi);
+  mref(t).uniform_(lo, hi, vit::thread_generator());
   VIT_CATCH
 }
 
@@ -1031,7 +1058,7 @@ VIT_API int vit_tensor_trunc_normal_(T* t, double mean, double std, double lo, d
   auto cdf = [](double x) { return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))); };
   const double l = cdf((lo - mean) / std), u = cdf((hi - mean) / std);
   auto& x = mref(t);
-  x.uniform_(2 * l - 1, 2 * u - 1);
+  x.uniform_(2 * l - 1, 2 * u - 1, vit::thread_generator());
   x.erfinv_();
   x.mul_(std * std::sqrt(2.0));
   x.add_(mean);

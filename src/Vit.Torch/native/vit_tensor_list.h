@@ -2,12 +2,23 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace vit {
+
+// The generator this thread's random ops draw from: one a caller set for the thread (vit_thread_generator_set, so
+// that two trainings on two threads each draw their own sequence), else libtorch's default (global) CPU generator.
+inline thread_local c10::optional<at::Generator> g_thread_generator;
+
+inline c10::optional<at::Generator> thread_generator() { return g_thread_generator; }
+
+inline at::Generator current_generator() {
+  return g_thread_generator.has_value() ? *g_thread_generator : at::detail::getDefaultCPUGenerator();
+}
 
 // The tensors of `n` handles (a null array, a null or undefined handle, or a negative count is refused, naming
 // `what` and the position); with `cpu_contiguous`, each must also be a contiguous CPU tensor (Gloo's collectives).
