@@ -15,7 +15,7 @@ public sealed unsafe partial class Tensor : IDisposable
     private Tensor(IntPtr raw)
     {
         handle = new TensorHandle(raw);
-        TensorScope.Track(this);
+        if (!TensorScope.Track(this)) handle.ReportPressure();  // outside a scope only a Dispose or the finalizer frees it
     }
 
     static Tensor() => EnsureLoaded();

@@ -18,22 +18,41 @@ public sealed class TensorScope : IDisposable
 
     private readonly TensorScope? parent;
     private readonly List<Tensor> owned = new();
-    private bool disposed;
+    private volatile bool disposed;
+
+    private readonly int owner = Environment.CurrentManagedThreadId;
 
     private TensorScope(TensorScope? parent) => this.parent = parent;
 
-    /// <summary>Opens a scope on this thread; dispose it on the same thread.</summary>
-    public static TensorScope Begin() => current = new TensorScope(current);
+    /// <summary>Opens a scope on this thread; dispose it on the same thread (not across an <c>await</c>, which may
+    /// resume on another thread: open the scope between awaits, or dispose the tensors yourself).</summary>
+    public static TensorScope Begin() => current = new TensorScope(Live());
 
     /// <summary>The innermost open scope of this thread, if any.</summary>
-    public static TensorScope? Current => current;
+    public static TensorScope? Current => Live();
+
+    /// <summary>This thread's innermost scope that is still open: a scope disposed from another thread (after an await)
+    /// is left behind here, and must not go on collecting this thread's tensors.</summary>
+    private static TensorScope? Live()
+    {
+        var s = current;
+        while (s is { disposed: true }) s = s.parent;
+        return current = s;
+    }
 
     internal TensorScope? Parent => parent;
 
     /// <summary>Number of tensors this scope will free.</summary>
     public int Count => owned.Count;
 
-    internal static void Track(Tensor t) => current?.owned.Add(t);
+    /// <summary>Records <paramref name="t"/> in this thread's scope; false when there is none (the caller owns it).</summary>
+    internal static bool Track(Tensor t)
+    {
+        var s = current is { disposed: true } ? Live() : current;
+        if (s is null) return false;
+        s.owned.Add(t);
+        return true;
+    }
 
     internal bool Remove(Tensor t)
     {
@@ -58,10 +77,21 @@ public sealed class TensorScope : IDisposable
     public void Dispose()
     {
         if (disposed) return;
-        // Checked before marking this scope disposed, so a wrong-order Dispose leaves every scope usable.
-        if (!ReferenceEquals(current, this))
+        if (owner != Environment.CurrentManagedThreadId)
+        {
+            // Across an await: free what it holds and close it, so that the thread that began it stops recording into
+            // it (it is skipped there from now on), then say what went wrong.
+            disposed = true;
+            foreach (var t in owned) t.Dispose();
+            owned.Clear();
             throw new InvalidOperationException(
-                "TensorScope disposed out of order or on another thread: dispose the innermost scope first, on the thread that began it");
+                "TensorScope disposed on another thread than the one that began it (an await between Begin and Dispose?): its " +
+                "tensors are freed, but those made after the thread changed were not recorded in it. Open scopes between awaits.");
+        }
+        // Checked before marking this scope disposed, so a wrong-order Dispose leaves every scope usable.
+        if (!ReferenceEquals(Live(), this))
+            throw new InvalidOperationException(
+                "TensorScope disposed out of order: dispose the innermost scope first, on the thread that began it");
         disposed = true;
         current = parent;
         foreach (var t in owned) t.Dispose();

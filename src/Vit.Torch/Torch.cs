@@ -25,6 +25,32 @@ public static unsafe class Torch
         Check(vit_manual_seed(seed));
     }
 
+    /// <summary>A process-wide setting the library applies once, on first use (see <see cref="ProcessSettings"/>).</summary>
+    /// <param name="MallocTuned">glibc malloc keeps freed blocks up to 64 MiB (off: VIT_TUNE_MALLOC=0).</param>
+    /// <param name="TorchThreads">libtorch's intra-op threads as set (null: left alone, VIT_THREADS=keep; n: VIT_THREADS=n).</param>
+    /// <param name="BlasThreads">OpenBLAS's threads as set (1; null with VIT_THREADS=keep).</param>
+    public sealed record ProcessSettingsInfo(bool MallocTuned, int? TorchThreads, int? BlasThreads)
+    {
+        /// <summary>OpenCV's threads as set on first use of images (1; VIT_OPENCV_THREADS=n or =keep; null: left alone or
+        /// images not used yet).</summary>
+        public int? OpenCvThreads => Imaging.Image.OpenCvThreads;
+    }
+
+    /// <summary>
+    /// The process-wide settings this library applied on its first use, each once and each with an opt-out
+    /// (environment variables read at that moment): glibc malloc tuning (VIT_TUNE_MALLOC=0), libtorch and OpenBLAS
+    /// thread counts (VIT_THREADS=n|keep), OpenCV's thread count (VIT_OPENCV_THREADS=n|keep). The random generator is
+    /// not among them: trainings draw from their own (<see cref="UseThreadGenerator"/>).
+    /// </summary>
+    public static ProcessSettingsInfo ProcessSettings
+    {
+        get
+        {
+            EnsureLoaded();
+            return Native.NativeMethods.AppliedSettings!;
+        }
+    }
+
     [ThreadStatic] private static int threadGenerators;
 
     /// <summary>

@@ -24,6 +24,15 @@ internal static class Program
         }
         if (args is ["dist-worker", var store, var rank, var world, var mode])
             return DistributedTests.Worker(store, int.Parse(rank, CultureInfo.InvariantCulture), int.Parse(world, CultureInfo.InvariantCulture), mode);
+        if (args is ["settings"])
+        {
+            // What the library set on its first use in this process (the test sets the opt-outs in the environment).
+            var s = Torch.ProcessSettings;
+            using (var probe = Imaging.Image.FromPixels(new byte[3], 1, 1, 3)) { }
+            Console.Out.WriteLine($"malloc {s.MallocTuned} torch {s.TorchThreads?.ToString() ?? "kept"} blas {s.BlasThreads?.ToString() ?? "kept"} " +
+                                  $"opencv {s.OpenCvThreads?.ToString() ?? "kept"} actual {Torch.Threads.Torch}");
+            return 0;
+        }
         if (args is ["dist-train", var trainStore, var trainRank, var trainWorld, var output, var trainMode])
             return DataParallelTests.Worker(trainStore, int.Parse(trainRank, CultureInfo.InvariantCulture), int.Parse(trainWorld, CultureInfo.InvariantCulture), output, trainMode);
         Console.Error.WriteLine("usage: dotnet Vit.Torch.Tests.dll loader-fingerprint SEED | train-resumable DIR | dist-worker STORE RANK WORLD MODE | dist-train STORE RANK WORLD DIR MODE (tests run through dotnet test)");

@@ -65,3 +65,37 @@ public sealed class ThreadGeneratorTests
         Assert.HasCount(32, nestedOuter);
     }
 }
+
+/// <summary>The process-wide settings: applied once on first use, reported, and each left alone when asked.</summary>
+[TestClass]
+public sealed class ProcessSettingsTests
+{
+    private static string Child(params (string Key, string Value)[] env)
+    {
+        var host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
+        if (string.IsNullOrEmpty(host)) host = Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? Environment.ProcessPath! : "dotnet";
+        var psi = new System.Diagnostics.ProcessStartInfo(host, [typeof(ProcessSettingsTests).Assembly.Location, "settings"])
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true,
+        };
+        foreach (var k in new[] { "VIT_TUNE_MALLOC", "VIT_THREADS", "VIT_OPENCV_THREADS", "OMP_NUM_THREADS" }) psi.Environment.Remove(k);
+        foreach (var (k, v) in env) psi.Environment[k] = v;
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var output = p.StandardOutput.ReadToEnd().Trim();
+        var err = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        Assert.AreEqual(0, p.ExitCode, err);
+        return output;
+    }
+
+    [TestMethod]
+    public void DefaultsAreReportedAndEachOptOutLeavesItsSettingAlone()
+    {
+        int cores = Environment.ProcessorCount;
+        Assert.AreEqual($"malloc True torch {cores} blas 1 opencv 1 actual {cores}", Child());
+        // OMP_NUM_THREADS=1 is libtorch's own default then: kept, it stays 1 instead of becoming every core.
+        Assert.AreEqual("malloc False torch kept blas kept opencv kept actual 1",
+            Child(("VIT_TUNE_MALLOC", "0"), ("VIT_THREADS", "keep"), ("VIT_OPENCV_THREADS", "keep"), ("OMP_NUM_THREADS", "1")));
+        Assert.AreEqual("malloc True torch 1 blas 1 opencv 2 actual 1", Child(("VIT_THREADS", "1"), ("VIT_OPENCV_THREADS", "2")));
+    }
+}

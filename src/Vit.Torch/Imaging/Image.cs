@@ -20,9 +20,15 @@ public sealed unsafe partial class Image : IDisposable
     {
         EnsureLoaded();
         // Loaders decode and augment several images in parallel, one per worker; OpenCV's own thread pool
-        // inside each resize would only compete with them and with libtorch for the same cores.
-        Check(vit_image_set_threads(1));
+        // inside each resize would only compete with them and with libtorch for the same cores. VIT_OPENCV_THREADS=n
+        // sets n instead, VIT_OPENCV_THREADS=keep leaves OpenCV's setting alone.
+        var env = Environment.GetEnvironmentVariable("VIT_OPENCV_THREADS");
+        OpenCvThreads = env == "keep" ? null : int.TryParse(env, out var n) && n > 0 ? n : 1;
+        if (OpenCvThreads is { } threads) Check(vit_image_set_threads(threads));
     }
+
+    /// <summary>OpenCV's thread count as this library set it on first use of images (null: left alone).</summary>
+    internal static int? OpenCvThreads { get; private set; }
 
     private Image(IntPtr raw)
     {

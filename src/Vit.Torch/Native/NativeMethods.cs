@@ -51,13 +51,21 @@ internal static unsafe partial class NativeMethods
             throw new TorchException(
                 $"libtorch {version} is linked, but Vit.Torch is built and tested against {ExpectedTorchVersion}. " +
                 InstallHint);
+        // The process-wide settings, applied here once and recorded in Torch.ProcessSettings; each has its opt-out.
         // VIT_TUNE_MALLOC=0 leaves glibc's malloc settings alone (see vit_runtime_init).
-        Check(vit_runtime_init(Environment.GetEnvironmentVariable("VIT_TUNE_MALLOC") == "0" ? 0 : 1));
-        // Default threads: every core for libtorch, one for OpenBLAS (measured best; see Torch.SetThreads).
-        var threads = int.TryParse(Environment.GetEnvironmentVariable("VIT_THREADS"), out var t) && t > 0 ? t : Environment.ProcessorCount;
-        Check(vit_threads_set(threads, 1));
+        bool tune = Environment.GetEnvironmentVariable("VIT_TUNE_MALLOC") != "0";
+        Check(vit_runtime_init(tune ? 1 : 0));
+        // Default threads: every core for libtorch, one for OpenBLAS (measured best; see Torch.SetThreads);
+        // VIT_THREADS=n for n, VIT_THREADS=keep to leave both as the process has them.
+        var env = Environment.GetEnvironmentVariable("VIT_THREADS");
+        int? threads = env == "keep" ? null : int.TryParse(env, out var t) && t > 0 ? t : Environment.ProcessorCount;
+        if (threads is { } n) Check(vit_threads_set(n, 1));
+        AppliedSettings = new Torch.ProcessSettingsInfo(tune, threads, threads is null ? null : 1);
         return true;
     }, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    /// <summary>What <see cref="EnsureLoaded"/> set (see <see cref="Torch.ProcessSettings"/>).</summary>
+    internal static Torch.ProcessSettingsInfo? AppliedSettings { get; private set; }
 
     internal static string TorchVersion
     {
@@ -163,6 +171,7 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(Lib)] internal static partial int vit_tensor_bernoulli(long* dims, int n, double p, int dtype, int dev, int devIndex, out IntPtr o);
     [LibraryImport(Lib)] internal static partial int vit_tensor_from_data(void* data, long nbytes, long* dims, int n, int dtype, out IntPtr o);
     [LibraryImport(Lib)] internal static partial int vit_tensor_copy_to(TensorHandle t, void* dst, long nbytes);
+    [LibraryImport(Lib)] internal static partial int vit_tensor_nbytes(IntPtr t, out long bytes);
     [LibraryImport(Lib)] internal static partial int vit_tensor_data_ptr(TensorHandle t, out IntPtr ptr);
     [LibraryImport(Lib)] internal static partial int vit_tensor_ndim(TensorHandle t, out int n);
     [LibraryImport(Lib)] internal static partial int vit_tensor_shape(TensorHandle t, long* dims, int cap);

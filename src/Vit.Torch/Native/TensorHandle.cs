@@ -21,10 +21,28 @@ internal sealed class TensorHandle : SafeHandle
     /// <inheritdoc />
     public override bool IsInvalid => handle == IntPtr.Zero;
 
+    /// <summary>Tensors of at least this many bytes tell the GC what they hold.</summary>
+    private const long PressureThreshold = 1 << 20;
+
+    private long pressure;
+
+    /// <summary>
+    /// Tells the GC how much native memory this handle keeps alive (GC.AddMemoryPressure), when that is 1 MiB or more,
+    /// so that tensors nobody disposes are finalized before the process swells: the managed wrapper is tiny, and
+    /// without this the GC would see no reason to collect it. Released with the handle.
+    /// </summary>
+    internal unsafe void ReportPressure()
+    {
+        if (NativeMethods.vit_tensor_nbytes(handle, out long bytes) != 0 || bytes < PressureThreshold) return;
+        pressure = bytes;
+        GC.AddMemoryPressure(bytes);
+    }
+
     /// <inheritdoc />
     protected override bool ReleaseHandle()
     {
         NativeMethods.vit_tensor_free(handle);
+        if (pressure > 0) GC.RemoveMemoryPressure(pressure);
         return true;
     }
 }

@@ -33,7 +33,7 @@
 // Bumped whenever an export's signature or meaning changes; checked by the C# loader.
 static constexpr int kAbiVersion = 9;  // 2: imaging exports (vit_imaging.cpp); 3: interpolate, AdamW lr scales; 4: generator state;
                                        // 5: autocast, inference mode, fused attention, linear + GELU; 6: per-thread threads; 7: c10d/Gloo;
-                                       // 8: bucketed gradient allreduce; 9: per-thread generators
+                                       // 8: bucketed gradient allreduce; 9: per-thread generators, nbytes
 
 using T = at::Tensor;
 
@@ -496,6 +496,14 @@ VIT_API int vit_tensor_ndim(const T* t, int* out) {
   VIT_TRY
   check_out(out);
   *out = static_cast<int>(ref(t).dim());
+  VIT_CATCH
+}
+
+// The bytes of t's elements (numel x element size), for the GC's memory-pressure accounting.
+VIT_API int vit_tensor_nbytes(const T* t, int64_t* out) {
+  VIT_TRY
+  check_out(out);
+  *out = static_cast<int64_t>(ref(t).nbytes());
   VIT_CATCH
 }
 
