@@ -101,30 +101,41 @@ internal static class Targets
         return File.ReadAllBytes(path);
     }
 
-    private static readonly Dictionary<string, byte[]> Entries = new();
+    private static List<(string Name, byte[] Data)> Entries = [];
 
     private static byte[] ModelJson(byte[] zip)
     {
-        using var a = new ZipArchive(new MemoryStream(zip), ZipArchiveMode.Read);
+        Entries = ReadEntries(new MemoryStream(zip));
+        return Entries.Single(e => e.Name == VitModelZip.ModelEntry).Data;
+    }
+
+    private static string WithModelJson(string dir, byte[] json) => Rebuild(Path.Combine(dir, "j.zip"), Entries, name => name == VitModelZip.ModelEntry, json);
+
+    /// <summary>Every entry of a zip archive, in order, uncompressed.</summary>
+    private static List<(string Name, byte[] Data)> ReadEntries(Stream zip)
+    {
+        using var a = new ZipArchive(zip, ZipArchiveMode.Read);
+        var list = new List<(string, byte[])>();
         foreach (var e in a.Entries)
         {
             using var s = e.Open();
             using var m = new MemoryStream();
             s.CopyTo(m);
-            Entries[e.FullName] = m.ToArray();
+            list.Add((e.FullName, m.ToArray()));
         }
-        return Entries[VitModelZip.ModelEntry];
+        return list;
     }
 
-    private static string WithModelJson(string dir, byte[] json)
+    /// <summary>Writes <paramref name="entries"/> as a stored zip at <paramref name="path"/>, with <paramref name="data"/>
+    /// in place of the entry <paramref name="replaced"/> picks.</summary>
+    private static string Rebuild(string path, List<(string Name, byte[] Data)> entries, Func<string, bool> replaced, byte[] data)
     {
-        var path = Path.Combine(dir, "j.zip");
         using var fs = File.Create(path);
         using var a = new ZipArchive(fs, ZipArchiveMode.Create);
-        foreach (var (name, data) in Entries)
+        foreach (var (name, bytes) in entries)
         {
             using var s = a.CreateEntry(name, CompressionLevel.NoCompression).Open();
-            s.Write(name == VitModelZip.ModelEntry ? json : data);
+            s.Write(replaced(name) ? data : bytes);
         }
         return path;
     }
@@ -158,33 +169,15 @@ internal static class Targets
         return path;
     }
 
-    private static readonly List<(string Name, byte[] Data)> PthEntries = [];
+    private static List<(string Name, byte[] Data)> PthEntries = [];
+
+    private static bool IsPickle(string name) => name.EndsWith("/data.pkl", StringComparison.Ordinal);
 
     private static byte[] PickleOf(string pth)
     {
-        using var a = ZipFile.OpenRead(pth);
-        byte[]? pickle = null;
-        foreach (var e in a.Entries)
-        {
-            using var s = e.Open();
-            using var m = new MemoryStream();
-            s.CopyTo(m);
-            PthEntries.Add((e.FullName, m.ToArray()));
-            if (e.FullName.EndsWith("/data.pkl", StringComparison.Ordinal)) pickle = m.ToArray();
-        }
-        return pickle ?? throw new InvalidOperationException($"{pth} has no data.pkl");
+        PthEntries = ReadEntries(File.OpenRead(pth));
+        return PthEntries.FirstOrDefault(e => IsPickle(e.Name)).Data ?? throw new InvalidOperationException($"{pth} has no data.pkl");
     }
 
-    private static string WithPickle(string dir, byte[] pickle)
-    {
-        var path = Path.Combine(dir, "p.pth");
-        using var fs = File.Create(path);
-        using var a = new ZipArchive(fs, ZipArchiveMode.Create);
-        foreach (var (name, data) in PthEntries)
-        {
-            using var s = a.CreateEntry(name, CompressionLevel.NoCompression).Open();
-            s.Write(name.EndsWith("/data.pkl", StringComparison.Ordinal) ? pickle : data);
-        }
-        return path;
-    }
+    private static string WithPickle(string dir, byte[] pickle) => Rebuild(Path.Combine(dir, "p.pth"), PthEntries, IsPickle, pickle);
 }
