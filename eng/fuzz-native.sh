@@ -14,7 +14,8 @@
 # Builds the harness (tools/fuzz-native/decode_fuzzer.cpp, which compiles vit_imaging.cpp into the fuzzer; no
 # libtorch), generates seed images (tools/fuzz-native/make_seeds.cpp), replays tools/fuzz-native/regressions, and
 # fuzzes each format with -rss_limit_mb=1024 -timeout=2. Everything runs under nice, one process at a time.
-# Findings (crash-*, leak-*, timeout-*, oom-* and their minimized-* versions) are kept in BUILD/artifacts/FORMAT/.
+# Findings (crash-*, leak-*, timeout-*, oom-* and their minimized-* versions) are kept in BUILD/artifacts/FORMAT/; a
+# timeout is replayed alone three times and its wall time printed, to tell a slow input from a loaded machine.
 # Exits 1 when anything was found, 0 otherwise. See tools/fuzz-native/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -147,6 +148,18 @@ for fmt in $formats; do
     found=1
     echo "fuzz-native: FINDING $art/$f"
     grep -E '^(==[0-9]+==ERROR|SUMMARY|==FUZZ CHECK FAILED==)|runtime error|^    #[0-9]+ ' "$log" | head -30 | sed 's/^/    /'
+    if [[ $f == timeout-* ]]; then
+      # A timeout can be the machine's load rather than the input: replay it alone, at normal priority, and say how long
+      # it takes (libFuzzer's limit is 2 s of wall time).
+      for try in 1 2 3; do
+        t0=$(date +%s%N)
+        set +e
+        "$build/decode_fuzzer" -rss_limit_mb=1024 -timeout=30 "$art/$f" >/dev/null 2>&1
+        replay_rc=$?
+        set -e
+        echo "fuzz-native: $f replayed alone: $(( ($(date +%s%N) - t0) / 1000000 )) ms, exit $replay_rc (try $try)"
+      done
+    fi
     if ((minimize_seconds > 0)); then
       echo "fuzz-native: minimizing $f (${minimize_seconds}s)"
       set +e

@@ -13,6 +13,6 @@ dotnet build tools/Vit.Stress -c Release -nologo -v q >/dev/null
 stress="dotnet tools/Vit.Stress/bin/Release/net10.0/Vit.Stress.dll"
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
 status=0
-$stress save-kill --trials "${TRIALS:-100}" | tail -1 || status=1
+$stress save-kill --trials "${TRIALS:-100}" | tail -2 || status=1
 $stress serve --threads "${THREADS:-16}" --predictions "${PREDICTIONS:-10000}" || status=1
 exit $status

@@ -32,6 +32,7 @@ public sealed class DistributedTests
             var op = TimeSpan.FromSeconds(4);
             if (rank == 1 && mode == "die") Process.GetCurrentProcess().Kill();  // joined, then killed (SIGKILL)
             if (rank == 1 && mode == "stall") Thread.Sleep(TimeSpan.FromMinutes(2));  // alive, but never takes part
+            if (mode is "grads" or "grads-mismatch") return Gradients(group, rank, mode == "grads-mismatch", op);
             var values = Enumerable.Range(0, Elements).Select(i => Input(rank, i)).ToArray();
             using var x = Tensor.FromArray(values, Elements);
             using var y = Tensor.FromArray(values.Take(7).ToArray(), 7);
@@ -52,6 +53,29 @@ public sealed class DistributedTests
             return Abandon(e.Message);
         }
     }
+
+    /// <summary>Gradients of 3 parameters (the middle one without a gradient on rank 1) summed over the ranks in buckets of
+    /// 16 bytes; with <paramref name="mismatch"/>, rank 1's last parameter has one more element.</summary>
+    private static int Gradients(ProcessGroup group, int rank, bool mismatch, TimeSpan timeout)
+    {
+        int[] sizes = [5, 3, mismatch && rank == 1 ? 5 : 4];
+        var ps = sizes.Select(n => Tensor.FromArray(new float[n], n)).ToArray();
+        for (int k = 0; k < ps.Length; k++)
+        {
+            ps[k].RequiresGrad = true;
+            if (rank == 1 && k == 1) continue;
+            using var w = Tensor.FromArray(Enumerable.Range(0, sizes[k]).Select(i => (float)(GradInput(rank, k, i))).ToArray(), sizes[k]);
+            using var loss = (ps[k] * w).Sum();
+            loss.Backward();
+        }
+        group.AllReduceGradients(ps, bucketBytes: 16, timeout: timeout);
+        Console.Out.WriteLine("grads " + string.Join(" ", ps.Select(p => string.Join(",", p.Grad()!.ToArray<float>().Select(v => v.ToString("R", CultureInfo.InvariantCulture))))));
+        group.Dispose();
+        return 0;
+    }
+
+    /// <summary>Rank r's gradient of element i of parameter k.</summary>
+    private static float GradInput(int rank, int k, int i) => (rank + 1) * 10 + k * 100 + i;
 
     /// <summary>A worker's way out after a failure: a failed group cannot be closed cleanly (its work is still queued), so
     /// report on stderr and leave at once with exit code 3.</summary>
@@ -152,6 +176,35 @@ public sealed class DistributedTests
         var results = RunRanks($"tcp:{port}", "ops");
         CheckResults(results);
         Console.WriteLine(string.Join("; ", results.Select(r => r.Out.Split('\n')[0])));
+    }
+
+    [TestMethod]
+    public void GradientsAreSummedAcrossBuckets_AMissingGradientCountsAsZero_DifferentModelsAreRefused()
+    {
+        var dir = Directory.CreateTempSubdirectory("vit-dist-").FullName;
+        try
+        {
+            var results = RunRanks(Path.Combine(dir, "store"), "grads");
+            // The reference, from the inputs: rank 0's gradient plus rank 1's (rank 1 has none for parameter 1).
+            string expected = "grads " + string.Join(" ", new[] { 5, 3, 4 }.Select((n, k) => string.Join(",", Enumerable.Range(0, n)
+                .Select(i => (GradInput(0, k, i) + (k == 1 ? 0 : GradInput(1, k, i))).ToString("R", CultureInfo.InvariantCulture)))));
+            for (int r = 0; r < 2; r++)
+            {
+                Assert.AreEqual(0, results[r].Code, $"rank {r}: {results[r].Err}");
+                Assert.AreEqual(expected, results[r].Out.Trim(), $"rank {r}");
+            }
+
+            results = RunRanks(Path.Combine(dir, "store2"), "grads-mismatch");
+            for (int r = 0; r < 2; r++)
+            {
+                Assert.AreEqual(3, results[r].Code, $"rank {r}: {results[r].Out}");
+                StringAssert.Contains(results[r].Err, "the ranks' models differ (parameter elements 12..13, tensors 3..3)", $"rank {r}");
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [TestMethod]

@@ -33,9 +33,11 @@ internal static class Program
                                   $"opencv {s.OpenCvThreads?.ToString() ?? "kept"} actual {Torch.Threads.Torch}");
             return 0;
         }
+        if (args is ["atomic-write-hang", var hangPath])
+            return AtomicFileTests.WriteAndHang(hangPath);
         if (args is ["dist-train", var trainStore, var trainRank, var trainWorld, var output, var trainMode])
             return DataParallelTests.Worker(trainStore, int.Parse(trainRank, CultureInfo.InvariantCulture), int.Parse(trainWorld, CultureInfo.InvariantCulture), output, trainMode);
-        Console.Error.WriteLine("usage: dotnet Vit.Torch.Tests.dll loader-fingerprint SEED | train-resumable DIR | dist-worker STORE RANK WORLD MODE | dist-train STORE RANK WORLD DIR MODE (tests run through dotnet test)");
+        Console.Error.WriteLine("usage: dotnet Vit.Torch.Tests.dll loader-fingerprint SEED | train-resumable DIR | dist-worker STORE RANK WORLD MODE | dist-train STORE RANK WORLD DIR MODE | atomic-write-hang PATH (tests run through dotnet test)");
         return args.Length == 0 ? 0 : 2;
     }
 }

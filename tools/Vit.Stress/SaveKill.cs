@@ -72,6 +72,10 @@ internal static class SaveKill
         Console.WriteLine($"save-kill: {trials} trials of SIGKILL at a random moment ({trials - trials / 2} during ctx.Model.Save, {trials / 2} during " +
                           $"checkpoint writes), {failures} failures in {clock.Elapsed.TotalSeconds:F0} s: " +
                           string.Join(", ", outcomes.OrderBy(o => o.Key).Select(o => $"{o.Key} {o.Value}")));
+        // Each killed writer leaves its temporary file; the next save of the same file (the next trial's child) deletes it.
+        int left = Directory.GetFiles(versions.Dir, "*.tmp", SearchOption.AllDirectories).Length;
+        Console.WriteLine($"save-kill: {left} temporary files left beside the targets (at most one per target: the last trial's)");
+        if (left > 2) failures++;
         Directory.Delete(versions.Dir, recursive: true);
         return failures == 0 ? 0 : 1;
     }

@@ -182,21 +182,18 @@ VIT_API int vit_dist_allreduce_grads(void* g, T* const* params, int n, int64_t b
   // instead of summing unrelated numbers.
   int64_t total = 0;
   for (auto& p : list) total += p.numel();
-  auto shape = torch::tensor({total, static_cast<int64_t>(n)}, torch::kInt64);
-  auto lo = shape.clone(), hi = shape.clone();
+  // One MAX allreduce of (total, n, -total, -n) gives the largest and the smallest of each over the ranks.
+  auto shape = torch::tensor({total, static_cast<int64_t>(n), -total, -static_cast<int64_t>(n)}, torch::kInt64);
   {
     c10d::AllreduceOptions m = o;
-    m.reduceOp = c10d::ReduceOp::MIN;
-    std::vector<T> a{lo};
-    wait(group.pg->allreduce(a, m), m.timeout, "gradient allreduce (layout check)");
     m.reduceOp = c10d::ReduceOp::MAX;
-    std::vector<T> b{hi};
-    wait(group.pg->allreduce(b, m), m.timeout, "gradient allreduce (layout check)");
+    std::vector<T> a{shape};
+    wait(group.pg->allreduce(a, m), m.timeout, "gradient allreduce (layout check)");
   }
-  if (!lo.equal(hi))
-    throw std::invalid_argument("gradient allreduce: the ranks' models differ (parameter elements " + std::to_string(lo[0].item<int64_t>()) +
-                                ".." + std::to_string(hi[0].item<int64_t>()) + ", tensors " + std::to_string(lo[1].item<int64_t>()) + ".." +
-                                std::to_string(hi[1].item<int64_t>()) + ")");
+  const auto* s = shape.data_ptr<int64_t>();
+  if (s[0] != -s[2] || s[1] != -s[3])
+    throw std::invalid_argument("gradient allreduce: the ranks' models differ (parameter elements " + std::to_string(-s[2]) + ".." +
+                                std::to_string(s[0]) + ", tensors " + std::to_string(-s[3]) + ".." + std::to_string(s[1]) + ")");
   torch::NoGradGuard no_grad;
   const int64_t per_bucket = std::max<int64_t>(1, bucket_bytes / 4);
   size_t i = 0;
