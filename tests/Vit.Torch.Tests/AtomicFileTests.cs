@@ -21,23 +21,13 @@ public sealed class AtomicFileTests : TempDirectoryTests
         return 1;  // not reached
     }
 
-    private static Process StartChild(params string[] args)
-    {
-        var host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        if (string.IsNullOrEmpty(host)) host = Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? Environment.ProcessPath! : "dotnet";
-        var psi = new ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(typeof(AtomicFileTests).Assembly.Location);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        return Process.Start(psi)!;
-    }
-
     [TestMethod]
     public void AKilledWritersTemporaryIsDeletedByTheNextWrite_OthersAreKept()
     {
         var target = Path.Combine(Dir, "model.zip");
         File.WriteAllBytes(target, [1, 2, 3]);
 
-        using (var child = StartChild("atomic-write-hang", target))
+        using (var child = Process.Start(Program.Child("atomic-write-hang", target))!)
         {
             var line = child.StandardOutput.ReadLine();
             if (line != "writing")

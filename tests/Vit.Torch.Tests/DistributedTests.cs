@@ -102,16 +102,10 @@ public sealed class DistributedTests
     internal static (int Code, string Out, string Err, TimeSpan Took)[] RunWorkers(int world, Func<int, string[]> args, bool killOthersAfterRank0 = false,
         Action<int, ProcessStartInfo>? configure = null)
     {
-        var host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        if (string.IsNullOrEmpty(host))
-            host = Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? Environment.ProcessPath! : "dotnet";
         var clock = Stopwatch.StartNew();
         var procs = Enumerable.Range(0, world).Select(r =>
         {
-            var psi = new ProcessStartInfo(host, [typeof(DistributedTests).Assembly.Location, .. args(r)])
-            {
-                RedirectStandardOutput = true, RedirectStandardError = true,
-            };
+            var psi = Program.Child(args(r));
             configure?.Invoke(r, psi);
             var p = Process.Start(psi)!;
             return (p, Out: p.StandardOutput.ReadToEndAsync(), Err: p.StandardError.ReadToEndAsync());

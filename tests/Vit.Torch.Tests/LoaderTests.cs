@@ -260,15 +260,7 @@ public sealed class LoaderTests
         var here = Fingerprint(7);
         Assert.AreNotEqual(here, Fingerprint(8), "the fingerprint sees the seed");
 
-        var host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        if (string.IsNullOrEmpty(host) || !File.Exists(host))
-            host = Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? Environment.ProcessPath! : "dotnet";
-        var start = new ProcessStartInfo(host, [typeof(LoaderTests).Assembly.Location, "loader-fingerprint", "7"])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        using var child = Process.Start(start)!;
+        using var child = Process.Start(Program.Child("loader-fingerprint", "7"))!;
         var stderr = child.StandardError.ReadToEndAsync();
         var there = child.StandardOutput.ReadToEnd();
         Assert.IsTrue(child.WaitForExit(30_000), "the child process finished");

@@ -270,14 +270,7 @@ public sealed class ResumeTests : TempDirectoryTests
     /// first line that names that epoch and returns null; else returns the weights' hash it printed.</summary>
     private static string? RunChild(string directory, string? killAt)
     {
-        var host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        if (string.IsNullOrEmpty(host) || !File.Exists(host))
-            host = Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? Environment.ProcessPath! : "dotnet";
-        var start = new ProcessStartInfo(host, [typeof(ResumeTests).Assembly.Location, "train-resumable", directory])
-        {
-            RedirectStandardOutput = true, RedirectStandardError = true,
-        };
-        using var child = Process.Start(start)!;
+        using var child = Process.Start(Program.Child("train-resumable", directory))!;
         var stderr = child.StandardError.ReadToEndAsync();
         string? line, last = null;
         while ((line = child.StandardOutput.ReadLine()) is not null)

@@ -72,12 +72,7 @@ public sealed class ProcessSettingsTests
 {
     private static string Child(params (string Key, string Value)[] env)
     {
-        var host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        if (string.IsNullOrEmpty(host)) host = Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? Environment.ProcessPath! : "dotnet";
-        var psi = new System.Diagnostics.ProcessStartInfo(host, [typeof(ProcessSettingsTests).Assembly.Location, "settings"])
-        {
-            RedirectStandardOutput = true, RedirectStandardError = true,
-        };
+        var psi = Program.Child("settings");
         foreach (var k in new[] { "VIT_TUNE_MALLOC", "VIT_THREADS", "VIT_OPENCV_THREADS", "OMP_NUM_THREADS" }) psi.Environment.Remove(k);
         foreach (var (k, v) in env) psi.Environment[k] = v;
         using var p = System.Diagnostics.Process.Start(psi)!;
