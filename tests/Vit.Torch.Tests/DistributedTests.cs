@@ -12,7 +12,7 @@ namespace Vit.Torch.Tests;
 /// fail with a clear error within the timeout instead of hanging.
 /// </summary>
 [TestClass]
-public sealed class DistributedTests
+public sealed class DistributedTests : TempDirectoryTests
 {
     private const int Elements = 1 << 20;
 
@@ -64,7 +64,7 @@ public sealed class DistributedTests
         {
             ps[k].RequiresGrad = true;
             if (rank == 1 && k == 1) continue;
-            using var w = Tensor.FromArray(Enumerable.Range(0, sizes[k]).Select(i => (float)(GradInput(rank, k, i))).ToArray(), sizes[k]);
+            using var w = Tensor.FromArray(Enumerable.Range(0, sizes[k]).Select(i => GradInput(rank, k, i)).ToArray(), sizes[k]);
             using var loss = (ps[k] * w).Sum();
             loss.Backward();
         }
@@ -146,16 +146,8 @@ public sealed class DistributedTests
     [TestMethod]
     public void TwoRanksOverAFileStoreAllReduceAndBroadcastExactly()
     {
-        var dir = Directory.CreateTempSubdirectory("vit-dist-").FullName;
-        try
-        {
-            var results = RunRanks(Path.Combine(dir, "store"), "ops");
-            CheckResults(results);
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        var results = RunRanks(Path.Combine(Dir, "store"), "ops");
+        CheckResults(results);
     }
 
     [TestMethod]
@@ -175,64 +167,40 @@ public sealed class DistributedTests
     [TestMethod]
     public void GradientsAreSummedAcrossBuckets_AMissingGradientCountsAsZero_DifferentModelsAreRefused()
     {
-        var dir = Directory.CreateTempSubdirectory("vit-dist-").FullName;
-        try
+        var results = RunRanks(Path.Combine(Dir, "store"), "grads");
+        // The reference, from the inputs: rank 0's gradient plus rank 1's (rank 1 has none for parameter 1).
+        string expected = "grads " + string.Join(" ", new[] { 5, 3, 4 }.Select((n, k) => string.Join(",", Enumerable.Range(0, n)
+            .Select(i => (GradInput(0, k, i) + (k == 1 ? 0 : GradInput(1, k, i))).ToString("R", CultureInfo.InvariantCulture)))));
+        for (int r = 0; r < 2; r++)
         {
-            var results = RunRanks(Path.Combine(dir, "store"), "grads");
-            // The reference, from the inputs: rank 0's gradient plus rank 1's (rank 1 has none for parameter 1).
-            string expected = "grads " + string.Join(" ", new[] { 5, 3, 4 }.Select((n, k) => string.Join(",", Enumerable.Range(0, n)
-                .Select(i => (GradInput(0, k, i) + (k == 1 ? 0 : GradInput(1, k, i))).ToString("R", CultureInfo.InvariantCulture)))));
-            for (int r = 0; r < 2; r++)
-            {
-                Assert.AreEqual(0, results[r].Code, $"rank {r}: {results[r].Err}");
-                Assert.AreEqual(expected, results[r].Out.Trim(), $"rank {r}");
-            }
-
-            results = RunRanks(Path.Combine(dir, "store2"), "grads-mismatch");
-            for (int r = 0; r < 2; r++)
-            {
-                Assert.AreEqual(3, results[r].Code, $"rank {r}: {results[r].Out}");
-                StringAssert.Contains(results[r].Err, "the ranks' models differ (parameter elements 12..13, tensors 3..3)", $"rank {r}");
-            }
+            Assert.AreEqual(0, results[r].Code, $"rank {r}: {results[r].Err}");
+            Assert.AreEqual(expected, results[r].Out.Trim(), $"rank {r}");
         }
-        finally
+
+        results = RunRanks(Path.Combine(Dir, "store2"), "grads-mismatch");
+        for (int r = 0; r < 2; r++)
         {
-            Directory.Delete(dir, recursive: true);
+            Assert.AreEqual(3, results[r].Code, $"rank {r}: {results[r].Out}");
+            StringAssert.Contains(results[r].Err, "the ranks' models differ (parameter elements 12..13, tensors 3..3)", $"rank {r}");
         }
     }
 
     [TestMethod]
     public void APeerKilledAfterJoiningMakesTheOtherFailWithANamedError()
     {
-        var dir = Directory.CreateTempSubdirectory("vit-dist-").FullName;
-        try
-        {
-            var results = RunRanks(Path.Combine(dir, "store"), "die");
-            Assert.AreEqual(3, results[0].Code, $"rank 0 must fail: {results[0].Out} {results[0].Err}");
-            StringAssert.Contains(results[0].Err, "allreduce failed");
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        var results = RunRanks(Path.Combine(Dir, "store"), "die");
+        Assert.AreEqual(3, results[0].Code, $"rank 0 must fail: {results[0].Out} {results[0].Err}");
+        StringAssert.Contains(results[0].Err, "allreduce failed");
     }
 
     [TestMethod]
     public void APeerThatStallsMakesTheOtherFailWhenTheTimeoutEnds()
     {
-        var dir = Directory.CreateTempSubdirectory("vit-dist-").FullName;
-        try
-        {
-            var results = RunRanks(Path.Combine(dir, "store"), "stall", killOthersAfterRank0: true);
-            Assert.AreEqual(3, results[0].Code, $"rank 0 must fail: {results[0].Out} {results[0].Err}");
-            StringAssert.Contains(results[0].Err, "allreduce failed (timeout 4000 ms");
-            // The stalled peer sleeps for 2 minutes: failing well before that is the timeout at work.
-            Assert.IsLessThan(TimeSpan.FromSeconds(60), results[0].Took, "the 4 s timeout, plus the processes' start-up");
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        var results = RunRanks(Path.Combine(Dir, "store"), "stall", killOthersAfterRank0: true);
+        Assert.AreEqual(3, results[0].Code, $"rank 0 must fail: {results[0].Out} {results[0].Err}");
+        StringAssert.Contains(results[0].Err, "allreduce failed (timeout 4000 ms");
+        // The stalled peer sleeps for 2 minutes: failing well before that is the timeout at work.
+        Assert.IsLessThan(TimeSpan.FromSeconds(60), results[0].Took, "the 4 s timeout, plus the processes' start-up");
     }
 
     [TestMethod]
@@ -241,14 +209,12 @@ public sealed class DistributedTests
         Assert.ThrowsExactly<ArgumentException>(() => ProcessGroup.Create(new DistributedOptions { Rank = 2, WorldSize = 2 }));
         Assert.ThrowsExactly<ArgumentException>(() => ProcessGroup.Create(new DistributedOptions { WorldSize = 0 }));
         Assert.ThrowsExactly<ArgumentException>(() => ProcessGroup.Create(new DistributedOptions { MasterPort = 70000 }));
-        var dir = Directory.CreateTempSubdirectory("vit-dist-").FullName;
-        using (var single = ProcessGroup.Create(new DistributedOptions { StoreFile = Path.Combine(dir, "s") }))
+        using (var single = ProcessGroup.Create(new DistributedOptions { StoreFile = Path.Combine(Dir, "s") }))
         {
             using var t = Tensor.FromArray(new[] { 1f, 2f }, 2);
             single.AllReduce([t]);
             CollectionAssert.AreEqual(new[] { 1f, 2f }, t.ToArray<float>(), "a group of one reduces to itself");
             Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => single.Barrier(TimeSpan.Zero));
         }
-        Directory.Delete(dir, recursive: true);
     }
 }
