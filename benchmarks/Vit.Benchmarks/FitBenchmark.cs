@@ -1,4 +1,7 @@
 using System.Globalization;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Transforms.Image;
 using Vit.MLNet;
 using Vit.Torch;
 using Vit.Torch.Imaging;
@@ -18,15 +21,15 @@ internal static class FitBenchmark
         try
         {
             BenchImages.Write(dir, count, 256, classes: 10);
-            var ctx = new VitContext(seed: 1);
-            var data = ctx.Data.LoadFromImageFolder(dir);
+            var ml = new MLContext(seed: 1);
+            var data = ml.Data.LoadFromImageFolder(dir);
             var options = new VitEstimator.Options
             {
                 Architecture = VitArchitecture.TinyPatch16, Epochs = epochs, BatchSize = batch, Precision = precision,
             };
-            using var model = ctx.Transforms.LoadImages("Image", "", "ImagePath")
-                .Append(ctx.Transforms.ResizeImages("Image", 224, 224, resizing: ResizeMode.Crop))
-                .Append(new VitEstimator(ctx, options))
+            using var model = ml.Transforms.LoadImages("Image", null, "ImagePath")
+                .Append(ml.Transforms.ResizeImages("Image", 224, 224, resizing: ImageResizingEstimator.ResizingKind.IsoCrop))
+                .Append(new VitEstimator(ml, options))
                 .Fit(data);
             var last = model.LastTransformer.History!.Result.Epochs[^1];
             var (t, b) = Torch.Threads;

@@ -1,5 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Transforms.Image;
 using Vit.MLNet;
 using Vit.Torch;
 using Vit.Torch.Imaging;
@@ -14,11 +17,12 @@ internal static class PredictBenchmark
     public sealed class Input
     {
         public string ImagePath { get; set; } = "";
+        public string Label { get; set; } = "";
     }
 
     public sealed class Output
     {
-        public string PredictedLabel { get; set; } = "";
+        public uint PredictedLabel { get; set; }
         public float[] Score { get; set; } = [];
     }
 
@@ -29,14 +33,14 @@ internal static class PredictBenchmark
         try
         {
             BenchImages.Write(dir, count, 256, classes: 3);
-            var ctx = new VitContext(seed: 1);
-            var data = ctx.Data.LoadFromImageFolder(dir);
-            using var model = ctx.Transforms.LoadImages("Image", "", "ImagePath")
-                .Append(ctx.Transforms.ResizeImages("Image", 224, 224, resizing: ResizeMode.Crop))
-                .Append(new VitEstimator(ctx, new VitEstimator.Options { Architecture = VitArchitecture.TinyPatch16, Epochs = 0, ScoringBatchSize = batch, Precision = precision }))
+            var ml = new MLContext(seed: 1);
+            var data = ml.Data.LoadFromImageFolder(dir);
+            using var model = ml.Transforms.LoadImages("Image", null, "ImagePath")
+                .Append(ml.Transforms.ResizeImages("Image", 224, 224, resizing: ImageResizingEstimator.ResizingKind.IsoCrop))
+                .Append(new VitEstimator(ml, new VitEstimator.Options { Architecture = VitArchitecture.TinyPatch16, Epochs = 0, ScoringBatchSize = batch, Precision = precision }))
                 .Fit(data);
             var files = Directory.GetFiles(dir, "*.jpg", SearchOption.AllDirectories);
-            var engine = ctx.Model.CreatePredictionEngine<Input, Output>(model);
+            var engine = ml.Model.CreatePredictionEngine<Input, Output>(model);
             for (int i = 0; i < 10; i++) engine.Predict(new Input { ImagePath = files[i % files.Length] });
             var times = new double[requests];
             for (int i = 0; i < requests; i++)
@@ -48,7 +52,18 @@ internal static class PredictBenchmark
             Array.Sort(times);
             double P(double q) => times[Math.Min(times.Length - 1, (int)Math.Ceiling(q * times.Length) - 1)];
             var clock = Stopwatch.StartNew();
-            int scored = model.Transform(data).GetRows().Count();
+            int scored = 0;
+            var scoredView = model.Transform(data);
+            using (var cursor = scoredView.GetRowCursor([scoredView.Schema["Score"]]))
+            {
+                var getScore = cursor.GetGetter<VBuffer<float>>(scoredView.Schema["Score"]);
+                VBuffer<float> value = default;
+                while (cursor.MoveNext())
+                {
+                    getScore(ref value);
+                    scored++;
+                }
+            }
             double ips = scored / clock.Elapsed.TotalSeconds;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"vit-dotnet predict ViT-Ti/16@224 single-image latency p50 {P(0.5):F1} ms p99 {P(0.99):F1} ms ({requests} requests); " +

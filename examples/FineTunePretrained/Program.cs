@@ -14,6 +14,7 @@
 //       and a folder of <label>/<image> files (80% fine-tunes, 20% tests).
 using System.Diagnostics;
 using System.Globalization;
+using Microsoft.ML;
 using Vit.MLNet;
 using Vit.Torch;
 using Vit.Torch.Checkpoints;
@@ -29,7 +30,7 @@ if (cli.Has("--help") || cli.Has("-h"))
 }
 int perClass = cli.Int("--per-class", 100), epochs = cli.Int("--epochs", 10);
 var outDir = Path.GetFullPath(cli.Text("--out", "runs/finetune-pretrained"));
-var ctx = new VitContext(seed: 1);
+var ml = new MLContext(seed: 1);
 var progress = new Progress<VitTrainingProgress>(p =>
 {
     if (p.Step == p.TotalSteps || p.Step % 20 == 0)
@@ -38,7 +39,7 @@ var progress = new Progress<VitTrainingProgress>(p =>
 });
 string Percent(double v) => (100 * v).ToString("F2", CultureInfo.InvariantCulture) + "%";
 double headLr = cli.Double("--head-lr", 5e-3), fullLr = cli.Double("--lr", 3e-4);
-var load = ctx.Transforms.LoadImages("Image", imageFolder: null, inputColumnName: "ImagePath");
+var load = ml.Transforms.LoadImages("Image", imageFolder: null, inputColumnName: "ImagePath");
 
 if (cli.Text("--from", "") is { Length: > 0 } from)
 {
@@ -49,7 +50,8 @@ if (cli.Text("--from", "") is { Length: > 0 } from)
         Console.Error.WriteLine($"--data: '{folder}' is not a folder of <label>/<image> files");
         return 2;
     }
-    var (train, test) = ctx.Data.TrainTestSplit(ctx.Data.LoadFromImageFolder(folder), testFraction: 0.2);
+    var split = ml.Data.TrainTestSplit(ml.Data.LoadFromImageFolder(folder), testFraction: 0.2, seed: 1);
+    var (train, test) = (split.TrainSet, split.TestSet);
     var headOnly = cli.Has("--head-only");
     var options = new VitEstimator.Options
     {
@@ -90,18 +92,18 @@ else
 var trainSet = FashionMnist.Load(train: true);
 var testSet = FashionMnist.Load(train: false);
 var images = Path.Combine(outDir, "images");
-var oldTest = FashionMnistFiles.Rows(ctx, testSet, images, "test", 0, 4, int.MaxValue);
-var newTrain = FashionMnistFiles.Rows(ctx, trainSet, images, "train", 5, 9, perClass);
-var newTest = FashionMnistFiles.Rows(ctx, testSet, images, "test", 5, 9, int.MaxValue);
+var oldTest = FashionMnistFiles.Rows(ml, testSet, images, "test", 0, 4, int.MaxValue);
+var newTrain = FashionMnistFiles.Rows(ml, trainSet, images, "train", 5, 9, perClass);
+var newTest = FashionMnistFiles.Rows(ml, testSet, images, "test", 5, 9, int.MaxValue);
 
 // 2. The Hugging Face classifier as it is: its own labels (id2label) and preprocessing (preprocessor_config.json).
 Console.WriteLine("2) the Hugging Face folder imported as a classifier, no training (its labels, its preprocessing)");
-using (var imported = ctx.Model.Import(hf))
+using (var imported = ml.Model.LoadPretrainedVit(hf))
 {
     imported.Precision = Precision.Float32;  // as PyTorch scored it above (the default, Auto, scores in bfloat16 where the CPU has it)
     Console.WriteLine($"   labels: {string.Join(", ", imported.Labels)}");
-    var scored = imported.Transform(load.Fit(oldTest).Transform(oldTest));
-    Console.WriteLine($"   test accuracy on classes 0-4: {Percent(ctx.MulticlassClassification.Evaluate(scored).MicroAccuracy)} (PyTorch printed its own above)");
+    var accuracy = ml.MulticlassClassification.EvaluateVit(imported, load.Fit(oldTest).Transform(oldTest)).MicroAccuracy;
+    Console.WriteLine($"   test accuracy on classes 0-4: {Percent(accuracy)} (PyTorch printed its own above)");
 }
 
 // 3. A new head on the torchvision backbone, frozen (the reference notebooks' recipe for vit_b_16).
@@ -121,12 +123,12 @@ var (fullBefore, fullAfter) = FineTune(new VitEstimator.Options
 // 5. For comparison: the same architecture from scratch on the same images.
 Console.WriteLine("5) classes 5-9 from scratch, the same architecture and images");
 double scratch;
-using (var fromScratch = load.Append(new VitEstimator(ctx, new VitEstimator.Options
+using (var fromScratch = load.Append(new VitEstimator(ml, new VitEstimator.Options
 {
     Architecture = VitArchitecture.Custom, Epochs = epochs, BatchSize = 32, Progress = progress,
     CustomConfig = new Vit.Torch.Model.VitConfig { ImageSize = 28, PatchSize = 7, Dim = 192, Depth = 4, Heads = 3, MlpDim = 384 },
 })).Fit(newTrain))
-    scratch = ctx.MulticlassClassification.Evaluate(fromScratch.Transform(newTest)).MicroAccuracy;
+    scratch = ml.MulticlassClassification.EvaluateVit(fromScratch, newTest).MicroAccuracy;
 
 Console.WriteLine($"test accuracy on classes 5-9 ({perClass} training images per class):");
 Console.WriteLine($"  torchvision .pth, new head on the frozen backbone: before {Percent(headBefore)}, after {Percent(headAfter)}");
@@ -140,16 +142,16 @@ return 0;
     var epochsWanted = options.Epochs;
     options.Epochs = 0;
     double before, after;
-    using (var untrained = load.Append(new VitEstimator(ctx, options)).Fit(train))
-        before = ctx.MulticlassClassification.Evaluate(untrained.Transform(test)).MicroAccuracy;
+    using (var untrained = load.Append(new VitEstimator(ml, options)).Fit(train))
+        before = ml.MulticlassClassification.EvaluateVit(untrained, test).MicroAccuracy;
     options.Epochs = epochsWanted;
     var clock = Stopwatch.StartNew();
-    using var tuned = load.Append(new VitEstimator(ctx, options)).Fit(train);
-    after = ctx.MulticlassClassification.Evaluate(tuned.Transform(test)).MicroAccuracy;
+    using var tuned = load.Append(new VitEstimator(ml, options)).Fit(train);
+    after = ml.MulticlassClassification.EvaluateVit(tuned, test).MicroAccuracy;
     Console.WriteLine($"   before {Percent(before)}, after {Percent(after)} ({clock.Elapsed.TotalSeconds:F0} s)");
     if (save is not null)
     {
-        ctx.Model.Save(tuned, train.Schema, save);
+        ml.Model.Save(tuned, train.Schema, save);
         Console.WriteLine($"   saved {save}");
     }
     return (before, after);

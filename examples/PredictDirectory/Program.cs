@@ -3,7 +3,9 @@
 //
 //   dotnet run -c Release --project examples/PredictDirectory -- model.zip photos/
 using System.Globalization;
+using Microsoft.ML;
 using Vit.MLNet;
+using Vit.Torch.Data;
 
 if (args.Length != 2)
 {
@@ -22,13 +24,13 @@ if (!Directory.Exists(folder))
     return 2;
 }
 
-var ctx = new VitContext();
+var ml = new MLContext();
 ITransformer model;
 try
 {
-    model = ctx.Model.Load(modelPath, out _);
+    model = ml.Model.Load(modelPath, out _);
 }
-catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException or InvalidOperationException or FormatException)
 {
     Console.Error.WriteLine($"error: cannot load the model: {e.Message}");
     return 3;
@@ -36,7 +38,7 @@ catch (Exception e) when (e is InvalidDataException or IOException or Unauthoriz
 PredictionEngine<ImageInput, ImagePrediction> engine;
 try
 {
-    engine = ctx.Model.CreatePredictionEngine<ImageInput, ImagePrediction>(model);
+    engine = ml.Model.CreatePredictionEngine<ImageInput, ImagePrediction>(model);
 }
 catch (ArgumentException e)
 {
@@ -44,7 +46,7 @@ catch (ArgumentException e)
     return 3;
 }
 var files = Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories)
-    .Where(f => DataOperationsCatalog.ImageExtensions.Contains(Path.GetExtension(f))).Order(StringComparer.Ordinal).ToList();
+    .Where(f => ImageFolder.Extensions.Contains(Path.GetExtension(f))).Order(StringComparer.Ordinal).ToList();
 if (files.Count == 0)
 {
     Console.Error.WriteLine($"error: no .jpg, .jpeg, .png, .bmp or .webp files in {folder}");
@@ -58,7 +60,9 @@ foreach (var file in files)
         var p = engine.Predict(new ImageInput { ImagePath = file });
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{Path.GetRelativePath(folder, file)}\t{p.PredictedLabel}\t{p.Score.Max():P1}"));
     }
-    catch (Exception e) when (e is Vit.Torch.Imaging.ImageDecodeException or FileNotFoundException)
+    // A missing file (LoadImages: FileNotFoundException), one SkiaSharp cannot decode (ArgumentException), or one our
+    // decoder refuses (InvalidDataException).
+    catch (Exception e) when (e is FileNotFoundException or ArgumentException or InvalidDataException)
     {
         failed++;
         Console.Error.WriteLine($"{Path.GetRelativePath(folder, file)}\terror: {e.Message}");

@@ -1,3 +1,4 @@
+using Microsoft.ML;
 using Vit.MLNet;
 using Vit.Torch.Data;
 using Vit.Torch.Imaging;
@@ -12,8 +13,8 @@ internal static class FashionMnistFiles
     public static string ClassName(long label) => FashionMnist.ClassNames[(int)label].Replace('/', '-');
 
     /// <summary>Rows of the classes <paramref name="from"/>..<paramref name="to"/>, at most <paramref name="perClass"/> each.</summary>
-    public static IDataView Rows(VitContext ctx, InMemoryDataset data, string root, string split, int from, int to, int perClass) =>
-        ctx.Data.LoadFromEnumerable(Enumerable.Range(0, data.Count).Where(i => data.Label(i) >= from && data.Label(i) <= to)
+    public static IDataView Rows(MLContext ml, InMemoryDataset data, string root, string split, int from, int to, int perClass) =>
+        ml.Data.LoadFromEnumerable(Enumerable.Range(0, data.Count).Where(i => data.Label(i) >= from && data.Label(i) <= to)
             .GroupBy(i => data.Label(i)).SelectMany(g => g.Take(perClass))
             .Select(i => new Row { ImagePath = WritePng(data, i, Path.Combine(root, split)), Label = ClassName(data.Label(i)) }).ToList());
 

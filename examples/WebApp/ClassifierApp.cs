@@ -1,30 +1,34 @@
 using System.Diagnostics;
 using System.Reflection;
+using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Transforms.Image;
+using SkiaSharp;
 using Vit.MLNet;
-using Vit.Torch.Imaging;
 
 namespace Vit.WebApp;
 
-/// <summary>The request row: the uploaded bytes go to the model's LoadImages step, which decodes bytes as well as paths.</summary>
+/// <summary>The request row: the uploaded image, decoded, in the column the model's LoadImages step would have made
+/// (the pool serves the model without that step: <see cref="VitPipeline.WithoutImageLoading"/>).</summary>
 public sealed class UploadInput
 {
-    [ColumnName("ImagePath")]
-    public byte[] Image { get; set; } = [];
+    [ImageType]
+    public MLImage Image { get; set; } = null!;
 }
 
-/// <summary>The response row.</summary>
+/// <summary>The response row: the class probabilities (the predicted label is the best of them, in the model's labels).</summary>
 public sealed class UploadPrediction
 {
-    public string PredictedLabel { get; set; } = "";
-
     public float[] Score { get; set; } = [];
 }
 
 /// <summary>
 /// The web app: <c>POST /api/classify</c> (multipart field <c>imageFile</c>), <c>GET /health</c>, and a page at <c>/</c>.
 /// Configuration (command line, environment or appsettings): <c>model</c> (the model file, required; reloaded when it
-/// changes), <c>maxUploadBytes</c> (10 MB), <c>threadsPerEngine</c> (1) and <c>maxEngines</c> (cores / threads).
+/// changes), <c>maxUploadBytes</c> (10 MB), <c>maxPixels</c> (50 million), <c>threadsPerEngine</c> (1) and
+/// <c>maxEngines</c> (cores / threads). JSON field names are snake_case, as the <c>vit</c> tool's.
 /// </summary>
 public static class ClassifierApp
 {
@@ -48,6 +52,8 @@ public static class ClassifierApp
         long maxBytes = builder.Configuration.GetValue<long?>("maxUploadBytes") ?? 10L << 20;
         int threads = builder.Configuration.GetValue<int?>("threadsPerEngine") ?? 1;
         int? engines = builder.Configuration.GetValue<int?>("maxEngines");
+        long maxPixels = builder.Configuration.GetValue<long?>("maxPixels") ?? Vit.Torch.Imaging.Image.DefaultMaxPixels;
+        builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower);
         // Room for the multipart framing around the file; the file itself is held to maxBytes below.
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = maxBytes + (64 << 10));
         builder.Services.Configure<FormOptions>(o => o.MultipartBodyLengthLimit = maxBytes + (64 << 10));
@@ -55,6 +61,7 @@ public static class ClassifierApp
             {
                 o.ThreadsPerEngine = threads;
                 o.MaxEngines = engines;
+                o.PrepareModel = VitPipeline.WithoutImageLoading;  // the uploads arrive decoded, not as paths
             })
             .FromFile(ModelName, modelPath, watchForChanges: true);
 
@@ -66,13 +73,13 @@ public static class ClassifierApp
         app.MapGet("/health", (PredictionEnginePool<UploadInput, UploadPrediction> pool) =>
             Results.Json(new { status = "ok", modelVersion = pool.GetModelVersion(ModelName) }));
         app.MapPost("/api/classify", (HttpRequest request, PredictionEnginePool<UploadInput, UploadPrediction> pool) =>
-            Classify(request, pool, maxBytes));
+            Classify(request, pool, maxBytes, maxPixels));
         return app;
     }
 
     private static IResult Error(int status, string message) => Results.Json(new { error = message }, statusCode: status);
 
-    private static async Task<IResult> Classify(HttpRequest request, PredictionEnginePool<UploadInput, UploadPrediction> pool, long maxBytes)
+    private static async Task<IResult> Classify(HttpRequest request, PredictionEnginePool<UploadInput, UploadPrediction> pool, long maxBytes, long maxPixels)
     {
         var clock = Stopwatch.StartNew();
         if (request.ContentLength > maxBytes + (64 << 10))
@@ -107,20 +114,40 @@ public static class ClassifierApp
         if (!LooksLikeImage(bytes))
             return Error(StatusCodes.Status415UnsupportedMediaType, "not a JPEG, PNG, BMP or WebP image");
 
+        // Decoded by SkiaSharp, as the model's LoadImages decoded its training images; the size is read from the header
+        // first, so a small file that claims a huge image is refused before any pixel memory is taken.
+        using (var codec = SKCodec.Create(new MemoryStream(bytes)))
+        {
+            if (codec is null) return Error(StatusCodes.Status415UnsupportedMediaType, "the image cannot be decoded");
+            if ((long)codec.Info.Width * codec.Info.Height > maxPixels)
+                return Error(StatusCodes.Status413PayloadTooLarge, $"the image is {codec.Info.Width}x{codec.Info.Height}, over the limit of {maxPixels} pixels");
+        }
+        MLImage image;
+        try
+        {
+            image = MLImage.CreateFromStream(new MemoryStream(bytes));
+        }
+        catch (ArgumentException e)
+        {
+            return Error(StatusCodes.Status415UnsupportedMediaType, $"the image cannot be decoded: {e.Message}");
+        }
+        using var _image = image;
+
         PoolPrediction<UploadPrediction> p;
         (int Rows, int Columns, float[] Values)? attention = null;
         try
         {
-            var input = new UploadInput { Image = bytes };
+            var input = new UploadInput { Image = image };
             if (string.Equals(request.Query["attention"], "true", StringComparison.OrdinalIgnoreCase))
             {
                 // Scores and map from one version of the model, even if a reload happens meanwhile.
                 (p, attention) = pool.UseModel(ModelName, (model, version) =>
                 {
-                    var vit = Transformers.Vit(model, "the attention map");
-                    var engine = new VitContext().Model.CreatePredictionEngine<UploadInput, UploadPrediction>(model);
+                    var vit = VitPipeline.Find(model, "the attention map");
+                    using var engine = new MLContext().Model.CreatePredictionEngine<UploadInput, UploadPrediction>(model,
+                        new PredictionEngineOptions { OwnsTransformer = false });
                     return (new PoolPrediction<UploadPrediction>(engine.Predict(input), version, vit.Labels),
-                        ((int, int, float[])?)vit.AttentionMap(ImageSource.FromBytes(bytes)));
+                        ((int, int, float[])?)vit.AttentionMap(image));
                 });
             }
             else
@@ -128,24 +155,22 @@ public static class ClassifierApp
                 p = await pool.PredictWithDetailsAsync(ModelName, input, request.HttpContext.RequestAborted);
             }
         }
-        catch (ImageDecodeException e)
-        {
-            return Error(StatusCodes.Status415UnsupportedMediaType, $"the image cannot be decoded: {e.Message}");
-        }
         catch (OperationCanceledException) when (request.HttpContext.RequestAborted.IsCancellationRequested)
         {
             return Results.Empty;  // the client went away while the request waited for an engine
         }
         var score = p.Prediction.Score;
-        int best = Array.IndexOf(score, score.Max());
+        // Best first; ties keep label order, as PredictedLabel does.
+        var top = Enumerable.Range(0, score.Length).OrderByDescending(i => score[i]).ThenBy(i => i)
+            .Select(i => new { label = p.Labels[i], probability = score[i] }).ToList();
         return Results.Json(new
         {
-            predictedLabel = p.Prediction.PredictedLabel,
-            probability = score[best],
-            scores = p.Labels.Select((l, i) => (l, i)).ToDictionary(x => x.l, x => score[x.i]),
-            elapsedMs = clock.Elapsed.TotalMilliseconds,
-            modelVersion = p.ModelVersion,
-            attention = attention is { } a ? new { rows = a.Rows, columns = a.Columns, values = a.Values } : null,
+            PredictedLabel = top[0].label,
+            Probability = top[0].probability,
+            Top = top,
+            ElapsedMs = clock.Elapsed.TotalMilliseconds,
+            ModelVersion = p.ModelVersion,
+            Attention = attention is { } a ? new { rows = a.Rows, columns = a.Columns, values = a.Values } : null,
         });
     }
 

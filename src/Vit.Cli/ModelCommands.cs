@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json.Nodes;
+using Microsoft.ML;
+using Microsoft.ML.Data;
 using Spectre.Console;
 using Vit.MLNet;
 using Vit.Torch.Checkpoints;
@@ -21,17 +23,17 @@ internal static class ModelCommands
         {
             string path = r.GetValue(model)!, onnxPath = r.GetValue(onnx) ?? "", hfPath = r.GetValue(hf) ?? "";
             if ((onnxPath.Length > 0) == (hfPath.Length > 0)) throw new UsageException("give one of --onnx <file> or --hf <folder>");
-            var ctx = new VitContext();
-            var (loaded, schema, _) = CliData.LoadModel(ctx, path);
+            var ml = new MLContext();
+            var (loaded, schema, _) = CliData.LoadModel(ml, path);
             using var _loaded = loaded as IDisposable;
             if (onnxPath.Length > 0)
             {
-                ctx.Model.ConvertToOnnx(loaded, CliData.Empty(schema), onnxPath);
+                ml.Model.ExportVitToOnnx(loaded, schema, onnxPath);
                 io.Out.WriteLine($"wrote {onnxPath} ({new FileInfo(onnxPath).Length / 1e6:F1} MB): input pixel_values [N, 3, H, W] RGB in [0, 1], outputs logits and Score");
             }
             else
             {
-                ctx.Model.ExportHuggingFace(loaded, hfPath);
+                ml.Model.ExportVitToHuggingFace(loaded, hfPath);
                 io.Out.WriteLine($"wrote {hfPath}: config.json, model.safetensors, preprocessor_config.json");
             }
             return ExitCodes.Ok;
@@ -41,24 +43,23 @@ internal static class ModelCommands
 
     public static Command Import(CliOutput io)
     {
-        var source = new Argument<string>("checkpoint") { Description = "A Hugging Face folder, a timm/torchvision .pth or .safetensors file (with a classification head)." };
+        var source = new Argument<string>("checkpoint") { Description = "A Hugging Face folder, a timm/torchvision .pth or .safetensors file (with a classification head), or a model zip of an earlier Vit for .NET." };
         var output = new Option<string>("--out", "-o") { Description = "The model file to write.", Required = true };
         var heads = new Option<int?>("--heads") { Description = "Attention heads, when the checkpoint does not say and its width is not a published one." };
         var size = new Option<int?>("--image-size") { Description = "Score at another image size (position embeddings resampled)." };
-        var precision = new Option<string>("--precision") { Description = "Scoring precision saved in the model file: auto (bfloat16 where the CPU has it), bf16 or fp32.", DefaultValueFactory = _ => "auto" };
-        precision.AcceptOnlyFromAmong("auto", "bf16", "bfloat16", "fp32", "float32");
+        var precision = VitCli.PrecisionOption("Scoring precision saved in the model file");
         var command = new Command("import", "Turn a published classifier into a model file, without training.") { source, output, heads, size, precision };
         command.SetAction(r =>
         {
             string src = r.GetValue(source)!, outPath = r.GetValue(output)!;
             if (!File.Exists(src) && !Directory.Exists(src)) throw new UsageException($"no such file or folder: {src}");
-            var ctx = new VitContext();
-            var vit = ctx.Model.Import(src, new PretrainedVitOptions { Heads = r.GetValue(heads), ImageSize = r.GetValue(size) });
+            var ml = new MLContext();
+            var vit = ml.Model.LoadPretrainedVit(src, new PretrainedVitOptions { Heads = r.GetValue(heads), ImageSize = r.GetValue(size) }, CliData.Image);
             vit.Precision = Vit.Torch.MixedPrecision.Parse(r.GetValue(precision)!);
-            var schema = new DataViewSchema([(CliData.ImagePath, TextDataViewType.Instance)]);
+            var paths = CliData.Paths(ml, []);
             using var chain = new TransformerChain<ITransformer>(
-                [ctx.Transforms.LoadImages(vit.Columns.Image, imageFolder: "", inputColumnName: CliData.ImagePath).Fit(CliData.Empty(schema)), vit]);
-            ctx.Model.Save(chain, schema, outPath);
+                ml.Transforms.LoadImages(CliData.Image, imageFolder: null, inputColumnName: CliData.ImagePath).Fit(paths), vit);
+            ml.Model.SaveAtomic(chain, paths.Schema, outPath);
             io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"wrote {outPath}: {vit.Labels.Count} classes, {vit.Model.ParameterCount():N0} parameters, {vit.Preprocessing.ImageSize}x{vit.Preprocessing.ImageSize}"));
             return ExitCodes.Ok;
@@ -94,6 +95,7 @@ internal static class ModelCommands
                 ["file"] = path,
                 ["parameters"] = parameters,
                 ["model"] = modelJson.DeepClone(),
+                ["pipeline"] = PipelineSteps(path) is { } pipeline ? new JsonArray(pipeline.Select(st => (JsonNode?)st).ToArray()) : null,
                 ["training"] = history is null ? null : new JsonObject
                 {
                     ["epochs"] = epochs?.Count ?? 0,
@@ -114,8 +116,7 @@ internal static class ModelCommands
         table.AddRow("architecture", Markup.Escape(arch is null ? "?" : string.Join(", ", arch.Select(kv => $"{kv.Key} {kv.Value?.ToJsonString()}"))));
         table.AddRow("labels", Markup.Escape($"{labels.Count}: {string.Join(", ", labels.Take(20))}{(labels.Count > 20 ? ", ..." : "")}"));
         table.AddRow("preprocessing", Markup.Escape(pre is null ? "?" : string.Join(", ", pre.Select(kv => $"{kv.Key} {kv.Value?.ToJsonString()}"))));
-        if (modelJson["pipeline"] is JsonArray steps)
-            table.AddRow("pipeline", Markup.Escape(string.Join(" -> ", steps.Select(st => (string?)st?["type"] ?? "?"))));
+        if (PipelineSteps(path) is { } steps) table.AddRow("pipeline", Markup.Escape(string.Join(" -> ", steps)));
         table.AddRow("training", Markup.Escape(epochs is not { Count: > 0 } ? "none recorded (imported or saved without history)"
             : string.Create(CultureInfo.InvariantCulture,
                 $"{epochs.Count} epochs, best {history!["best_epoch"]}; last: train loss {(double?)last?["train_loss"]:F4}, train accuracy {(double?)last?["train_accuracy"]:P2}")
@@ -124,5 +125,15 @@ internal static class ModelCommands
                 $", {(double?)last?["images_per_second"]:F1} images/s, {TimeSpan.FromSeconds((double?)last?["elapsed_seconds"] ?? 0):hh\\:mm\\:ss}")));
         io.Table(table);
         return ExitCodes.Ok;
+    }
+
+    /// <summary>The step types of an ML.NET model file, in order (null for a model zip of an earlier version).</summary>
+    private static List<string>? PipelineSteps(string path)
+    {
+        if (VitModelZip.IsStandalone(path)) return null;
+        var ml = new MLContext();
+        var model = ml.Model.Load(path, out _);
+        using var _model = model as IDisposable;
+        return VitPipeline.Steps(model).Select(s => s.GetType().Name.Split('`')[0]).ToList();
     }
 }

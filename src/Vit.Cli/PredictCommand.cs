@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json.Nodes;
+using Microsoft.ML;
+using Microsoft.ML.Data;
 using Spectre.Console;
 using Vit.MLNet;
 using Vit.Torch.Imaging;
@@ -81,26 +83,26 @@ internal static class PredictCommand
     /// <summary>The predictions of <paramref name="files"/>, in order; an unreadable file gets its error.</summary>
     private static (IReadOnlyList<string> Labels, List<Prediction> Results) Score(string modelPath, IReadOnlyList<string> files, int top)
     {
-        var ctx = new VitContext();
-        var (model, _, vit) = CliData.LoadModel(ctx, modelPath);
+        var ml = new MLContext();
+        var (model, _, vit) = CliData.LoadModel(ml, modelPath);
         using var _model = model as IDisposable;
         var results = new List<Prediction>();
         foreach (var chunk in files.Chunk(Chunk))
         {
             try
             {
-                results.AddRange(Score(model, vit, chunk, top));
+                results.AddRange(Score(ml, model, vit, chunk, top));
             }
-            catch (Exception e) when (e is ImageDecodeException or FileNotFoundException or IOException)
+            catch (Exception e) when (IsBadImage(e))
             {
                 // One bad file fails its batch: score the batch's files one at a time to name it and keep the others.
                 foreach (var file in chunk)
                 {
                     try
                     {
-                        results.AddRange(Score(model, vit, [file], top));
+                        results.AddRange(Score(ml, model, vit, [file], top));
                     }
-                    catch (Exception one) when (one is ImageDecodeException or FileNotFoundException or IOException)
+                    catch (Exception one) when (IsBadImage(one))
                     {
                         results.Add(new Prediction(file, [], one.Message.ReplaceLineEndings(" ")));
                     }
@@ -167,15 +169,24 @@ internal static class PredictCommand
         return failed == 0 ? ExitCodes.Ok : ExitCodes.Failed;
     }
 
-    private static IEnumerable<Prediction> Score(ITransformer model, VitTransformer vit, IReadOnlyList<string> files, int top)
+    // A file that is missing or cannot be decoded: ML.NET's LoadImages throws FileNotFoundException or (SkiaSharp cannot
+    // decode it) ArgumentException; our readers InvalidDataException.
+    private static bool IsBadImage(Exception e) => e is ImageDecodeException or FileNotFoundException or IOException or InvalidDataException or ArgumentException
+        && e is not ArgumentNullException;
+
+    private static IEnumerable<Prediction> Score(MLContext ml, ITransformer model, VitTransformer vit, IReadOnlyList<string> files, int top)
     {
-        var scored = model.Transform(CliData.Paths(files));
-        int score = scored.Schema[vit.Columns.Score].Index;
+        var scored = model.Transform(CliData.Paths(ml, files));
+        var column = scored.Schema[vit.Columns.Score];
         var predictions = new List<Prediction>();
+        using var cursor = scored.GetRowCursor([column]);
+        var getScore = cursor.GetGetter<VBuffer<float>>(column);
+        VBuffer<float> scores = default;
         int i = 0;
-        foreach (var row in scored.GetRows())
+        while (cursor.MoveNext())
         {
-            var p = (float[])row[score]!;
+            getScore(ref scores);
+            var p = scores.DenseValues().ToArray();
             // Best first; ties keep label order, as PredictedLabel does.
             var best = Enumerable.Range(0, p.Length).OrderByDescending(j => p[j]).ThenBy(j => j).Take(top)
                 .Select(j => (vit.Labels[j], p[j])).ToList();

@@ -1,5 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
+using Microsoft.ML;
+using Microsoft.ML.Data;
 using Spectre.Console;
 using Vit.MLNet;
 using Vit.Torch;
@@ -40,8 +42,7 @@ internal static class TrainCommand
         var batch = new Option<int>("--batch-size") { Description = "Images per step.", DefaultValueFactory = _ => VitEstimator.Options.Defaults.BatchSize };
         var lr = new Option<double?>("--lr") { Description = "Peak learning rate (default 1e-3 from scratch, 1e-4 fine-tuning)." };
         var imageSize = new Option<int?>("--image-size") { Description = "Image side in pixels (default: the checkpoint's with --from, else 224)." };
-        var precision = new Option<string>("--precision") { Description = "auto (bfloat16 where the CPU has it), bf16 or fp32.", DefaultValueFactory = _ => "auto" };
-        precision.AcceptOnlyFromAmong("auto", "bf16", "bfloat16", "fp32", "float32");
+        var precision = VitCli.PrecisionOption("Arithmetic of training and of the saved model's scoring");
         var validation = new Option<double?>("--validation-fraction") { Description = "Share of the data held out to report accuracy on each epoch (default 0.1 with at least 10 images per class, else 0)." };
         var checkpointDir = new Option<string?>("--checkpoint-dir") { Description = "Where checkpoints go (default: <out>.checkpoints beside the model file)." };
         var resume = new Option<bool>("--resume") { Description = "Continue from the checkpoint folder's last checkpoint, as if never interrupted." };
@@ -106,11 +107,12 @@ internal static class TrainCommand
         Check(s);
         var c = s.Custom;
 
-        var ctx = new VitContext(seed: s.Seed);
-        var data = CliData.Labelled(ctx, s.Data, "training data");
-        var rows = data.GetRows().ToList();
-        int classes = rows.Select(r => (string?)r[1]).Distinct().Count();
-        double validation = s.ValidationFraction ?? (rows.Count >= 10 * Math.Max(classes, 1) ? 0.1 : 0);
+        var ml = new MLContext(seed: s.Seed);
+        ml.Log += (_, e) => { if (e.Kind >= Microsoft.ML.Runtime.ChannelMessageKind.Warning && e.Source == "VitEstimator") io.Note($"warning: {e.Message}"); };
+        var data = CliData.Labelled(ml, s.Data, "training data");
+        var labels = ml.Data.CreateEnumerable<VitCatalog.ImageFolderRow>(data, reuseRowObject: false).Select(r => r.Label).ToList();
+        int classes = labels.Distinct().Count();
+        double validation = s.ValidationFraction ?? (labels.Count >= 10 * Math.Max(classes, 1) ? 0.1 : 0);
         int size = s.ImageSize ?? (s.From is null ? 224 : CheckpointImageSize(s.From));
         VitConfig? custom = null;
         if (s.Arch == "custom")
@@ -129,7 +131,7 @@ internal static class TrainCommand
             }
         }
         var checkpoints = s.CheckpointDir ?? Path.ChangeExtension(Path.GetFullPath(s.Out), null) + ".checkpoints";
-        io.Note($"training on {rows.Count} images, {classes} classes ({s.Data}); {(s.From is null ? $"architecture {s.Arch ?? "ti16"} from scratch" : $"from {s.From}{(s.HeadOnly ? ", head only" : "")}")}, " +
+        io.Note($"training on {labels.Count} images, {classes} classes ({s.Data}); {(s.From is null ? $"architecture {s.Arch ?? "ti16"} from scratch" : $"from {s.From}{(s.HeadOnly ? ", head only" : "")}")}, " +
                 $"{size}x{size}, {s.Epochs} epochs, batch {s.BatchSize}, precision {MixedPrecision.Resolve(s.Precision, Device.Cpu)}, " +
                 (validation > 0 ? $"validation {validation:P0}" : "no validation set") + $"; checkpoints in {checkpoints}");
 
@@ -147,9 +149,10 @@ internal static class TrainCommand
                 ValidationFraction = validation, CheckpointDirectory = checkpoints, Resume = s.Resume, Seed = s.Seed,
                 Progress = reporter, CancellationToken = interrupt.Token, Distributed = group,
             };
-            var pipeline = ctx.Transforms.LoadImages("Image", imageFolder: "", inputColumnName: CliData.ImagePath)
-                .Append(ctx.Transforms.ResizeImages("Image", size, size))
-                .Append(new VitEstimator(ctx, options));
+            // Labels stay text (no MapValueToKey): the saved model then scores rows that hold only an image path.
+            var pipeline = ml.Transforms.LoadImages(CliData.Image, imageFolder: null, inputColumnName: CliData.ImagePath)
+                .Append(ml.Transforms.ResizeImages(CliData.Image, size, size))
+                .Append(ml.MulticlassClassification.Trainers.Vit(options));
             if (io.Interactive)
                 model = io.Console_.Progress().AutoClear(false)
                     .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
@@ -172,7 +175,7 @@ internal static class TrainCommand
                 return ExitCodes.Interrupted;
             }
             if (group is { Rank: > 0 }) return ExitCodes.Ok;  // rank 0 saves the model
-            ctx.Model.Save(model, data.Schema, s.Out);
+            ml.Model.SaveAtomic(model, CliData.Paths(ml, []).Schema, s.Out);
             var last = history.Epochs.LastOrDefault();
             io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"saved {s.Out}: {vit.Labels.Count} classes, {vit.Model.ParameterCount():N0} parameters")
                 + (last?.Evaluation is { } ev ? string.Create(CultureInfo.InvariantCulture, $", validation accuracy {ev.Accuracy:P2}") : "")

@@ -79,6 +79,19 @@ internal static class VitCli
         }
     }
 
+    /// <summary>The --precision option: the names of <see cref="Vit.Torch.Precision"/> in lower case (bf16 and fp32 are
+    /// accepted too).</summary>
+    public static Option<string> PrecisionOption(string what)
+    {
+        var option = new Option<string>("--precision")
+        {
+            Description = $"{what}: auto (bfloat16 where the CPU computes it natively, else float32), bfloat16 or float32.",
+            DefaultValueFactory = _ => "auto",
+        };
+        option.AcceptOnlyFromAmong("auto", "bfloat16", "float32", "bf16", "fp32");
+        return option;
+    }
+
     private static string OneLine(string s) => System.Text.RegularExpressions.Regex.Replace(s, @"\s+", " ").Trim();
 
     /// <summary>A cancellation token cancelled by the first Ctrl+C (SIGINT) or SIGTERM; a second Ctrl+C kills at once

@@ -1,61 +1,14 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.ML;
 using Engine = Vit.Torch.Torch;
 
 namespace Vit.MLNet;
 
-/// <summary>Settings of a <see cref="PredictionEnginePool{TSrc,TDst}"/>.</summary>
-public sealed class PredictionEnginePoolOptions
-{
-    /// <summary>Predictions running at once per model (and so engines per model): more requests wait for a free engine.
-    /// Default: the core count divided by <see cref="ThreadsPerEngine"/>, at least 1.</summary>
-    public int? MaxEngines { get; set; }
-
-    /// <summary>libtorch threads each engine computes with (on its own calling thread). Default 1: with
-    /// <see cref="MaxEngines"/> engines at once, the cores are shared out rather than oversubscribed.</summary>
-    public int ThreadsPerEngine { get; set; } = 1;
-
-    /// <summary>How long a watched file must stay quiet before it is reloaded (a copy in progress raises many events).</summary>
-    public TimeSpan ReloadDelay { get; set; } = TimeSpan.FromMilliseconds(300);
-
-    /// <summary>Attempts to load a changed file that is locked or still being written, <see cref="ReloadDelay"/> apart,
-    /// before the reload is given up (the old model keeps serving).</summary>
-    public int ReloadAttempts { get; set; } = 10;
-
-    internal int Engines => MaxEngines ?? Math.Max(1, Environment.ProcessorCount / Math.Max(1, ThreadsPerEngine));
-
-    internal void Validate()
-    {
-        if (MaxEngines is < 1) throw new ArgumentOutOfRangeException(nameof(MaxEngines), MaxEngines, "MaxEngines must be at least 1");
-        if (ThreadsPerEngine < 1) throw new ArgumentOutOfRangeException(nameof(ThreadsPerEngine), ThreadsPerEngine, "ThreadsPerEngine must be at least 1");
-        if (ReloadDelay < TimeSpan.Zero || ReloadDelay > TimeSpan.FromHours(1))
-            throw new ArgumentOutOfRangeException(nameof(ReloadDelay), ReloadDelay, "ReloadDelay must be between 0 and 1 hour");
-        if (ReloadAttempts < 1) throw new ArgumentOutOfRangeException(nameof(ReloadAttempts), ReloadAttempts, "ReloadAttempts must be at least 1");
-    }
-}
-
-/// <summary>A model the pool (re)loaded: its name, the version it now serves, and where it came from.</summary>
-/// <param name="ModelName">The model's name in the pool.</param>
-/// <param name="Version">1 for the first load, then one more per successful reload.</param>
-/// <param name="FilePath">The file it was loaded from (null for a model given as an object).</param>
-public sealed record ModelLoadedEventArgs(string ModelName, long Version, string? FilePath);
-
-/// <summary>A reload that failed: the pool goes on serving <paramref name="ServingVersion"/>.</summary>
-/// <param name="ModelName">The model's name in the pool.</param>
-/// <param name="ServingVersion">The version still served.</param>
-/// <param name="FilePath">The file that could not be loaded.</param>
-/// <param name="Error">Why.</param>
-public sealed record ModelReloadFailedEventArgs(string ModelName, long ServingVersion, string FilePath, Exception Error);
-
-/// <summary>A prediction with the model version that made it and that version's labels (the order of its Score vector).</summary>
-/// <param name="Prediction">The output row.</param>
-/// <param name="ModelVersion">The version that answered.</param>
-/// <param name="Labels">Its labels.</param>
-public sealed record PoolPrediction<TDst>(TDst Prediction, long ModelVersion, IReadOnlyList<string> Labels);
-
 /// <summary>
-/// Thread-safe predictions over named models, for web apps (ML.NET's <c>Microsoft.Extensions.ML</c> pool). Each model
+/// Thread-safe predictions over named ML.NET models, for web apps (the shape of <c>Microsoft.Extensions.ML</c>'s pool,
+/// over ML.NET's own <see cref="PredictionEngine{TSrc, TDst}"/>; any ML.NET model file, with a ViT step or not). Each model
 /// load is a generation with its own bounded set of engines; a reload builds the new generation off the request path
 /// and swaps it in atomically; a request keeps the generation it started with, returns its engine there, and the old
 /// generation's model is disposed when its last request ends. A reload that fails (a damaged or half-written file)
@@ -69,6 +22,7 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
     private readonly ConcurrentDictionary<string, Slot> slots = new(StringComparer.Ordinal);
     private readonly PredictionEnginePoolOptions options;
     private readonly ILogger logger;
+    private readonly MLContext mlContext = new();
     private int disposed;
 
     /// <summary>A pool with no models yet: add them with <see cref="AddModel"/> or <see cref="AddModelFromFile"/>.</summary>
@@ -218,7 +172,7 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
     /// <summary>
     /// Runs <paramref name="action"/> with the named model's current version and its number, holding it (a reload does
     /// not free it meanwhile) and one of its engine places (so it counts against <see cref="PredictionEnginePoolOptions.MaxEngines"/>
-    /// and runs with <see cref="PredictionEnginePoolOptions.ThreadsPerEngine"/> libtorch threads on the calling thread): for
+    /// and runs with <see cref="PredictionEnginePoolOptions.ThreadsPerEngine"/> intra-op threads on the calling thread): for
     /// work beside predictions, such as attention maps. Do not keep the model.
     /// </summary>
     public T UseModel<T>(string modelName, Func<ITransformer, long, T> action)
@@ -261,14 +215,24 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
 
     private Generation Load(Slot slot, string path, long version)
     {
-        var model = ModelFile.Load(path, out _, Vit.Torch.Device.Cpu);
+        var loaded = mlContext.Model.Load(path, out _);
+        ITransformer model;
+        try
+        {
+            model = options.PrepareModel is { } prepare ? prepare(loaded) : loaded;
+        }
+        catch
+        {
+            (loaded as IDisposable)?.Dispose();
+            throw;
+        }
         try
         {
             return new Generation(this, slot, model, version, ownsModel: true);
         }
         catch
         {
-            model.Dispose();
+            (model as IDisposable)?.Dispose();
             throw;
         }
     }
@@ -289,6 +253,7 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
     /// slot's, shared by every generation of the model, so a swap never runs more than MaxEngines at once.</summary>
     private sealed class Generation
     {
+        private readonly PredictionEnginePool<TSrc, TDst> pool;
         private readonly ITransformer model;
         private readonly bool ownsModel;
         private readonly ConcurrentBag<PredictionEngine<TSrc, TDst>> idle = new();
@@ -299,15 +264,20 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
 
         public Generation(PredictionEnginePool<TSrc, TDst> pool, Slot slot, ITransformer model, long version, bool ownsModel)
         {
+            this.pool = pool;
             this.model = model;
             this.ownsModel = ownsModel;
             Version = version;
             threads = pool.options.ThreadsPerEngine;
             free = slot.Free;
-            idle.Add(new PredictionEngine<TSrc, TDst>(model));  // checks the mapping now, before the generation serves
+            idle.Add(NewEngine());  // checks the mapping now, before the generation serves
             created = 1;
-            Labels = Transformers.Steps(model).OfType<VitTransformer>().FirstOrDefault()?.Labels ?? [];
+            Labels = VitPipeline.Steps(model).OfType<VitTransformer>().FirstOrDefault()?.Labels ?? [];
         }
+
+        // The engines never own the model: it outlives them (a generation frees it when its last request ends).
+        private PredictionEngine<TSrc, TDst> NewEngine() =>
+            pool.mlContext.Model.CreatePredictionEngine<TSrc, TDst>(model, new PredictionEngineOptions { OwnsTransformer = false });
 
         public T Use<T>(Func<ITransformer, long, T> action)
         {
@@ -343,6 +313,7 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
         public void Release()
         {
             if (Interlocked.Decrement(ref references) != 0) return;
+            while (idle.TryTake(out var engine)) engine.Dispose();
             if (ownsModel) (model as IDisposable)?.Dispose();
         }
 
@@ -379,7 +350,7 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
             {
                 if (!idle.TryTake(out var engine))
                 {
-                    engine = new PredictionEngine<TSrc, TDst>(model);
+                    engine = NewEngine();
                     Interlocked.Increment(ref created);
                 }
                 try
@@ -535,67 +506,3 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
     }
 }
 
-/// <summary>Registers pools with a service collection (ML.NET's <c>services.AddPredictionEnginePool</c>).</summary>
-public static class PredictionEnginePoolServiceCollectionExtensions
-{
-    /// <summary>
-    /// Registers a singleton <see cref="PredictionEnginePool{TSrc,TDst}"/>; name its models with the returned builder's
-    /// <see cref="PredictionEnginePoolBuilder{TSrc,TDst}.FromFile(string, string, bool)"/>. The pool is created (and its
-    /// files loaded) when first resolved, logs through the registered <see cref="ILoggerFactory"/>, and is disposed with
-    /// the container.
-    /// </summary>
-    public static PredictionEnginePoolBuilder<TSrc, TDst> AddPredictionEnginePool<TSrc, TDst>(this Microsoft.Extensions.DependencyInjection.IServiceCollection services,
-        Action<PredictionEnginePoolOptions>? configure = null) where TSrc : class where TDst : class, new()
-    {
-        ArgumentNullException.ThrowIfNull(services);
-        var builder = new PredictionEnginePoolBuilder<TSrc, TDst>(services);
-        configure?.Invoke(builder.Options);
-        builder.Options.Validate();
-        Microsoft.Extensions.DependencyInjection.ServiceCollectionServiceExtensions.AddSingleton(services,
-            sp => builder.Build((sp.GetService(typeof(ILoggerFactory)) as ILoggerFactory)?.CreateLogger("Vit.MLNet.PredictionEnginePool")));
-        return builder;
-    }
-}
-
-/// <summary>Names the models of a registered pool.</summary>
-public sealed class PredictionEnginePoolBuilder<TSrc, TDst> where TSrc : class where TDst : class, new()
-{
-    private readonly List<(string Name, string Path, bool Watch)> files = new();
-
-    internal PredictionEnginePoolBuilder(Microsoft.Extensions.DependencyInjection.IServiceCollection services) => Services = services;
-
-    /// <summary>The service collection the pool is registered in.</summary>
-    public Microsoft.Extensions.DependencyInjection.IServiceCollection Services { get; }
-
-    /// <summary>The pool's settings.</summary>
-    public PredictionEnginePoolOptions Options { get; } = new();
-
-    /// <summary>Serves the model file under <paramref name="modelName"/>; with <paramref name="watchForChanges"/> a changed
-    /// file is reloaded (see <see cref="PredictionEnginePool{TSrc,TDst}"/>).</summary>
-    public PredictionEnginePoolBuilder<TSrc, TDst> FromFile(string modelName, string filePath, bool watchForChanges = false)
-    {
-        ArgumentNullException.ThrowIfNull(modelName);
-        ArgumentException.ThrowIfNullOrEmpty(filePath);
-        files.Add((modelName, filePath, watchForChanges));
-        return this;
-    }
-
-    /// <summary>Serves the model file as the default model (<see cref="PredictionEnginePool{TSrc,TDst}.DefaultModelName"/>).</summary>
-    public PredictionEnginePoolBuilder<TSrc, TDst> FromFile(string filePath, bool watchForChanges = false) =>
-        FromFile(PredictionEnginePool<TSrc, TDst>.DefaultModelName, filePath, watchForChanges);
-
-    internal PredictionEnginePool<TSrc, TDst> Build(ILogger? logger)
-    {
-        var pool = new PredictionEnginePool<TSrc, TDst>(Options, logger);
-        try
-        {
-            foreach (var (name, path, watch) in files) pool.AddModelFromFile(name, path, watch);
-            return pool;
-        }
-        catch
-        {
-            pool.Dispose();
-            throw;
-        }
-    }
-}

@@ -1,3 +1,7 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+using Microsoft.ML.Transforms.Image;
 using Engine = Vit.Torch.Torch;
 using Vit.Torch;
 using Vit.Torch.Checkpoints;
@@ -45,13 +49,17 @@ public enum FineTuneMode
 }
 
 /// <summary>
-/// Trains a Vision Transformer image classifier from an image column and a label column (ML.NET's image
-/// classification trainer, with ViT inside). <see cref="Fit"/> returns a <see cref="VitTransformer"/> that adds
-/// <c>Score</c> (softmax probabilities in label order) and <c>PredictedLabel</c>.
+/// Trains a Vision Transformer image classifier from an image column and a label column, as an ML.NET trainer:
+/// <c>new VitEstimator(mlContext, options)</c> or <c>mlContext.MulticlassClassification.Trainers.Vit(options)</c>, appended
+/// after <c>LoadImages</c>/<c>ResizeImages</c> (or <c>LoadRawImageBytes</c>) and usually <c>MapValueToKey</c> on the label.
+/// <see cref="Fit"/> returns a <see cref="VitTransformer"/> that adds <c>Score</c> (softmax probabilities, slot names =
+/// class names) and <c>PredictedLabel</c> (a key of the classes). The training images are read once, decoded and resized on
+/// several threads by the pipeline, and kept at the model's size for every epoch (in memory up to a budget, beyond it in a
+/// temporary file). Messages (skipped rows, warnings) go to ML.NET's log (<c>mlContext.Log</c>).
 /// </summary>
 public sealed class VitEstimator : IEstimator<VitTransformer>
 {
-    private readonly VitContext context;
+    private readonly IHostEnvironment env;
 
     /// <summary>All options, each with a default in <see cref="Defaults"/>.</summary>
     public sealed class Options
@@ -88,10 +96,12 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         /// <summary>A custom shape; its image size must match the image column's size when that is fixed.</summary>
         public VitConfig? CustomConfig { get; set; }
 
-        /// <summary>The image column (from LoadImages/ResizeImages).</summary>
+        /// <summary>The image column: images (from <c>LoadImages</c>/<c>ResizeImages</c>) or the bytes of image files (from
+        /// <c>LoadRawImageBytes</c>). Images of another size than the model's are resized by the model's preprocessing.</summary>
         public string ImageColumnName { get; set; } = "Image";
 
-        /// <summary>The label column (Text).</summary>
+        /// <summary>The label column: a key (after <c>MapValueToKey</c>; its key values name the classes) or text (its
+        /// distinct values, in ordinal order, become the classes). Rows without a label are skipped.</summary>
         public string LabelColumnName { get; set; } = "Label";
 
         /// <summary>Name of the probabilities column added.</summary>
@@ -225,7 +235,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         /// <summary>What to do with an unreadable training image.</summary>
         public BadImagePolicy OnBadImage { get; set; } = BadImagePolicy.Skip;
 
-        /// <summary>Seed (default: the context's seed, else 0).</summary>
+        /// <summary>Seed (default: the MLContext's seed, else 0).</summary>
         public int? Seed { get; set; }
 
         /// <summary>
@@ -240,17 +250,22 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
     }
 
     /// <summary>Creates the estimator with <paramref name="options"/> (defaults when null).</summary>
-    public VitEstimator(VitContext context, Options? options = null)
+    public VitEstimator(MLContext mlContext, Options? options = null)
+        : this((IHostEnvironment)(mlContext ?? throw new ArgumentNullException(nameof(mlContext))), options)
     {
-        this.context = context ?? throw new ArgumentNullException(nameof(context));
+    }
+
+    internal VitEstimator(IHostEnvironment env, Options? options)
+    {
+        this.env = env;
         TrainingOptions = options ?? new Options();
     }
 
     /// <summary>Creates the estimator from flat parameters.</summary>
-    public VitEstimator(VitContext context, VitArchitecture architecture, int epochs = Options.Defaults.Epochs,
+    public VitEstimator(MLContext mlContext, VitArchitecture architecture, int epochs = Options.Defaults.Epochs,
         int batchSize = Options.Defaults.BatchSize, double? learningRate = null,
         string labelColumnName = "Label", string imageColumnName = "Image")
-        : this(context, new Options
+        : this(mlContext, new Options
         {
             Architecture = architecture, Epochs = epochs, BatchSize = batchSize, LearningRate = learningRate,
             LabelColumnName = labelColumnName, ImageColumnName = imageColumnName,
@@ -261,15 +276,28 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
     /// <summary>The options in use.</summary>
     public Options TrainingOptions { get; }
 
-    /// <inheritdoc />
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
+    /// <summary>
+    /// The schema the fitted transformer will produce, checked without training (ML.NET calls this before fitting a
+    /// pipeline): the image column must be an image or image bytes and the label column a key or text; Score (a vector of
+    /// floats, with the label's key values as slot names) and PredictedLabel (a key) are added.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">A column is missing or has another type; the message names it, the
+    /// type expected and the type found.</exception>
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
+        ArgumentNullException.ThrowIfNull(inputSchema);
         var o = TrainingOptions;
-        inputSchema.Require(o.ImageColumnName, "image", t => t is ImageDataViewType, "an image column (add LoadImages first)");
-        inputSchema.Require(o.LabelColumnName, "label", t => t is TextDataViewType, "Text");
-        return inputSchema.With(
-            new DataViewSchemaColumn(o.ScoreColumnName, new VectorDataViewType(NumberDataViewType.Single), 0),
-            new DataViewSchemaColumn(o.PredictedLabelColumnName, TextDataViewType.Instance, 0));
+        ImageColumns.Check(inputSchema, o.ImageColumnName);
+        LabelColumns.Check(inputSchema, o.LabelColumnName);
+        var columns = inputSchema.ToDictionary(c => c.Name);
+        inputSchema.TryFindColumn(o.LabelColumnName, out var label);
+        var slotNames = label.IsKey && label.Annotations.TryFindColumn(AnnotationUtils.Kinds.KeyValues, out var kv) && kv.ItemType is TextDataViewType
+            ? new SchemaShape([new SchemaShape.Column(AnnotationUtils.Kinds.SlotNames, SchemaShape.Column.VectorKind.Vector, TextDataViewType.Instance, false)])
+            : new SchemaShape([]);
+        var keyValues = new SchemaShape([new SchemaShape.Column(AnnotationUtils.Kinds.KeyValues, SchemaShape.Column.VectorKind.Vector, TextDataViewType.Instance, false)]);
+        columns[o.ScoreColumnName] = new SchemaShape.Column(o.ScoreColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false, slotNames);
+        columns[o.PredictedLabelColumnName] = new SchemaShape.Column(o.PredictedLabelColumnName, SchemaShape.Column.VectorKind.Scalar, NumberDataViewType.UInt32, true, keyValues);
+        return new SchemaShape(columns.Values);
     }
 
     private VitConfig BaseConfig() => TrainingOptions.Architecture switch
@@ -309,51 +337,66 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
     }
 
     /// <summary>Trains the model and returns the fitted transformer.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A column is missing or mistyped (checked before anything is read).</exception>
+    /// <exception cref="ArgumentException">An option is invalid, or the data has fewer than two classes.</exception>
     public VitTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
         ValidateOptions();
-        GetOutputSchema(input.Schema);
+        GetOutputSchema(SchemaShape.Create(input.Schema));
         var o = TrainingOptions;
-        int seed = o.Seed ?? context.Seed ?? 0;
-        var rows = ReadRows(input, "training data");
-        var labels = rows.Select(r => r.Label).Distinct().Order(StringComparer.Ordinal).ToList();
+        int seed = o.Seed ?? (env as IHostEnvironmentInternal)?.Seed ?? 0;
+        using var ch = env.Start("VitEstimator");
+
+        // The classes: the label's key values, or the distinct texts (one pass over the label column only).
+        var labelColumn = input.Schema[o.LabelColumnName];
+        bool keyed = LabelColumns.Check(input.Schema, o.LabelColumnName) == LabelColumns.Kind.Key;
+        var labels = keyed ? LabelColumns.KeyNames(labelColumn) : LabelColumns.DistinctText(input, o.LabelColumnName);
+        var textClasses = keyed ? null : labels.Select((l, i) => (l, i)).ToDictionary(x => x.l, x => x.i, StringComparer.Ordinal);
         if (labels.Count < 2)
-            throw new ArgumentException($"the training data has {labels.Count} distinct label(s) ({string.Join(", ", labels)}); a classifier needs at least two classes");
-        var index = labels.Select((l, i) => (l, i)).ToDictionary(x => x.l, x => (long)x.i);
-        var train = new ImageDataset(rows.Select(r => (IImageSample)new SourceSample(r.Source, index[r.Label])).ToList(), labels);
-        ImageDataset? validation = null;
+            throw new ArgumentException($"the training data has {labels.Count} class(es) ({string.Join(", ", labels)}) in label column '{o.LabelColumnName}'; a classifier needs at least two");
         if (o.ValidationSet is { } vs)
         {
-            GetOutputSchema(vs.Schema);
-            var vrows = ReadRows(vs, "validation set");
-            var unknown = vrows.Select(r => r.Label).Where(l => !index.ContainsKey(l)).Distinct().ToList();
-            if (unknown.Count > 0)
-                throw new ArgumentException($"the validation set has labels the training data lacks: {string.Join(", ", unknown)}");
-            validation = new ImageDataset(vrows.Select(r => (IImageSample)new SourceSample(r.Source, index[r.Label])).ToList(), labels);
-        }
-        else if (o.ValidationFraction > 0)
-        {
-            (train, validation) = train.StratifiedSplit(o.ValidationFraction, seed);
-            if (validation.Count == 0)
-                throw new ArgumentException($"ValidationFraction {o.ValidationFraction} of {rows.Count} rows leaves no validation rows; raise it or pass a ValidationSet");
-            var missing = labels.Where((_, i) => !train.Samples.Any(x => x.Label == i)).ToList();
-            if (missing.Count > 0)
-                throw new ArgumentException($"ValidationFraction {o.ValidationFraction} leaves no training rows for: {string.Join(", ", missing)}; lower it or add images");
+            GetOutputSchema(SchemaShape.Create(vs.Schema));
+            if (LabelColumns.Check(vs.Schema, o.LabelColumnName) == LabelColumns.Kind.Key
+                && !LabelColumns.KeyNames(vs.Schema[o.LabelColumnName]).SequenceEqual(labels))
+                throw new ArgumentException($"the validation set's label column '{o.LabelColumnName}' has other keys ({string.Join(", ", LabelColumns.KeyNames(vs.Schema[o.LabelColumnName]))}) " +
+                                            $"than the training data's ({string.Join(", ", labels)}); map both with the same MapValueToKey");
         }
 
         var device = Engine.ResolveDevice(o.Device, o.FallbackToCpu);
-        var imageType = (ImageDataViewType)input.Schema[o.ImageColumnName].Type;
+        var imageType = input.Schema[o.ImageColumnName].Type as ImageDataViewType;
         // The model's initialisation and the training draw from this Fit's own generator (see Torch.UseThreadGenerator).
         using var generator = Engine.UseThreadGenerator((ulong)seed);
         var (model, preprocessing, continueFrom) = CreateModel(labels, imageType);
         VitTransformer fitted;
+        var stores = new List<PixelStore>();
         try
         {
             model.To(device);
             var cfg = model.Config;
+            var warnings = new List<string>();
+            var (train, skipped) = ReadImages(input, "training data", labels, textClasses, preprocessing, stores, warnings, ch);
+            ImageDataset? validation = null;
+            if (o.ValidationSet is { } vset)
+            {
+                (validation, _) = ReadImages(vset, "validation set", labels, textClasses, preprocessing, stores, warnings, ch);
+            }
+            else if (o.ValidationFraction > 0)
+            {
+                (train, validation) = train.StratifiedSplit(o.ValidationFraction, seed);
+                if (validation.Count == 0)
+                    throw new ArgumentException($"ValidationFraction {o.ValidationFraction} of {train.Count} rows leaves no validation rows; raise it or pass a ValidationSet");
+            }
+            var present = train.Samples.Select(x => x.Label).ToHashSet();
+            if (present.Count < 2)
+                throw new ArgumentException($"the training rows hold {present.Count} class(es); a classifier needs at least two");
+            if (!keyed && labels.Where((_, i) => !present.Contains(i)).ToList() is { Count: > 0 } missing)
+                throw new ArgumentException($"ValidationFraction {o.ValidationFraction} leaves no training rows for: {string.Join(", ", missing)}; lower it or add images");
+
             double learningRate = o.LearningRate
                 ?? (o.StartFrom is not null && o.FineTune != FineTuneMode.HeadOnly ? Options.Defaults.FineTuneLearningRate : Options.Defaults.LearningRate);
+            // The stored images are already at the model's size: the loader only augments and normalises them.
             var loaderOptions = new ImageLoaderOptions
             {
                 BatchSize = o.BatchSize, Shuffle = true, Seed = seed, Workers = o.Workers, Channels = cfg.Channels,
@@ -363,9 +406,9 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
                     : AugmentationPipeline.Training(o.Augmentation, cfg.ImageSize, cfg.ImageSize, cfg.Channels, o.HorizontalFlip).Apply,
             };
             if (o.Distributed is { } g) loaderOptions = loaderOptions with { Shard = (g.Rank, g.WorldSize) };
-            var trainLoader = new ImageBatchLoader(train, loaderOptions);
+            var trainLoader = new ImageBatchLoader(train, loaderOptions) { OnWarning = w => Warn(ch, warnings, w) };
             var evalLoader = validation is null ? null
-                : new ImageBatchLoader(validation, loaderOptions with { Shuffle = false, Augment = null, BatchSize = o.ScoringBatchSize });
+                : new ImageBatchLoader(validation, loaderOptions with { Shuffle = false, Augment = null, BatchSize = o.ScoringBatchSize }) { OnWarning = w => Warn(ch, warnings, w) };
             string? finalState = o.KeepTrainingState && o.Epochs > 0
                 ? Path.Combine(Path.GetTempPath(), $"vit-optimizer-{Guid.NewGuid():N}.safetensors")
                 : null;
@@ -411,18 +454,21 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
                 if (continueFrom is not null) File.Delete(continueFrom);
             }
             model.Eval();
-            var history = new TrainingHistory(result, trainLoader.SkippedCount, trainLoader.Warnings.ToList());
-            fitted = new VitTransformer(model, labels, preprocessing,
-                new VitColumns(o.ImageColumnName, o.ScoreColumnName, o.PredictedLabelColumnName), o.ScoringBatchSize, history, device)
+            var history = new TrainingHistory(result, skipped + trainLoader.SkippedCount, warnings);
+            fitted = new VitTransformer(env, model, labels, preprocessing,
+                new VitColumns(o.ImageColumnName, o.ScoreColumnName, o.PredictedLabelColumnName), o.ScoringBatchSize, history, device, o.Precision)
             {
                 TrainingState = finalState is not null && File.Exists(finalState) ? finalState : null,
-                Precision = o.Precision,
             };
         }
         catch
         {
             model.Dispose();
             throw;
+        }
+        finally
+        {
+            foreach (var store in stores) store.Dispose();
         }
         // The pictures of the run next to its checkpoints: learning curves; with a validation set, its confusion matrix and
         // attention. Drawing them cannot cost the trained model: a failure is a warning.
@@ -434,22 +480,76 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
-                Console.Error.WriteLine($"warning: the pictures of the run could not be drawn in {o.CheckpointDirectory}: {e.Message}");
+                ch.Warning(MessageSensitivity.None, "{0}", $"the pictures of the run could not be drawn in {o.CheckpointDirectory}: {e.Message}");
             }
         }
         return fitted;
     }
 
-    private (VisionTransformer Model, VitPreprocessing Preprocessing, string? ContinueFrom) CreateModel(List<string> labels, ImageDataViewType imageType)
+    private static void Warn(IChannel ch, List<string> warnings, string warning)
+    {
+        lock (warnings) warnings.Add(warning);
+        ch.Warning(MessageSensitivity.None, "{0}", warning);
+    }
+
+    /// <summary>
+    /// Reads a data set's images and labels once, in the data's order, into a store at the model's size: decoded and resized
+    /// by the pipeline on several threads (<see cref="PixelRows"/>), then converted by the model's preprocessing. Rows
+    /// without a label, and (with <see cref="BadImagePolicy.Skip"/>) rows whose image cannot be read, are left out with a
+    /// warning each.
+    /// </summary>
+    private (ImageDataset Data, int Skipped) ReadImages(IDataView data, string what, IReadOnlyList<string> labels,
+        IReadOnlyDictionary<string, int>? textClasses, VitPreprocessing preprocessing, List<PixelStore> stores, List<string> warnings, IChannel ch)
     {
         var o = TrainingOptions;
-        if (imageType.Height > 0 && imageType.Height != imageType.Width)
-            throw new ArgumentException($"ViT needs square images; the image column is {imageType.Width}x{imageType.Height}: resize to a square");
+        var store = new PixelStore(preprocessing.ImageSize, preprocessing.ImageSize, preprocessing.Channels);
+        stores.Add(store);
+        var samples = new List<IImageSample>();
+        int skipped = 0;
+        var unknown = new SortedSet<string>(StringComparer.Ordinal);
+        using (var rows = new PixelRows(env, data, o.ImageColumnName, preprocessing, Math.Max(2, o.Workers), data.Schema[o.LabelColumnName]))
+        {
+            var label = LabelColumns.IndexReader(rows.Cursor, rows.Extra!.Value, textClasses);
+            var text = textClasses is null ? null : LabelColumns.TextReader(rows.Cursor, rows.Extra!.Value);
+            while (rows.MoveNext())
+            {
+                o.CancellationToken.ThrowIfCancellationRequested();
+                int c = label();
+                if (c == -2)
+                {
+                    unknown.Add(text!());
+                    continue;
+                }
+                if (c < 0 || rows.Error is not null)
+                {
+                    if (c >= 0 && o.OnBadImage == BadImagePolicy.Throw) throw PixelRows.Failure(rows.Index, o.ImageColumnName, rows.Error!);
+                    skipped++;
+                    Warn(ch, warnings, c < 0 ? $"{what}, row {rows.Index}: no label in column '{o.LabelColumnName}'; row skipped"
+                        : $"{what}, row {rows.Index}: {rows.Error}; row skipped");
+                    continue;
+                }
+                if (c >= labels.Count) throw new InvalidDataException($"{what}, row {rows.Index}: label key {c + 1} is beyond the key count {labels.Count}");
+                samples.Add(new StoredImageSample(store, store.Add(rows.Pixels), $"{what}, row {rows.Index}", c));
+            }
+        }
+        if (unknown.Count > 0)
+            throw new ArgumentException($"the {what} has labels the training data lacks: {string.Join(", ", unknown)}");
+        if (samples.Count == 0)
+            throw new ArgumentException($"the {what} has no usable rows ({skipped} skipped: {string.Join("; ", warnings.Take(3))})");
+        return (new ImageDataset(samples, labels), skipped);
+    }
+
+    private (VisionTransformer Model, VitPreprocessing Preprocessing, string? ContinueFrom) CreateModel(IReadOnlyList<string> labels, ImageDataViewType? imageType)
+    {
+        var o = TrainingOptions;
+        // A square image column of a fixed size sets the model's input size; images of any other size are brought to the
+        // model's size by its preprocessing.
+        int columnSize = imageType is { Height: > 0 } t && t.Height == t.Width ? t.Height : 0;
         if (o.StartFrom is null)
         {
             var cfg = BaseConfig() with { NumClasses = labels.Count };
             if (o.Channels is { } c) cfg = cfg with { Channels = c };
-            if (imageType.Height > 0) cfg = cfg with { ImageSize = imageType.Height };
+            if (columnSize > 0) cfg = cfg with { ImageSize = columnSize };
             var pre = VitPreprocessing.Default(cfg.ImageSize, cfg.Channels);
             if (o.Normalization is { } n0) pre = pre with { Normalization = n0.ForChannels(cfg.Channels) };
             return (new VisionTransformer(cfg.Validate()), pre, null);
@@ -457,7 +557,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         // The image column's size wins: the checkpoint's position embeddings are resampled to it.
         var startOptions = (o.StartFromOptions ?? new PretrainedVitOptions()) with
         {
-            ImageSize = imageType.Height > 0 ? imageType.Height : o.StartFromOptions?.ImageSize,
+            ImageSize = columnSize > 0 ? columnSize : o.StartFromOptions?.ImageSize,
         };
         using var start = PretrainedVit.Load(o.StartFrom, startOptions);
         var model = start.TakeModel();
@@ -493,31 +593,4 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         }
     }
 
-    private List<(ImageSource Source, string Label)> ReadRows(IDataView data, string what)
-    {
-        var o = TrainingOptions;
-        int img = data.Schema[o.ImageColumnName].Index, lab = data.Schema[o.LabelColumnName].Index;
-        var rows = new List<(ImageSource, string)>();
-        int r = 0;
-        foreach (var row in data.GetRows())
-        {
-            var label = row[lab] as string;
-            if (string.IsNullOrWhiteSpace(label)) throw new ArgumentException($"{what}, row {r}: empty label in column '{o.LabelColumnName}'");
-            if (row[img] is not ImageSource source) throw new ArgumentException($"{what}, row {r}: no image in column '{o.ImageColumnName}'");
-            if (source.Path is not null && !File.Exists(source.Path))
-                throw new FileNotFoundException($"{what}, row {r}: image file not found: {source.Path}", source.Path);
-            rows.Add((source, label));
-            r++;
-        }
-        if (rows.Count == 0) throw new ArgumentException($"the {what} is empty");
-        return rows;
-    }
-
-    /// <summary>A row's image as a loader sample: decoded (and resized as the pipeline says) on a worker.</summary>
-    private sealed record SourceSample(ImageSource Source, long Label) : IImageSample
-    {
-        public string Name => Source.Description;
-
-        public Image Load(ImageDecodeOptions options) => Source.Decode(channels: 0, options.MaxPixels);
-    }
 }

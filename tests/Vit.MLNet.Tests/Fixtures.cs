@@ -1,10 +1,14 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Transforms;
 using Vit.MLNet;
 using Vit.Torch.Imaging;
 using Vit.Torch.Model;
 
 namespace Vit.MLNet.Tests;
 
-/// <summary>Input and output classes as an app would write them.</summary>
+/// <summary>Input and output classes as an app would write them (for the tests' pipeline, whose labels are text and
+/// whose PredictedLabel is turned back into text by MapKeyToValue).</summary>
 public sealed class ImageInput
 {
     public string ImagePath { get; set; } = "";
@@ -62,8 +66,10 @@ internal static class Fixtures
         LearningRate = 3e-3, Augmentation = AugmentPreset.None, Workers = 1,
     };
 
-    public static EstimatorChain<VitTransformer> Pipeline(VitContext ctx, VitEstimator.Options options) =>
-        ctx.Transforms.LoadImages("Image", imageFolder: "", inputColumnName: "ImagePath")
-            .Append(ctx.Transforms.ResizeImages("Image", 16, 16))
-            .Append(new VitEstimator(ctx, options));
+    /// <summary>LoadImages → ResizeImages(16) → the ViT (text labels) → MapKeyToValue("PredictedLabel").</summary>
+    public static EstimatorChain<KeyToValueMappingTransformer> Pipeline(MLContext ml, VitEstimator.Options options) =>
+        ml.Transforms.LoadImages("Image", imageFolder: null, inputColumnName: "ImagePath")
+            .Append(ml.Transforms.ResizeImages("Image", 16, 16))
+            .Append(new VitEstimator(ml, options))
+            .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"));
 }

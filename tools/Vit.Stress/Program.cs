@@ -1,5 +1,5 @@
 // Vit.Stress: the two reliability runs of issue 13, with their figures.
-//   save-kill [--trials 100]: a child process saves model files (ctx.Model.Save) and training checkpoints (the
+//   save-kill [--trials 100]: a child process saves model files (mlContext.Model.SaveAtomic) and training checkpoints (the
 //     Trainer, a checkpoint after every step) over and over; it is SIGKILLed at a random moment of each trial; then
 //     the file must load and predict exactly as one complete version did (a model: bit-equal scores to that version's
 //     sequential ones; a checkpoint: the weights of a step the child announced).

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
+using Microsoft.ML;
 using Vit.MLNet;
 using Vit.Torch;
 using Vit.Torch.Checkpoints;
@@ -69,7 +70,7 @@ internal static class SaveKill
             outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
             if ((t + 1) % 10 == 0) Console.WriteLine($"save-kill: {t + 1} trials, {failures} failures ({clock.Elapsed.TotalSeconds:F0} s)");
         }
-        Console.WriteLine($"save-kill: {trials} trials of SIGKILL at a random moment ({trials - trials / 2} during ctx.Model.Save, {trials / 2} during " +
+        Console.WriteLine($"save-kill: {trials} trials of SIGKILL at a random moment ({trials - trials / 2} during mlContext.Model.SaveAtomic, {trials / 2} during " +
                           $"checkpoint writes), {failures} failures in {clock.Elapsed.TotalSeconds:F0} s: " +
                           string.Join(", ", outcomes.OrderBy(o => o.Key).Select(o => $"{o.Key} {o.Value}")));
         // Each killed writer leaves its temporary file; the next save of the same file (the next trial's child) deletes it.
@@ -116,15 +117,15 @@ internal static class SaveKill
         var target = Path.Combine(dir, "served.zip");
         if (what == "model")
         {
-            var ctx = new VitContext();
+            var ml = new MLContext();
             var files = Directory.GetFiles(dir, "v*.zip").Order(StringComparer.Ordinal).ToArray();
-            var models = files.Select(f => ctx.Model.Load(f, out var schema) is var m ? (m, schema) : default).ToArray();
+            var models = files.Select(f => ml.Model.Load(f, out var schema) is var m ? (m, schema) : default).ToArray();
             for (long i = 0; ; i++)
             {
                 int v = (int)(i % models.Length);
                 Console.Out.WriteLine($"saving {v}");
                 Console.Out.Flush();
-                ctx.Model.Save(models[v].m, models[v].schema, target);
+                ml.Model.SaveAtomic(models[v].m, models[v].schema, target);
                 Console.Out.WriteLine($"saved {v}");
                 Console.Out.Flush();
             }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
+using Microsoft.ML;
 using Vit.MLNet;
 using Vit.MLNet.Tests;
 

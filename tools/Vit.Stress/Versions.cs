@@ -1,3 +1,4 @@
+using Microsoft.ML;
 using Vit.MLNet;
 using Vit.MLNet.Tests;
 
@@ -16,8 +17,8 @@ internal sealed class Versions
     {
         var dir = Directory.CreateTempSubdirectory("vit-stress-").FullName;
         var folder = Fixtures.Make(perClass: 6, size: 16, seed: 1);
-        var ctx = new VitContext(seed: 1);
-        var data = ctx.Data.LoadFromImageFolder(folder);
+        var ml = new MLContext(seed: 1);
+        var data = ml.Data.LoadFromImageFolder(folder);
         var images = Directory.GetFiles(folder, "*.png", SearchOption.AllDirectories).Order(StringComparer.Ordinal).ToArray();
         var files = new string[count];
         var scores = new float[count][][];
@@ -25,8 +26,8 @@ internal sealed class Versions
         {
             var options = Fixtures.TinyOptions(1);
             options.Seed = v + 1;
-            using (var m = Fixtures.Pipeline(ctx, options).Fit(data))
-                ctx.Model.Save(m, data.Schema, files[v] = Path.Combine(dir, $"v{v}.zip"));
+            using (var m = Fixtures.Pipeline(ml, options).Fit(data))
+                ml.Model.SaveAtomic(m, data.Schema, files[v] = Path.Combine(dir, $"v{v}.zip"));
             scores[v] = Sequential(files[v], images);
         }
         return new Versions { Dir = dir, Files = files, Images = images, Scores = scores };
@@ -35,9 +36,9 @@ internal sealed class Versions
     /// <summary>One engine, no pool: the answers of a model file, image by image.</summary>
     public static float[][] Sequential(string modelFile, string[] images)
     {
-        var ctx = new VitContext();
-        using var m = (IDisposable)ctx.Model.Load(modelFile, out _);
-        var engine = ctx.Model.CreatePredictionEngine<ImageInput, ImagePrediction>((ITransformer)m);
+        var ml = new MLContext();
+        using var m = (IDisposable)ml.Model.Load(modelFile, out _);
+        var engine = ml.Model.CreatePredictionEngine<ImageInput, ImagePrediction>((ITransformer)m);
         return images.Select(f => engine.Predict(new ImageInput { ImagePath = f }).Score).ToArray();
     }
 

@@ -120,7 +120,17 @@ public sealed class PretrainedVit : IDisposable
         if (ZipReader.LooksLikeZip(head[..n]))
         {
             var zip = VitModelZip.OpenZip(path);
-            if (zip.Find(VitModelZip.ModelEntry) is not null)
+            bool ours;
+            try
+            {
+                ours = VitModelZip.FindModel(zip, path) is not null;  // our own model zip, or an ML.NET model file holding one
+            }
+            catch
+            {
+                zip.Dispose();
+                throw;
+            }
+            if (ours)
                 using (zip)
                     return VitModelZip.Load(zip, path, options, out _, out _);
             using var torch = new CheckpointIndex([TorchCheckpoint.Open(zip, path)], path);  // the torch file owns the zip
