@@ -38,7 +38,7 @@ internal static class TrainCommand
         var mlp = new Option<int?>("--mlp") { Description = "With --arch custom: the MLP's hidden width (default 4 x D)." };
         var from = new Option<string?>("--from") { Description = "Start from a checkpoint: a model zip, a Hugging Face folder, a timm/torchvision .pth or .safetensors file." };
         var headOnly = new Option<bool>("--head-only") { Description = "With --from: freeze the backbone and train only a new head." };
-        var epochs = new Option<int>("--epochs") { Description = "Epochs.", DefaultValueFactory = _ => VitEstimator.Options.Defaults.Epochs };
+        var epochs = new Option<int?>("--epochs") { Description = $"Epochs (default: from the data's size, enough for {VitEstimator.Options.Defaults.MinimumSteps} steps, at least {VitEstimator.Options.Defaults.Epochs})." };
         var batch = new Option<int>("--batch-size") { Description = "Images per step.", DefaultValueFactory = _ => VitEstimator.Options.Defaults.BatchSize };
         var lr = new Option<double?>("--lr") { Description = "Peak learning rate (default 1e-3 from scratch, 1e-4 fine-tuning)." };
         var imageSize = new Option<int?>("--image-size") { Description = "Image side in pixels (default: the checkpoint's with --from, else 224)." };
@@ -79,7 +79,7 @@ internal static class TrainCommand
     }
 
     /// <summary>The options of one run.</summary>
-    public sealed record Settings(string Data, string Out, string? Arch, (int? Dim, int? Depth, int? Heads, int? Patch, int? Mlp) Custom, string? From, bool HeadOnly, int Epochs, int BatchSize,
+    public sealed record Settings(string Data, string Out, string? Arch, (int? Dim, int? Depth, int? Heads, int? Patch, int? Mlp) Custom, string? From, bool HeadOnly, int? Epochs, int BatchSize,
         double? LearningRate, int? ImageSize, Precision Precision, double? ValidationFraction, string? CheckpointDir, bool Resume, int Seed);
 
     /// <summary>Refuses bad options (a <see cref="UsageException"/> naming the first).</summary>
@@ -132,7 +132,7 @@ internal static class TrainCommand
         }
         var checkpoints = s.CheckpointDir ?? Path.ChangeExtension(Path.GetFullPath(s.Out), null) + ".checkpoints";
         io.Note($"training on {labels.Count} images, {classes} classes ({s.Data}); {(s.From is null ? $"architecture {s.Arch ?? "ti16"} from scratch" : $"from {s.From}{(s.HeadOnly ? ", head only" : "")}")}, " +
-                $"{size}x{size}, {s.Epochs} epochs, batch {s.BatchSize}, precision {MixedPrecision.Resolve(s.Precision, Device.Cpu)}, " +
+                $"{size}x{size}, {(s.Epochs is { } n ? $"{n} epochs" : "epochs from the data's size")}, batch {s.BatchSize}, precision {MixedPrecision.Resolve(s.Precision, Device.Cpu)}, " +
                 (validation > 0 ? $"validation {validation:P0}" : "no validation set") + $"; checkpoints in {checkpoints}");
 
         // Ctrl+C stops training (with a checkpoint) while it runs; afterwards the default applies again (saving is atomic).

@@ -25,7 +25,7 @@ public static class VitCatalog
     /// <summary>The ViT trainer from flat parameters (see <see cref="VitEstimator.Options"/> for the rest).</summary>
     public static VitEstimator Vit(this MulticlassClassificationCatalog.MulticlassClassificationTrainers trainers, string labelColumnName = "Label",
         string imageColumnName = "Image", VitArchitecture architecture = VitEstimator.Options.Defaults.Architecture,
-        int epochs = VitEstimator.Options.Defaults.Epochs, int batchSize = VitEstimator.Options.Defaults.BatchSize, double? learningRate = null) =>
+        int? epochs = null, int batchSize = VitEstimator.Options.Defaults.BatchSize, double? learningRate = null) =>
         trainers.Vit(new VitEstimator.Options
         {
             LabelColumnName = labelColumnName, ImageColumnName = imageColumnName, Architecture = architecture,

@@ -160,12 +160,17 @@ internal static class JsonFields
         return result;
     }
 
-    /// <summary>An enum value written by name.</summary>
+    /// <summary>How our JSON writes an enum value: its name in snake_case, as every key is (<c>ClassToken</c> → <c>class_token</c>).</summary>
+    public static string EnumName<TEnum>(TEnum value) where TEnum : struct, Enum =>
+        JsonNamingPolicy.SnakeCaseLower.ConvertName(value.ToString());
+
+    /// <summary>An enum value written by name: in snake_case (<see cref="EnumName"/>), or as files written before that
+    /// convention have it, in the .NET name (<c>ClassToken</c>).</summary>
     public static TEnum Enum<TEnum>(JsonObject o, string key, string source) where TEnum : struct, Enum
     {
         var s = String(o, key, source);
-        return System.Enum.TryParse<TEnum>(s, ignoreCase: false, out var v) && System.Enum.IsDefined(v) && !char.IsDigit(s[0])
-            ? v
-            : throw new InvalidDataException($"{source}: '{key}' is '{s}', not one of {string.Join(", ", System.Enum.GetNames<TEnum>())}");
+        foreach (var v in System.Enum.GetValues<TEnum>())
+            if (s == EnumName(v) || s == v.ToString()) return v;
+        throw new InvalidDataException($"{source}: '{key}' is '{s}', not one of {string.Join(", ", System.Enum.GetValues<TEnum>().Select(v => EnumName(v)))}");
     }
 }

@@ -59,8 +59,8 @@ public sealed record VitPreprocessing(int ImageSize, int Channels, Normalization
         ["channels"] = Channels,
         ["mean"] = new JsonArray(Normalization.Mean.Select(v => (JsonNode?)v).ToArray()),
         ["std"] = new JsonArray(Normalization.Std.Select(v => (JsonNode?)v).ToArray()),
-        ["resize_mode"] = ResizeMode.ToString(),
-        ["interpolation"] = Interpolation.ToString(),
+        ["resize_mode"] = JsonFields.EnumName(ResizeMode),
+        ["interpolation"] = JsonFields.EnumName(Interpolation),
         ["crop_fraction"] = CropFraction,
         ["layout"] = "planar CHW float32, RGB, (pixel / 255 - mean) / std",
     };

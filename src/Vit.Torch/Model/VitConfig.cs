@@ -202,7 +202,7 @@ public sealed record VitConfig
     {
         ["image_size"] = ImageSize, ["patch_size"] = PatchSize, ["channels"] = Channels, ["dim"] = Dim, ["depth"] = Depth,
         ["heads"] = Heads, ["mlp_dim"] = MlpDim, ["num_classes"] = NumClasses, ["dropout"] = Dropout,
-        ["attention_dropout"] = AttentionDropout, ["drop_path"] = DropPath, ["pooling"] = Pooling.ToString(),
+        ["attention_dropout"] = AttentionDropout, ["drop_path"] = DropPath, ["pooling"] = JsonFields.EnumName(Pooling),
         ["class_token"] = HasClassToken, ["fc_norm"] = FcNorm, ["qkv_bias"] = QkvBias, ["layer_norm_eps"] = LayerNormEps,
     };
 
