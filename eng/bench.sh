@@ -140,16 +140,17 @@ for p in float32 bfloat16; do
   echo "$p: default $dm images/s, avx512 $am images/s, ratio $(ratio "$am" "$dm")"
 done
 
-# Batch scoring of our ONNX export in ONNX Runtime (onnxruntime-node, CPU, intra-op threads = cores), float32.
+# Batch scoring of our ONNX export in ONNX Runtime (Microsoft.ML.OnnxRuntime, CPU, intra-op threads = cores, in a
+# process of its own), float32.
 echo
 echo "## ONNX Runtime on our export, ViT-Ti/16@224 batch 64 float32"
 onnx_dir=$(mktemp -d)
 ours=$($bench onnx --out "$onnx_dir/vit-ti16.onnx" --batch 64 --seconds 10)
-ort=$(node eng/onnxruntime/run.js --bench "$onnx_dir/vit-ti16.onnx" 64,3,224,224 10 "$(nproc)")
+ort=$($bench onnxruntime --model "$onnx_dir/vit-ti16.onnx" --batch 64 --seconds 10 --threads "$(nproc)")
 rm -rf "$onnx_dir"
 echo "$ours"
-echo "onnxruntime forward ViT-Ti/16@224 batch 64: $ort"
-r=$(sed -E 's/.*"images_per_second":([0-9.]+).*/\1/' <<<"$ort")
+echo "$ort"
+r=$(ips <<<"$ort")
 echo "ONNX Runtime fp32 / ours: fp32 $(ratio "$r" "${med[score vit-ti16@224 ours float32]}"), bf16 $(ratio "$r" "${med[score vit-ti16@224 ours bfloat16]}")"
 
 # Data-parallel training (issue 12): the Trainer on random in-memory images, one process with every core against one

@@ -13,7 +13,6 @@
 #   python3-torchvision   torchvision's VisionTransformer: checkpoint parity tests, the FineTunePretrained example
 #   python3-onnx          onnx.checker for the ONNX exports (tests)
 #   chromium              the browser the web app's tests drive (through Playwright, headless, never downloaded)
-#   nodejs npm            ONNX Runtime (npm's onnxruntime-node, in eng/onnxruntime) runs the ONNX exports in tests and benchmarks
 set -euo pipefail
 
 packages=(libtorch-dev libdnnl-dev libgloo-dev libopenblas0-pthread libopencv-dev cmake g++ make dataset-fashion-mnist python3-torch python3-torchvision python3-numpy python3-onnx chromium)
@@ -44,20 +43,6 @@ blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
 if [[ "$blas" != *openblas* ]]; then
   echo "install-deps: warning: libblas.so.3 resolves to '${blas:-nothing}', not OpenBLAS; matrix products will be very slow." >&2
   echo "  Fix: sudo update-alternatives --set libblas.so.3-x86_64-linux-gnu /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3" >&2
-fi
-
-# Node.js runs ONNX Runtime (onnxruntime-node) for the ONNX export tests; the machines have it, else Debian's.
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "install-deps: Node.js is missing. Run: sudo apt-get install -y nodejs npm" >&2
-    exit 1
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
-fi
-ort="$(dirname "$0")/onnxruntime"
-if [[ ! -f "$ort/node_modules/onnxruntime-node/package.json" ]]; then
-  echo "install-deps: installing onnxruntime-node (npm ci --ignore-scripts in eng/onnxruntime)"
-  (cd "$ort" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
 
 if ! command -v dotnet >/dev/null 2>&1; then

@@ -7,8 +7,8 @@ using Vit.Torch.Model;
 
 /// <summary>
 /// Batch scoring of ViT-Ti/16 at 224 on ready tensors (no decoding): our forward without autograd, and the same model
-/// exported to ONNX (<see cref="OnnxExport"/>) for eng/bench.sh to time in ONNX Runtime next to it. Untrained weights
-/// (speed does not depend on them).
+/// exported to ONNX (<see cref="OnnxExport"/>) for eng/bench.sh to time in ONNX Runtime next to it (the
+/// <c>onnxruntime</c> subcommand, <see cref="OnnxRuntimeBenchmark"/>). Untrained weights (speed does not depend on them).
 /// </summary>
 internal static class OnnxBenchmark
 {

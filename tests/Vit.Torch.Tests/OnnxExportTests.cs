@@ -7,8 +7,9 @@ using Vit.Torch.Model;
 namespace Vit.Torch.Tests;
 
 /// <summary>
-/// <see cref="OnnxExport"/> checked in the real runtimes: ONNX Runtime (onnxruntime-node) computes the same logits and
-/// Score as our forward on the same pixels; Debian's onnx.checker (full_check) accepts the file.
+/// <see cref="OnnxExport"/> checked in the real runtimes: ONNX Runtime (Microsoft.ML.OnnxRuntime, in this process)
+/// computes the same logits and Score as our forward on the same pixels; Debian's onnx.checker (full_check) accepts
+/// the file.
 /// </summary>
 [TestClass]
 public sealed class OnnxExportTests : TempDirectoryTests
