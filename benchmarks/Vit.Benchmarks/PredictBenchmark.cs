@@ -41,16 +41,8 @@ internal static class PredictBenchmark
                 .Fit(data);
             var files = Directory.GetFiles(dir, "*.jpg", SearchOption.AllDirectories);
             var engine = ml.Model.CreatePredictionEngine<Input, Output>(model);
-            for (int i = 0; i < 10; i++) engine.Predict(new Input { ImagePath = files[i % files.Length] });
-            var times = new double[requests];
-            for (int i = 0; i < requests; i++)
-            {
-                var t = Stopwatch.GetTimestamp();
-                engine.Predict(new Input { ImagePath = files[i % files.Length] });
-                times[i] = Stopwatch.GetElapsedTime(t).TotalMilliseconds;
-            }
-            Array.Sort(times);
-            double P(double q) => times[Math.Min(times.Length - 1, (int)Math.Ceiling(q * times.Length) - 1)];
+            var times = Latency.Measure(10, requests, i => engine.Predict(new Input { ImagePath = files[i % files.Length] }));
+            double P(double q) => Latency.Quantile(times, q);
             // Batch scoring through the pipeline (LoadImages -> ResizeImages -> ViT over the folder), warm: one pass first.
             int Score()
             {

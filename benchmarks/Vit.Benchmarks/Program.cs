@@ -11,7 +11,7 @@ using Vit.Torch.Model;
 using Vit.Torch.Training;
 
 var opts = new Dictionary<string, string>();
-if (args.Length == 0 || args[0] is not ("train-step" or "score" or "fit" or "loader" or "predict" or "onnx" or "onnxruntime" or "dist-train"))
+if (args.Length == 0 || args[0] is not ("train-step" or "score" or "fit" or "loader" or "predict" or "save-routes" or "onnx" or "onnxruntime" or "dist-train"))
 {
     Console.Error.WriteLine("usage: Vit.Benchmarks train-step [--image N --channels N --patch N --dim N --depth N --heads N --mlp N " +
                             "--classes N --batch N --threads N --blas-threads N --warmup N --steps N]\n" +
@@ -19,6 +19,7 @@ if (args.Length == 0 || args[0] is not ("train-step" or "score" or "fit" or "loa
                             "       Vit.Benchmarks score [sizes as train-step, --batch N --runs N --precision float32|bfloat16]\n" +
                             "       Vit.Benchmarks fit [--images N --batch N --epochs N --precision float32|bfloat16 --dir DIR]\n" +
                             "       Vit.Benchmarks predict [--requests N --images N --batch N --precision float32|bfloat16]\n" +
+                            "       Vit.Benchmarks save-routes [--images N --requests N --precision float32|bfloat16]\n" +
                             "       Vit.Benchmarks onnx --out model.onnx [--batch N --seconds N]\n" +
                             "       Vit.Benchmarks onnxruntime --model model.onnx [--batch N --seconds N --threads N --warmup N]\n" +
                             "       Vit.Benchmarks dist-train [sizes as train-step, --world N --threads N --batch N --warmup N --steps N --precision P]");
@@ -29,6 +30,7 @@ int Get(string k, int d) => opts.TryGetValue(k, out var v) ? int.Parse(v, Cultur
 if (args[0] == "loader") return LoaderBenchmark.Run(Get, opts.GetValueOrDefault("preset", "standard"));
 var precision = Enum.Parse<Precision>(opts.GetValueOrDefault("precision", "Float32"), ignoreCase: true);
 if (args[0] == "predict") return PredictBenchmark.Run(Get, precision);
+if (args[0] == "save-routes") return SaveRoutesBenchmark.Run(Get, precision);
 if (args[0] == "fit") return FitBenchmark.Run(Get, precision, opts.GetValueOrDefault("dir"));
 if (args[0] == "onnx") return OnnxBenchmark.Run(Get, opts.GetValueOrDefault("out", "vit-ti16.onnx"));
 if (args[0] == "onnxruntime") return OnnxRuntimeBenchmark.Run(Get, opts.GetValueOrDefault("model", "vit-ti16.onnx"));

@@ -56,24 +56,24 @@ public sealed class VitFeaturizingEstimator : IEstimator<VitFeaturizingTransform
 }
 
 /// <summary>
-/// Adds a pretrained ViT's pooled features of each image (<see cref="VisionTransformer.ForwardFeatures"/>, float32) as a
-/// vector column. Scores in batches, reading images ahead on several threads; saved and loaded with ML.NET's model files.
+/// Adds a pretrained ViT's pooled features of each image (<see cref="VisionTransformer.ForwardFeatures"/>; float32
+/// unless <see cref="VitImageTransformer.Precision"/> says otherwise: features feed other trainers, which expect the same
+/// numbers at training and scoring time) as a vector column; the head, if the model has one, is not used.
 /// </summary>
-public sealed class VitFeaturizingTransformer : ITransformer, IDisposable
+public sealed class VitFeaturizingTransformer : VitImageTransformer
 {
     internal const string LoaderSignature = "VitFeaturizer";
-    private readonly ImageScoring scoring;
     private readonly IReadOnlyList<string>? labels;
 
     internal VitFeaturizingTransformer(IHostEnvironment env, VisionTransformer model, VitPreprocessing preprocessing, IReadOnlyList<string>? labels,
         string inputColumnName, string outputColumnName)
+        : base(new ImageScoring(env, inputColumnName, new VitScorer(model, preprocessing, Device.Cpu, Precision.Float32, ScorerOutput.Features),
+            VitEstimator.Options.Defaults.ScoringBatchSize, [OutputColumn.Vector(outputColumnName, model.Config.Dim, new DataViewSchema.Annotations.Builder().ToAnnotations())]))
     {
         model.Eval();
         this.labels = labels;
         InputColumnName = inputColumnName;
         OutputColumnName = outputColumnName;
-        scoring = new ImageScoring(env, inputColumnName, new VitScorer(model, preprocessing, Device.Cpu, Precision.Float32, ScorerOutput.Features),
-            VitEstimator.Options.Defaults.ScoringBatchSize, [OutputColumn.Vector(outputColumnName, model.Config.Dim, new DataViewSchema.Annotations.Builder().ToAnnotations())]);
     }
 
     /// <summary>The image column read.</summary>
@@ -82,44 +82,12 @@ public sealed class VitFeaturizingTransformer : ITransformer, IDisposable
     /// <summary>The features column written.</summary>
     public string OutputColumnName { get; }
 
-    /// <summary>The network (its head, if it has one, is not used).</summary>
-    public VisionTransformer Model => scoring.Scorer.Model;
+    private static VersionInfo GetVersionInfo() => Version("VITFEATS", LoaderSignature);
 
-    /// <summary>Input size, channels, normalisation and resizing of the checkpoint.</summary>
-    public VitPreprocessing Preprocessing => scoring.Scorer.Preprocessing;
+    private protected override VersionInfo VersionInfo => GetVersionInfo();
 
-    /// <summary>Arithmetic of the forward pass (float32 unless set: features feed other trainers, which expect the same
-    /// numbers at training and scoring time).</summary>
-    public Precision Precision
+    private protected override void SaveModel(ModelSaveContext ctx)
     {
-        get => scoring.Scorer.Precision;
-        set => scoring.Scorer.Precision = value;
-    }
-
-    /// <summary>True: a prediction engine can use it one row at a time.</summary>
-    public bool IsRowToRowMapper => true;
-
-    /// <summary>The input's columns and the features column.</summary>
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => scoring.OutputSchema(inputSchema);
-
-    /// <summary>The step for one row at a time.</summary>
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new ScoringRowMapper(inputSchema, scoring);
-
-    /// <summary>Adds the features column, lazily.</summary>
-    public IDataView Transform(IDataView input)
-    {
-        ArgumentNullException.ThrowIfNull(input);
-        return new ScoredDataView(input, scoring);
-    }
-
-    private static VersionInfo GetVersionInfo() =>
-        new("VITFEATS", verWrittenCur: 0x00010001, verReadableCur: 0x00010001, verWeCanReadBack: 0x00010001,
-            loaderAssemblyName: typeof(VitFeaturizingTransformer).Assembly.GetName().Name, loaderSignature: LoaderSignature);
-
-    void ICanSaveModel.Save(ModelSaveContext ctx)
-    {
-        ctx.CheckAtModel();
-        ctx.SetVersionInfo(GetVersionInfo());
         ctx.Writer.Write(InputColumnName);
         ctx.Writer.Write(OutputColumnName);
         ctx.Writer.Write(Precision.ToString());
@@ -136,7 +104,4 @@ public sealed class VitFeaturizingTransformer : ITransformer, IDisposable
         using var pretrained = ModelEntries.Load(ctx, out _);
         return new VitFeaturizingTransformer(env, pretrained.TakeModel(), pretrained.Preprocessing, pretrained.Labels, input, output) { Precision = precision };
     }
-
-    /// <summary>Frees the model's native memory.</summary>
-    public void Dispose() => Model.Dispose();
 }

@@ -29,19 +29,23 @@ public sealed record TrainingHistory(TrainingResult Result, int SkippedImages, I
 /// A trained ViT classifier as an ML.NET transformer: adds <c>Score</c> (a vector of the classes' softmax probabilities,
 /// its slot names the class names) and <c>PredictedLabel</c> (a key of as many values as classes, whose key values are the
 /// class names: <c>MapKeyToValue</c> turns it into the name, and ML.NET's <c>Evaluate</c> pairs it with the key label).
-/// Images of another size than the model's are brought to it by the model's own preprocessing (<see cref="Preprocessing"/>).
+/// Images of another size than the model's are brought to it by the model's own preprocessing (<see cref="VitImageTransformer.Preprocessing"/>).
 /// Scores in batches of <see cref="ScoringBatchSize"/>, reading images ahead on several threads. Saved and loaded by
 /// <c>mlContext.Model.Save</c>/<c>Load</c> with the rest of the pipeline (weights, labels, preprocessing and training
 /// history inside the model file). Safe to use from several threads at once (the model is only read); dispose it to free
 /// native memory.
 /// </summary>
-public sealed class VitTransformer : ITransformer, IDisposable
+public sealed class VitTransformer : VitImageTransformer
 {
     internal const string LoaderSignature = "VitTransformer";
-    private readonly ImageScoring scoring;
 
     internal VitTransformer(IHostEnvironment env, VisionTransformer model, IReadOnlyList<string> labels, VitPreprocessing preprocessing,
         VitColumns columns, int scoringBatchSize, TrainingHistory? history, Device device, Precision precision)
+        : base(new ImageScoring(env, columns.Image, new VitScorer(model, preprocessing, device, precision, ScorerOutput.Probabilities), scoringBatchSize,
+        [
+            OutputColumn.Vector(columns.Score, labels.Count, SlotNames(labels)),
+            OutputColumn.ArgMaxKey(columns.PredictedLabel, labels),
+        ]))
     {
         if (labels.Count != model.Config.NumClasses)
             throw new ArgumentException($"{labels.Count} labels for a model with {model.Config.NumClasses} classes", nameof(labels));
@@ -49,11 +53,6 @@ public sealed class VitTransformer : ITransformer, IDisposable
         Columns = columns;
         History = history;
         model.Eval();
-        scoring = new ImageScoring(env, columns.Image, new VitScorer(model, preprocessing, device, precision, ScorerOutput.Probabilities), scoringBatchSize,
-        [
-            OutputColumn.Vector(columns.Score, labels.Count, SlotNames(labels)),
-            OutputColumn.ArgMaxKey(columns.PredictedLabel, labels),
-        ]);
     }
 
     private static DataViewSchema.Annotations SlotNames(IReadOnlyList<string> labels)
@@ -63,31 +62,17 @@ public sealed class VitTransformer : ITransformer, IDisposable
         return builder.ToAnnotations();
     }
 
-    /// <summary>The network.</summary>
-    public VisionTransformer Model => scoring.Scorer.Model;
-
     /// <summary>The class names, in the order of the <c>Score</c> vector (key value k of PredictedLabel is class k − 1).</summary>
     public IReadOnlyList<string> Labels { get; }
-
-    /// <summary>Input size, channels, normalisation, and how images of another size are resized.</summary>
-    public VitPreprocessing Preprocessing => scoring.Scorer.Preprocessing;
 
     /// <summary>Columns read and written.</summary>
     public VitColumns Columns { get; }
 
-    /// <summary>Images per forward pass in <see cref="Transform"/>.</summary>
+    /// <summary>Images per forward pass in <see cref="VitImageTransformer.Transform"/>.</summary>
     public int ScoringBatchSize
     {
-        get => scoring.BatchSize;
-        set => scoring.BatchSize = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "ScoringBatchSize must be at least 1");
-    }
-
-    /// <summary>Arithmetic of scoring (saved with the model): <see cref="Vit.Torch.Precision.Auto"/> scores in bfloat16 mixed
-    /// precision where the hardware has native bfloat16; <see cref="Vit.Torch.Precision.Float32"/> gives float32's exact scores.</summary>
-    public Precision Precision
-    {
-        get => scoring.Scorer.Precision;
-        set => scoring.Scorer.Precision = value;
+        get => Scoring.BatchSize;
+        set => Scoring.BatchSize = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "ScoringBatchSize must be at least 1");
     }
 
     /// <summary>Training history (null for a model loaded from a file: its history is in the file, see <c>vit info</c>).</summary>
@@ -101,37 +86,14 @@ public sealed class VitTransformer : ITransformer, IDisposable
     /// <summary>The training.json a loaded model was saved with (kept so that saving it again keeps its history).</summary>
     internal string? TrainingJson { get; init; }
 
-    /// <summary>Device the model runs on.</summary>
-    public Device Device => scoring.Scorer.Device;
-
-    /// <summary>True: a prediction engine can score one row at a time.</summary>
-    public bool IsRowToRowMapper => true;
-
-    /// <summary>The schema <see cref="Transform"/> gives: the input's columns, then Score and PredictedLabel.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">The image column is missing or is not an image or image bytes.</exception>
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => scoring.OutputSchema(inputSchema);
-
-    /// <summary>The step for one row at a time (ML.NET's prediction engines use it).</summary>
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new ScoringRowMapper(inputSchema, scoring);
-
-    /// <summary>Adds Score and PredictedLabel to <paramref name="input"/>, lazily: images are decoded and scored when a cursor
-    /// asks for those columns.</summary>
-    public IDataView Transform(IDataView input)
-    {
-        ArgumentNullException.ThrowIfNull(input);
-        return new ScoredDataView(input, scoring);
-    }
-
     // ------------------------------------------------------------------ ML.NET model files
 
-    private static VersionInfo GetVersionInfo() =>
-        new("VITCLASS", verWrittenCur: 0x00010001, verReadableCur: 0x00010001, verWeCanReadBack: 0x00010001,
-            loaderAssemblyName: typeof(VitTransformer).Assembly.GetName().Name, loaderSignature: LoaderSignature);
+    private static VersionInfo GetVersionInfo() => Version("VITCLASS", LoaderSignature);
 
-    void ICanSaveModel.Save(ModelSaveContext ctx)
+    private protected override VersionInfo VersionInfo => GetVersionInfo();
+
+    private protected override void SaveModel(ModelSaveContext ctx)
     {
-        ctx.CheckAtModel();
-        ctx.SetVersionInfo(GetVersionInfo());
         ctx.Writer.Write(Columns.Image);
         ctx.Writer.Write(Columns.Score);
         ctx.Writer.Write(Columns.PredictedLabel);
@@ -172,7 +134,7 @@ public sealed class VitTransformer : ITransformer, IDisposable
 
     /// <summary>
     /// Where the model looks in one image: the attention rollout (Abnar &amp; Zuidema 2020) over its patch grid, row-major,
-    /// summing to 1, after the model's own preprocessing (<see cref="Preprocessing"/>). For a heat map over the picture.
+    /// summing to 1, after the model's own preprocessing (<see cref="VitImageTransformer.Preprocessing"/>). For a heat map over the picture.
     /// </summary>
     public (int Rows, int Columns, float[] Values) AttentionMap(MLImage image)
     {
@@ -194,9 +156,9 @@ public sealed class VitTransformer : ITransformer, IDisposable
     }
 
     /// <summary>Frees the model's native memory (and the training state it kept).</summary>
-    public void Dispose()
+    public override void Dispose()
     {
-        Model.Dispose();
+        base.Dispose();
         if (TrainingState is not null) File.Delete(TrainingState);
     }
 }
