@@ -77,6 +77,10 @@ internal static class CliData
         {
             throw new UsageException($"{path} is a model zip of an earlier Vit for .NET, not an ML.NET model file; convert it with: vit import {path} --out <new.zip>");
         }
+        catch (FormatException e)
+        {
+            throw new InvalidDataException($"{path} is not a readable model file (it may be truncated or damaged): {e.Message}", e);
+        }
         return (model, schema, VitPipeline.Find(model, path));
     }
 

@@ -1,6 +1,9 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Microsoft.ML;
 using Vit.Cli;
+using Vit.MLNet;
 using Vit.Tests;
 using Vit.Torch.Checkpoints;
 using Vit.Torch.Imaging;
@@ -24,7 +27,7 @@ public sealed class CliTests
     /// <summary>The architecture options of the small model every test uses.</summary>
     private static string[] Small(string data, string output, int epochs) =>
         ["train", data, "--out", output, "--arch", "custom", "--dim", "32", "--depth", "2", "--heads", "2", "--patch", "8",
-         "--image-size", $"{Side}", "--epochs", $"{epochs}", "--batch-size", "8", "--lr", "0.003", "--precision", "fp32", "--seed", "1"];
+         "--image-size", $"{Side}", "--epochs", $"{epochs}", "--batch-size", "8", "--lr", "0.003", "--precision", "float32", "--seed", "1"];
 
     [ClassInitialize]
     public static void TrainOnce(TestContext _)
@@ -260,6 +263,187 @@ public sealed class CliTests
         }
         Assert.IsFalse(File.Exists(outZip));
         StringAssert.Contains(Cli("info", truncated).Err, "truncated.zip");
+        StringAssert.Contains(Cli("evaluate", truncated, data).Err, "truncated.zip");
+        StringAssert.Contains(Cli("predict", truncated, data).Err, "truncated.zip");
+    }
+
+    /// <summary>The input row of the tool's model files: an image path.</summary>
+    public sealed class PathInput
+    {
+        public string ImagePath { get; set; } = "";
+    }
+
+    /// <summary>The output row of the tool's model files (LoadImages → ResizeImages → ViT; PredictedLabel stays a key).</summary>
+    public sealed class Scored
+    {
+        public float[] Score { get; set; } = [];
+    }
+
+    [TestMethod]
+    public void ModelFilesAreMLNetsOwnAndScoreAsThePredictCommand()
+    {
+        // ML.NET's own loader reads what `vit train` saved; its prediction engine over an image path scores as `vit predict`.
+        var ml = new MLContext();
+        var loaded = ml.Model.Load(model, out var schema);
+        using var _loaded = loaded as IDisposable;
+        Assert.IsNotNull(schema.GetColumnOrNull("ImagePath"), "the model takes rows of image paths");
+        CollectionAssert.AreEqual(new[] { "ImageLoadingTransformer", "ImageResizingTransformer", "VitTransformer" },
+            VitPipeline.Steps(loaded).Select(st => st.GetType().Name.Split('`')[0]).ToArray());
+        CollectionAssert.AreEqual(Classes, VitPipeline.Find(loaded, "test").Labels.ToArray());
+        using var engine = ml.Model.CreatePredictionEngine<PathInput, Scored>(loaded, new PredictionEngineOptions { OwnsTransformer = false });
+        var files = Classes.Select(c => Directory.GetFiles(Path.Combine(data, c)).Order(StringComparer.Ordinal).First()).ToList();
+        var ours = Json(Cli(["predict", model, .. files, "--top", "3", "--json"]))["predictions"]!.AsArray();
+        for (int i = 0; i < files.Count; i++)
+        {
+            var score = engine.Predict(new PathInput { ImagePath = files[i] }).Score;
+            Assert.HasCount(Classes.Length, score);
+            foreach (var t in ours[i]!["top"]!.AsArray())
+                Assert.AreEqual(score[Array.IndexOf(Classes, (string)t!["label"]!)], (float)t["probability"]!, 1e-6f, files[i]);
+        }
+
+        // vit info names the pipeline's steps (in --json, as "pipeline").
+        var info = Json(Cli("info", model, "--json"));
+        CollectionAssert.AreEqual(new[] { "ImageLoadingTransformer", "ImageResizingTransformer", "VitTransformer" },
+            info["pipeline"]!.AsArray().Select(st => (string)st!).ToArray());
+        var text = Cli("info", model);
+        Assert.AreEqual(0, text.Code, text.Err);
+        StringAssert.Contains(text.Out, "ImageLoadingTransformer -> ImageResizingTransformer -> VitTransformer");
+    }
+
+    [TestMethod]
+    public void AModelZipOfAnEarlierVersionIsRefusedWithTheCommandThatConvertsIt()
+    {
+        // A model zip as the library wrote it before its models became ML.NET model files: the same weights, labels and
+        // preprocessing, in a zip of their own.
+        var old = Path.Combine(root, "old-format.zip");
+        using (var trained = PretrainedVit.Load(model))
+            VitModelZip.Save(old, trained.Model, trained.Labels!, trained.Preprocessing);
+        Assert.IsTrue(VitModelZip.IsStandalone(old));
+        Assert.IsFalse(VitModelZip.IsStandalone(model), "the tool's model files are ML.NET's, not standalone zips");
+        var image = Directory.GetFiles(Path.Combine(data, "red")).Order(StringComparer.Ordinal).First();
+        foreach (var args in new[]
+                 {
+                     new[] { "predict", old, image },
+                     ["evaluate", old, data],
+                     ["export", old, "--onnx", Path.Combine(root, "never.onnx")],
+                 })
+        {
+            var r = Cli(args);
+            string what = string.Join(" ", args);
+            Assert.AreEqual(2, r.Code, $"{what}: {r.Err}");
+            Assert.AreEqual("", r.Out, what);
+            var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.HasCount(1, lines, $"{what}: {r.Err}");
+            StringAssert.Contains(lines[0], $"vit import {old} --out", what);
+        }
+        Assert.IsFalse(File.Exists(Path.Combine(root, "never.onnx")));
+        // vit info still reads it (it has no ML.NET pipeline).
+        var info = Json(Cli("info", old, "--json"));
+        CollectionAssert.AreEqual(Classes, info["model"]!["labels"]!.AsArray().Select(l => (string)l!).ToArray());
+        Assert.IsNull(info["pipeline"]);
+
+        // Converted by vit import, it predicts as the model it came from (the images already have the model's size).
+        var converted = Path.Combine(root, "converted.zip");
+        var import = Cli("import", old, "--out", converted, "--precision", "float32");
+        Assert.AreEqual(0, import.Code, import.Err);
+        Assert.IsFalse(VitModelZip.IsStandalone(converted));
+        var a = Json(Cli("predict", model, data, "--top", "3", "--json"))["predictions"]!.AsArray();
+        var b = Json(Cli("predict", converted, data, "--top", "3", "--json"))["predictions"]!.AsArray();
+        Assert.HasCount(a.Count, b);
+        for (int i = 0; i < a.Count; i++)
+        {
+            Assert.AreEqual((string)a[i]!["predicted_label"]!, (string)b[i]!["predicted_label"]!);
+            Assert.AreEqual((float)a[i]!["probability"]!, (float)b[i]!["probability"]!, 1e-6f);
+        }
+    }
+
+    [TestMethod]
+    public void EvaluateLeavesOutRowsWhoseLabelTheModelDoesNotKnowAndSaysSo()
+    {
+        // Three rows of known classes and two of a class the model never saw: ML.NET's evaluator leaves the two out.
+        var csv = Path.Combine(root, "with-unknown.csv");
+        File.WriteAllLines(csv, ["ImagePath,Label", .. Classes.Select(c => $"photos/{c}/01.png,{c}"), "photos/red/02.png,purple", "photos/blue/02.png,purple"]);
+        var eval = Json(Cli("evaluate", model, csv, "--json"));
+        Assert.AreEqual(3, (int)eval["rows"]!, "the rows of unknown labels are not counted");
+        Assert.AreEqual(2, (int)eval["unknown_labels"]!["purple"]!);
+        Assert.HasCount(1, eval["unknown_labels"]!.AsObject());
+        var predictions = Json(Cli(["predict", model, .. Classes.Select(c => Path.Combine(data, c, "01.png")), "--json"]))["predictions"]!.AsArray();
+        int correct = predictions.Select((p, i) => (string)p!["predicted_label"]! == Classes[i] ? 1 : 0).Sum();
+        Assert.AreEqual(correct / 3.0, (double)eval["accuracy"]!, 1e-12, "accuracy over the known rows only");
+        Assert.AreEqual(3L, eval["confusion_matrix"]!.AsArray().Sum(row => row!.AsArray().Sum(v => (long)v!)));
+        var text = Cli("evaluate", model, csv);
+        Assert.AreEqual(0, text.Code, text.Err);
+        StringAssert.StartsWith(text.Out, "3 images:");
+        StringAssert.Contains(text.Err, "2 rows have the label 'purple', which the model does not know");
+
+        // Known labels only: no note, and an empty unknown_labels.
+        Assert.AreEqual(0, Json(Cli("evaluate", model, data, "--json"))["unknown_labels"]!.AsObject().Count);
+        Assert.DoesNotContain("does not know", Cli("evaluate", model, data).Err);
+    }
+
+    [TestMethod]
+    public void PrecisionTakesItsFullNamesAndTheShortOnes()
+    {
+        var hf = Path.Combine(root, "hf-precision");
+        Assert.AreEqual(0, Cli("export", model, "--hf", hf).Code);
+        foreach (var (name, expected) in new[]
+                 {
+                     ("auto", Vit.Torch.Precision.Auto), ("bfloat16", Vit.Torch.Precision.BFloat16), ("float32", Vit.Torch.Precision.Float32),
+                     ("bf16", Vit.Torch.Precision.BFloat16), ("fp32", Vit.Torch.Precision.Float32),
+                 })
+        {
+            var output = Path.Combine(root, $"precision-{name}.zip");
+            var r = Cli("import", hf, "--out", output, "--precision", name);
+            Assert.AreEqual(0, r.Code, $"{name}: {r.Err}");
+            var ml = new MLContext();
+            var loaded = ml.Model.Load(output, out _);
+            using var _loaded = loaded as IDisposable;
+            Assert.AreEqual(expected, VitPipeline.Find(loaded, "test").Precision, $"--precision {name} is saved in the model file");
+        }
+        foreach (var bad in new[] { "fp16", "float16", "" })
+        {
+            var r = Cli("import", hf, "--out", Path.Combine(root, "never.zip"), "--precision", bad);
+            Assert.AreEqual(2, r.Code, $"'{bad}': {r.Err}");
+            Assert.AreEqual(1, r.Err.Trim().Split('\n').Length, r.Err);
+            StringAssert.StartsWith(r.Err, "vit: ");
+        }
+        Assert.IsFalse(File.Exists(Path.Combine(root, "never.zip")));
+    }
+
+    [TestMethod]
+    public void JsonFieldNamesAreSnakeCase()
+    {
+        var csv = Path.Combine(root, "snake.csv");
+        File.WriteAllLines(csv, ["ImagePath,Label", "photos/red/03.png,red", "photos/red/04.png,Some Other Label"]);
+        var documents = new (string What, JsonNode Node)[]
+        {
+            ("info", Json(Cli("info", model, "--json"))),
+            ("predict", Json(Cli("predict", model, Path.Combine(data, "green"), "--top", "2", "--json"))),
+            ("evaluate", Json(Cli("evaluate", model, csv, "--json"))),
+        };
+        var snake = new Regex("^[a-z][a-z0-9]*(_[a-z0-9]+)*$");
+        void Walk(string what, string where, JsonNode? node)
+        {
+            switch (node)
+            {
+                case JsonObject o:
+                    foreach (var (key, value) in o)
+                    {
+                        // unknown_labels is keyed by the data's own labels, not by field names.
+                        if (where != "$.unknown_labels") Assert.IsTrue(snake.IsMatch(key), $"{what}: field '{key}' at {where}");
+                        Walk(what, $"{where}.{key}", value);
+                    }
+                    break;
+                case JsonArray a:
+                    foreach (var item in a) Walk(what, $"{where}[]", item);
+                    break;
+            }
+        }
+        foreach (var (what, node) in documents) Walk(what, "$", node);
+        // The walk did look at the fields that used to be camelCase.
+        Assert.IsNotNull(documents[1].Node["predictions"]![0]!["predicted_label"]);
+        Assert.IsNotNull(documents[2].Node["per_class"]![0]!["log_loss"]);
+        Assert.AreEqual(1, (int)documents[2].Node["unknown_labels"]!["Some Other Label"]!);
     }
 
     /// <summary>Runs `vit <paramref name="args"/>` in its own process, sends it Ctrl+C (SIGINT) once its first checkpoint is

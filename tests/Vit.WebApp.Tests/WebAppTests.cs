@@ -37,6 +37,19 @@ public sealed class WebAppTests
         return app;
     }
 
+    /// <summary>The probabilities of a response's <c>top</c> list (best first, each class once) in the order of
+    /// <see cref="WebFixtures.Classes"/>.</summary>
+    private static float[] Scores(JsonNode response)
+    {
+        var top = response["top"]!.AsArray();
+        Assert.HasCount(WebFixtures.Classes.Length, top, "a 3-class model's top list holds every class");
+        var p = top.Select(t => (float)t!["probability"]!).ToArray();
+        for (int i = 1; i < p.Length; i++) Assert.IsGreaterThanOrEqualTo(p[i], p[i - 1], "top is best first");
+        var labels = top.Select(t => (string)t!["label"]!).ToArray();
+        CollectionAssert.AreEquivalent(WebFixtures.Classes, labels);
+        return WebFixtures.Classes.Select(c => p[Array.IndexOf(labels, c)]).ToArray();
+    }
+
     [TestMethod]
     public async Task ClassifyAnswersAsAPlainEngineAndReportsTheVersion()
     {
@@ -48,25 +61,158 @@ public sealed class WebAppTests
             using var response = await client.PostAsync("/api/classify", Upload(File.ReadAllBytes(file)));
             Assert.AreEqual(HttpStatusCode.OK, response.StatusCode, await response.Content.ReadAsStringAsync());
             var json = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
-            var scores = json["scores"]!.AsObject();
-            CollectionAssert.AreEqual(WebFixtures.Classes, scores.Select(kv => kv.Key).ToArray());
+            var scores = Scores(json);
             var want = expected[file];
             for (int c = 0; c < WebFixtures.Classes.Length; c++)
-                Assert.AreEqual(want[c], (float)scores[WebFixtures.Classes[c]]!, 1e-6f, file);
+                Assert.AreEqual(want[c], scores[c], 1e-6f, file);
             int best = Array.IndexOf(want, want.Max());
-            Assert.AreEqual(WebFixtures.Classes[best], (string)json["predictedLabel"]!);
+            Assert.AreEqual(WebFixtures.Classes[best], (string)json["predicted_label"]!);
+            Assert.AreEqual((string)json["top"]![0]!["label"]!, (string)json["predicted_label"]!);
             Assert.AreEqual(want[best], (float)json["probability"]!, 1e-6f);
-            Assert.AreEqual(1, (long)json["modelVersion"]!);
-            Assert.IsGreaterThan(0.0, (double)json["elapsedMs"]!);
+            Assert.AreEqual(1, (long)json["model_version"]!);
+            Assert.IsGreaterThan(0.0, (double)json["elapsed_ms"]!);
+            Assert.IsNull(json["attention"], "no attention map unless asked for");
         }
         var withMap = JsonNode.Parse(await (await client.PostAsync("/api/classify?attention=true", Upload(File.ReadAllBytes(WebFixtures.Files[0])))).Content.ReadAsStringAsync())!;
         var map = withMap["attention"]!;
         Assert.AreEqual(2, (int)map["rows"]!);
+        Assert.AreEqual(2, (int)map["columns"]!);
+        Assert.HasCount(4, map["values"]!.AsArray());
         Assert.AreEqual(1.0, map["values"]!.AsArray().Sum(v => (double)v!), 1e-5, "the rollout over the 2x2 patches sums to 1");
+        CollectionAssert.AreEqual(expected[WebFixtures.Files[0]], Scores(withMap), new Tolerance(1e-6f), "the scores come with the map");
 
         var health = JsonNode.Parse(await client.GetStringAsync("/health"))!;
         Assert.AreEqual("ok", (string)health["status"]!);
+        Assert.AreEqual(1, (long)health["model_version"]!);
         StringAssert.Contains(await client.GetStringAsync("/"), "imageFile");
+    }
+
+    /// <summary>Compares floats within a tolerance (for CollectionAssert).</summary>
+    private sealed class Tolerance(float tolerance) : System.Collections.IComparer
+    {
+        public int Compare(object? x, object? y) => Math.Abs((float)x! - (float)y!) <= tolerance ? 0 : 1;
+    }
+
+    [TestMethod]
+    public async Task UploadsOfOtherSizesAndFormatsScoreAsTheModelsOwnLoadImagesReadsTheSameFile()
+    {
+        // Not the model's size and not PNG only: the app decodes the upload (SkiaSharp) and the model's ResizeImages step
+        // brings it to 16x16; ML.NET's model, loaded with ml.Model.Load and reading the same file by path through its
+        // LoadImages step, must give the same probabilities.
+        var dir = Directory.CreateDirectory(Path.Combine(WebFixtures.Root, "other-sizes")).FullName;
+        var rng = new Random(11);
+        var files = new List<string>();
+        foreach (var (w, h, format) in new[] { (40, 28, "png"), (23, 37, "jpg"), (64, 64, "bmp"), (30, 30, "webp"), (16, 16, "jpg") })
+        {
+            var px = new byte[w * h * 3];
+            int hot = files.Count % 3;
+            for (int p = 0; p < w * h; p++)
+                for (int ch = 0; ch < 3; ch++) px[p * 3 + ch] = (byte)(ch == hot ? rng.Next(150, 256) : rng.Next(0, 110));
+            using var img = Vit.Torch.Imaging.Image.FromPixels(px, w, h, 3);
+            var file = Path.Combine(dir, $"{w}x{h}.{format}");
+            File.WriteAllBytes(file, format switch
+            {
+                "png" => img.EncodePng(), "jpg" => img.EncodeJpeg(), "bmp" => img.EncodeBmp(), _ => img.EncodeWebP(lossless: true),
+            });
+            files.Add(file);
+        }
+        var expected = WebFixtures.Expected(WebFixtures.ModelA, files);
+        await using var app = await TestApp(WebFixtures.ModelA);
+        using var client = app.GetTestClient();
+        foreach (var file in files)
+        {
+            using var response = await client.PostAsync("/api/classify", Upload(File.ReadAllBytes(file), name: Path.GetFileName(file)));
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.AreEqual(HttpStatusCode.OK, response.StatusCode, $"{file}: {body}");
+            var json = JsonNode.Parse(body)!;
+            var scores = Scores(json);
+            var want = expected[file];
+            for (int c = 0; c < WebFixtures.Classes.Length; c++)
+                Assert.AreEqual(want[c], scores[c], 1e-5f, $"{file}, {WebFixtures.Classes[c]}");
+            Assert.AreEqual(WebFixtures.Classes[Array.IndexOf(want, want.Max())], (string)json["predicted_label"]!, file);
+        }
+    }
+
+    /// <summary>A PNG of a few hundred bytes whose header (IHDR) says <paramref name="width"/> x <paramref name="height"/>
+    /// RGB pixels, followed by the start of its pixel data and the end chunk; valid CRCs, so decoders read the header.</summary>
+    private static byte[] PngClaiming(int width, int height)
+    {
+        static uint Crc(ReadOnlySpan<byte> bytes)
+        {
+            uint c = 0xFFFFFFFF;
+            foreach (var b in bytes)
+            {
+                c ^= b;
+                for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320 ^ (c >> 1) : c >> 1;
+            }
+            return ~c;
+        }
+        var png = new MemoryStream();
+        png.Write([0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A]);
+        void Chunk(string type, byte[] data)
+        {
+            var be = new byte[4];
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(be, data.Length);
+            png.Write(be);
+            var typed = System.Text.Encoding.ASCII.GetBytes(type).Concat(data).ToArray();
+            png.Write(typed);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(be, Crc(typed));
+            png.Write(be);
+        }
+        var ihdr = new byte[13];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(ihdr, width);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(ihdr.AsSpan(4), height);
+        ihdr[8] = 8;  // bit depth
+        ihdr[9] = 2;  // RGB; compression, filter and interlace 0
+        Chunk("IHDR", ihdr);
+        var idat = new MemoryStream();
+        using (var z = new System.IO.Compression.ZLibStream(idat, System.IO.Compression.CompressionLevel.Optimal, leaveOpen: true))
+            z.Write(new byte[4096]);  // the first rows, all zero
+        Chunk("IDAT", idat.ToArray());
+        Chunk("IEND", []);
+        return png.ToArray();
+    }
+
+    [TestMethod]
+    public async Task ASmallFileClaimingAHugeImageIsRefusedWith413BeforeDecoding()
+    {
+        // 20000 x 20000 = 400 million pixels (1.6 GB decoded) in a file of a few hundred bytes, far under the upload limit:
+        // the header check refuses it against maxPixels (default 50 million) before any pixel memory is taken; were it
+        // decoded, the answer would be an image's (200) or an undecodable one's (415), not 413.
+        var bomb = PngClaiming(20000, 20000);
+        Assert.IsLessThan(1000, bomb.Length);
+        using (var codec = SkiaSharp.SKCodec.Create(new MemoryStream(bomb)))
+        {
+            Assert.IsNotNull(codec, "the crafted PNG's header is readable");
+            Assert.AreEqual(20000, codec.Info.Width);
+        }
+        await using (var app = await TestApp(WebFixtures.ModelA))
+        {
+            using var client = app.GetTestClient();
+            using var r = await client.PostAsync("/api/classify", Upload(bomb));
+            var body = await r.Content.ReadAsStringAsync();
+            Assert.AreEqual(HttpStatusCode.RequestEntityTooLarge, r.StatusCode, body);
+            var error = (string)JsonNode.Parse(body)!["error"]!;
+            StringAssert.Contains(error, "20000x20000");
+            StringAssert.Contains(error, "50000000 pixels");
+            using var ok = await client.PostAsync("/api/classify", Upload(File.ReadAllBytes(WebFixtures.Files[0])));
+            Assert.AreEqual(HttpStatusCode.OK, ok.StatusCode, "and the app still serves");
+        }
+        // maxPixels is the app's setting: at 255 a real 16x16 image (256 pixels) is refused, at 256 it is scored.
+        await using (var app = await TestApp(WebFixtures.ModelA, "--maxPixels", "255"))
+        {
+            using var client = app.GetTestClient();
+            using var r = await client.PostAsync("/api/classify", Upload(File.ReadAllBytes(WebFixtures.Files[0])));
+            var body = await r.Content.ReadAsStringAsync();
+            Assert.AreEqual(HttpStatusCode.RequestEntityTooLarge, r.StatusCode, body);
+            StringAssert.Contains((string)JsonNode.Parse(body)!["error"]!, "16x16, over the limit of 255 pixels");
+        }
+        await using (var app = await TestApp(WebFixtures.ModelA, "--maxPixels", "256"))
+        {
+            using var client = app.GetTestClient();
+            using var r = await client.PostAsync("/api/classify", Upload(File.ReadAllBytes(WebFixtures.Files[0])));
+            Assert.AreEqual(HttpStatusCode.OK, r.StatusCode, await r.Content.ReadAsStringAsync());
+        }
     }
 
     [TestMethod]
@@ -181,8 +327,8 @@ public sealed class WebAppTests
                         if (r.IsSuccessStatusCode)
                         {
                             var j = JsonNode.Parse(body)!;
-                            version = (long)j["modelVersion"]!;
-                            s = WebFixtures.Classes.Select(c => (float)j["scores"]![c]!).ToArray();
+                            version = (long)j["model_version"]!;
+                            s = Scores(j);
                         }
                         lock (results) results.Add((f, r.StatusCode, version, s, ms));
                     }
@@ -198,7 +344,7 @@ public sealed class WebAppTests
             File.Copy(second, served + ".tmp");
             File.Move(served + ".tmp", served, overwrite: true);  // replaced as deployments do, mid-load
             while (!load.IsCompleted && clock.Elapsed < TimeSpan.FromSeconds(60)
-                   && !(await client.GetStringAsync("/health")).Contains("\"modelVersion\":2", StringComparison.Ordinal))
+                   && !(await client.GetStringAsync("/health")).Contains("\"model_version\":2", StringComparison.Ordinal))
                 await Task.Delay(50);
             await Task.Delay(3000);
             stop.Cancel();
@@ -209,7 +355,7 @@ public sealed class WebAppTests
             var failed = results.Where(r => r.Status != HttpStatusCode.OK).ToList();
             Assert.IsEmpty(failed, $"{failed.Count} failed requests, e.g. {failed.FirstOrDefault().Status}");
             var versions = results.Select(r => r.Version).Distinct().Order().ToArray();
-            CollectionAssert.AreEqual(new long[] { 1, 2 }, versions, "modelVersion switches from 1 to 2 during the load");
+            CollectionAssert.AreEqual(new long[] { 1, 2 }, versions, "model_version switches from 1 to 2 during the load");
             foreach (var r in results)
                 for (int c = 0; c < 3; c++)
                     Assert.AreEqual(expected[r.Version][r.File][c], r.Scores[c], 1e-6f, $"version {r.Version}, {r.File}");

@@ -1,10 +1,13 @@
+using Microsoft.ML;
 using Vit.MLNet;
+using Vit.MLNet.Tests;
 using Vit.Torch.Imaging;
-using Vit.Torch.Model;
 
 namespace Vit.WebApp.Tests;
 
-/// <summary>Two small colour classifiers (different seeds and epochs) saved as model files, and the images they read.</summary>
+/// <summary>Two small colour classifiers (different seeds and epochs) saved as ML.NET model files, and the images they read.
+/// The pipeline is the ML.NET tests' (<see cref="Fixtures.Pipeline"/>): LoadImages → ResizeImages(16) → the ViT →
+/// MapKeyToValue("PredictedLabel").</summary>
 internal static class WebFixtures
 {
     public static readonly string[] Classes = ["blue", "green", "red"];
@@ -49,43 +52,38 @@ internal static class WebFixtures
                 File.WriteAllBytes(Path.Combine(dir, $"{i:D2}.png"), img.EncodePng());
             }
         }
-        var ctx = new VitContext(seed: 1);
-        var data = ctx.Data.LoadFromImageFolder(Path.Combine(root, "photos"));
         string Save(int epochs, int seed, string name)
         {
-            var options = new VitEstimator.Options
-            {
-                Architecture = VitArchitecture.Custom, Epochs = epochs, BatchSize = 8, LearningRate = 3e-3, Seed = seed,
-                CustomConfig = new VitConfig { ImageSize = Side, PatchSize = 8, Channels = 3, Dim = 32, Depth = 2, Heads = 2, MlpDim = 64 },
-                Augmentation = AugmentPreset.None, Workers = 1,
-            };
-            using var m = ctx.Transforms.LoadImages("Image", imageFolder: "", inputColumnName: "ImagePath")
-                .Append(ctx.Transforms.ResizeImages("Image", Side, Side)).Append(new VitEstimator(ctx, options)).Fit(data);
+            var ml = new MLContext(seed: 1);
+            var data = ml.Data.LoadFromImageFolder(Path.Combine(root, "photos"));
+            var options = Fixtures.TinyOptions(epochs);
+            options.Seed = seed;
+            using var m = Fixtures.Pipeline(ml, options).Fit(data);
             var path = Path.Combine(root, name);
-            ctx.Model.Save(m, data.Schema, path);
+            ml.Model.Save(m, data.Schema, path);
             return path;
         }
         return (root, Save(8, 1, "a.zip"), Save(3, 2, "b.zip"));
     }
 
-    public sealed class PathInput
-    {
-        public string ImagePath { get; set; } = "";
-    }
+    /// <summary>A model file's answers for every fixture image, from a single engine reading the files by path (the
+    /// model's own LoadImages step).</summary>
+    public static Dictionary<string, float[]> Expected(string model) => Expected(model, Files);
 
-    public sealed class Output
+    /// <summary>A model file's answers for <paramref name="files"/>: <c>ml.Model.Load</c> and a prediction engine that reads
+    /// each file by path.</summary>
+    public static Dictionary<string, float[]> Expected(string model, IEnumerable<string> files)
     {
-        public string PredictedLabel { get; set; } = "";
-
-        public float[] Score { get; set; } = [];
-    }
-
-    /// <summary>A model file's answers for every fixture image, from a single engine reading the files by path.</summary>
-    public static Dictionary<string, float[]> Expected(string model)
-    {
-        var ctx = new VitContext();
-        using var m = (IDisposable)ctx.Model.Load(model, out _);
-        var engine = ctx.Model.CreatePredictionEngine<PathInput, Output>((ITransformer)m);
-        return Files.ToDictionary(f => f, f => engine.Predict(new PathInput { ImagePath = f }).Score);
+        var ml = new MLContext();
+        var m = ml.Model.Load(model, out _);
+        try
+        {
+            using var engine = ml.Model.CreatePredictionEngine<ImageInput, ImagePrediction>(m, new PredictionEngineOptions { OwnsTransformer = false });
+            return files.ToDictionary(f => f, f => engine.Predict(new ImageInput { ImagePath = f }).Score);
+        }
+        finally
+        {
+            (m as IDisposable)?.Dispose();
+        }
     }
 }
