@@ -18,18 +18,6 @@ public sealed class UploadInput
     public MLImage Image { get; set; } = null!;
 }
 
-/// <summary>Marks an <see cref="MLImage"/> member as an image of any size. ML.NET's own <c>[ImageType]</c> without a
-/// size throws when a prediction engine is made (it registers <c>new ImageDataViewType(0, 0)</c>, which refuses a zero
-/// height); this registers the size-less <see cref="ImageDataViewType"/>, the type LoadImages gives its column.</summary>
-public sealed class AnySizeImageAttribute : DataViewTypeAttribute
-{
-    public override bool Equals(DataViewTypeAttribute other) => other is AnySizeImageAttribute;
-
-    public override int GetHashCode() => typeof(AnySizeImageAttribute).GetHashCode();
-
-    public override void Register() => DataViewTypeManager.Register(new ImageDataViewType(), typeof(MLImage), this);
-}
-
 /// <summary>The response row: the class probabilities (the predicted label is the best of them, in the model's labels).</summary>
 public sealed class UploadPrediction
 {

@@ -231,8 +231,8 @@ public static class VitPipeline
     /// <summary>
     /// The model without its leading <c>LoadImages</c> steps: a model that takes the images themselves (an image column of
     /// <see cref="MLImage"/> values, named as LoadImages named its output) where it took their paths — for images that
-    /// arrive in memory, such as uploads (make them with <see cref="MLImage.CreateFromStream"/>). A model without such a
-    /// step comes back as it is.
+    /// arrive in memory, such as uploads (make them with <see cref="MLImage.CreateFromStream"/>; mark the input class's
+    /// property <see cref="AnySizeImageAttribute"/>). A model without such a step comes back as it is.
     /// </summary>
     public static ITransformer WithoutImageLoading(ITransformer model)
     {
