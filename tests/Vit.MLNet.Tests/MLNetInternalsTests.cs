@@ -143,6 +143,20 @@ public sealed class MLNetInternalsTests
         Check(typeof(Delegate).IsAssignableFrom(signature) && signature.GetMethod("Invoke")!.GetParameters().Select(p => p.ParameterType).SequenceEqual([loadCtx]),
             "delegate SignatureLoadModel(ModelLoadContext ctx)");
 
+        // The attributes as the runtime reads them (ML.NET's catalog finds the loaders through them): the signature type
+        // resolves from the name the compiler wrote, and each loaded class has the Create(IHostEnvironment, ModelLoadContext)
+        // that ML.NET calls.
+        var attributes = typeof(VitEstimator).Assembly.GetCustomAttributesData().Where(a => a.AttributeType == loadable).ToList();
+        Check(attributes.Count == 2, $"two LoadableClass attributes on Vit.MLNet (VitTransformer, VitFeaturizingTransformer), found {attributes.Count}");
+        foreach (var a in attributes)
+        {
+            var args = a.ConstructorArguments;
+            var instance = (Type)args[0].Value!;
+            Check(ReferenceEquals(args[2].Value, signature), $"LoadableClass({instance.Name}): the signature type is SignatureLoadModel, found {args[2].Value}");
+            Check(instance.GetMethod("Create", All, [hostEnv, loadCtx]) is { IsStatic: true } create && create.ReturnType == instance,
+                $"{instance.Name}.Create(IHostEnvironment, ModelLoadContext)");
+        }
+
         var viewUtils = T("Microsoft.ML.Data.DataViewUtils");
         Check(viewUtils.GetMethod("ConsolidateGeneric", All, [channelProvider, typeof(DataViewRowCursor[]), typeof(int)])?.ReturnType == typeof(DataViewRowCursor),
             "DataViewUtils.ConsolidateGeneric(IChannelProvider, DataViewRowCursor[], int) : DataViewRowCursor");
