@@ -215,7 +215,16 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
 
     private Generation Load(Slot slot, string path, long version)
     {
-        var loaded = mlContext.Model.Load(path, out _);
+        ITransformer loaded;
+        try
+        {
+            loaded = mlContext.Model.Load(path, out _);
+        }
+        catch (FormatException e)
+        {
+            // ML.NET's loader says FormatException for a file that is not a readable model (a damaged or half-written zip).
+            throw new InvalidDataException($"{path} is not a readable model file: {e.Message}", e);
+        }
         ITransformer model;
         try
         {

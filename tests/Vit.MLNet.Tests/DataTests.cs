@@ -18,6 +18,9 @@ public sealed class DataTests
         File.WriteAllBytes(path, [1]);  // listing never decodes
     }
 
+    private static (string, string)[] RowsOf(MLContext ml, IDataView data) =>
+        ml.Data.CreateEnumerable<VitCatalog.ImageFolderRow>(data, reuseRowObject: false).Select(r => (r.ImagePath, r.Label)).ToArray();
+
     [TestMethod]
     public void ImageFolder_RowsAreTheEnginesSamples_WithAbsolutePaths()
     {
@@ -30,8 +33,11 @@ public sealed class DataTests
         var relative = Path.GetRelativePath(Environment.CurrentDirectory, dir);
         Assert.IsFalse(Path.IsPathRooted(relative));
 
-        var rows = new VitContext().Data.LoadFromImageFolder(relative).GetRows()
-            .Select(r => ((string)r["ImagePath"]!, (string)r["Label"]!)).ToArray();
+        var ml = new MLContext();
+        var data = ml.Data.LoadFromImageFolder(relative);
+        CollectionAssert.AreEqual(new[] { "ImagePath", "Label" }, data.Schema.Select(c => c.Name).ToArray());
+        Assert.AreEqual(TextDataViewType.Instance, data.Schema["Label"].Type);
+        var rows = RowsOf(ml, data);
 
         // Ordinal order: "Dog" before "cat" before "dog"; inside a class, paths in ordinal order, subfolders included.
         CollectionAssert.AreEqual(new[]
@@ -49,11 +55,11 @@ public sealed class DataTests
         var dir = TempFolder();
         foreach (var f in Directory.GetFiles(Path.Combine(Fixtures.Folder, "red")).Order(StringComparer.Ordinal).Take(2))
             File.Copy(f, Path.Combine(Directory.CreateDirectory(Path.Combine(dir, "red")).FullName, Path.GetFileName(f)));
-        var ctx = new VitContext(seed: 1);
-        var data = ctx.Data.LoadFromImageFolder(dir);
-        CollectionAssert.AreEqual(new[] { "red", "red" }, data.GetRows().Select(r => (string)r["Label"]!).ToArray());
-        var e = Assert.ThrowsExactly<ArgumentException>(() => Fixtures.Pipeline(ctx, Fixtures.TinyOptions(epochs: 1)).Fit(data));
-        StringAssert.Contains(e.Message, "1 distinct label(s) (red); a classifier needs at least two classes");
+        var ml = new MLContext(seed: 1);
+        var data = ml.Data.LoadFromImageFolder(dir);
+        CollectionAssert.AreEqual(new[] { "red", "red" }, RowsOf(ml, data).Select(r => r.Item2).ToArray());
+        var e = Assert.ThrowsExactly<ArgumentException>(() => Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 1)).Fit(data));
+        StringAssert.Contains(e.Message, "the training data has 1 class(es) (red) in label column 'Label'; a classifier needs at least two");
         StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => ImageDataset.FromFolder(dir)).Message, "at least two classes, found 1");
     }
 
@@ -63,41 +69,9 @@ public sealed class DataTests
         var dir = TempFolder();
         var missing = Path.Combine(dir, "nope");
         Assert.AreEqual($"image folder not found: {missing}",
-            Assert.ThrowsExactly<DirectoryNotFoundException>(() => new VitContext().Data.LoadFromImageFolder(missing)).Message);
+            Assert.ThrowsExactly<DirectoryNotFoundException>(() => new MLContext().Data.LoadFromImageFolder(missing)).Message);
         Touch(Path.Combine(dir, "a", "readme.txt"));
-        StringAssert.StartsWith(Assert.ThrowsExactly<ArgumentException>(() => new VitContext().Data.LoadFromImageFolder(dir)).Message,
+        StringAssert.StartsWith(Assert.ThrowsExactly<ArgumentException>(() => new MLContext().Data.LoadFromImageFolder(dir)).Message,
             $"no images in {dir}: expected one subfolder per class");
-    }
-
-    [TestMethod]
-    public void TextFile_QuotedFieldsFollowRfc4180()
-    {
-        var dir = TempFolder();
-        var csv = Path.Combine(dir, "data.csv");
-        File.WriteAllText(csv, "ImagePath,Label\r\n\"photos/a,b.png\",cat\r\n\r\n\"say \"\"hi\"\".png\",\" dog \"\r\n\"two\r\nlines.png\",cat\r\n");
-        var rows = new VitContext().Data.LoadFromTextFile(csv).GetRows().Select(r => ((string)r["ImagePath"]!, (string)r["Label"]!)).ToArray();
-        CollectionAssert.AreEqual(new[] { ("photos/a,b.png", "cat"), ("say \"hi\".png", " dog "), ("two\r\nlines.png", "cat") }, rows);
-
-        var noHeader = Path.Combine(dir, "plain.tsv");
-        File.WriteAllText(noHeader, "a.png\tcat\n\"b\tc.png\"\tdog\n");
-        var view = new VitContext().Data.LoadFromTextFile(noHeader, '\t', hasHeader: false);
-        CollectionAssert.AreEqual(new[] { "Column1", "Column2" }, view.Schema.Select(c => c.Name).ToArray());
-        CollectionAssert.AreEqual(new[] { "a.png", "b\tc.png" }, view.GetRows().Select(r => (string)r["Column1"]!).ToArray());
-    }
-
-    [TestMethod]
-    public void TextFile_BrokenQuotingAndShortRows_NameTheFileAndTheLine()
-    {
-        var dir = TempFolder();
-        var open = Path.Combine(dir, "open.csv");
-        File.WriteAllText(open, "ImagePath,Label\na.png,cat\nb.png,\"dog\nc.png,cat\n");
-        Assert.AreEqual($"{open}, line 3: field 2 opens a quote that is never closed (a \" inside a quoted field is written \"\")",
-            Assert.ThrowsExactly<InvalidDataException>(() => new VitContext().Data.LoadFromTextFile(open)).Message);
-
-        // The blank line 3 counts, as in an editor.
-        var shortRow = Path.Combine(dir, "short.csv");
-        File.WriteAllText(shortRow, "ImagePath,Label\na.png,cat\n\nb.png\n");
-        Assert.AreEqual($"{shortRow}, line 4: 1 fields where the header has 2",
-            Assert.ThrowsExactly<InvalidDataException>(() => new VitContext().Data.LoadFromTextFile(shortRow)).Message);
     }
 }

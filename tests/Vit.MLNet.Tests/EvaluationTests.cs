@@ -1,76 +1,82 @@
+using Microsoft.ML.Transforms;
 using Vit.MLNet;
 
 namespace Vit.MLNet.Tests;
 
-/// <summary>Evaluate on scores written out by hand, so that every expected number can be counted on the page.</summary>
+/// <summary>
+/// Evaluation is ML.NET's own evaluator. EvaluateVit only maps text labels to keys in the model's class order: it must
+/// agree with ML.NET's Evaluate on the same labels mapped by hand, and with accuracy and log-loss computed directly from
+/// the scores.
+/// </summary>
 [TestClass]
 public sealed class EvaluationTests
 {
-    private static readonly string[] Labels = ["a", "b", "c", "d"];
-
-    /// <summary>A scored view as a VitTransformer writes it: Label, Score (with SlotNames), PredictedLabel.</summary>
-    private static IDataView Scored(params (string Label, float[] Score, string? Predicted)[] rows)
+    /// <summary>The fixture's rows with the classes in another order than their ordinal one (red, blue, green): a mapping
+    /// by occurrence would give other keys than the model's classes.</summary>
+    private static IDataView Reordered(MLContext ml)
     {
-        var slots = new Dictionary<string, object> { ["SlotNames"] = Labels };
-        var schema = new DataViewSchema([
-            new DataViewSchemaColumn("Label", TextDataViewType.Instance, 0),
-            new DataViewSchemaColumn("Score", new VectorDataViewType(NumberDataViewType.Single, Labels.Length), 1) { Annotations = slots },
-            new DataViewSchemaColumn("PredictedLabel", TextDataViewType.Instance, 2),
-        ]);
-        return new TableDataView(schema, rows.Select(r => new object?[] { r.Label, r.Score, r.Predicted }).ToList());
+        var order = new[] { "red", "blue", "green" };
+        return Rows.Labeled(ml, order.SelectMany(c => Directory.GetFiles(Path.Combine(Fixtures.Folder, c)).Order(StringComparer.Ordinal).Select(f => (f, c))));
     }
 
     [TestMethod]
-    public void TopK_TiesCountInTheLabelsFavour_PredictedLabelTakesTheFirstTied()
+    public void EvaluateVit_AgreesWithMLNetsEvaluateOnKeyLabels_AndWithTheScores()
     {
-        // No PredictedLabel: Evaluate predicts the highest score, the first in label order on ties.
-        var data = Scored(
-            ("a", [0.25f, 0.25f, 0.25f, 0.25f], null),  // all tie: predicted a (right); 0 higher -> in the top 1 and 2
-            ("d", [0.4f, 0.2f, 0.2f, 0.2f], null),      // d ties b and c for 2nd: 1 higher -> in the top 2, not the top 1
-            ("c", [0.3f, 0.3f, 0.3f, 0.1f], null),      // three tie for two places: 0 higher -> in the top 1 and 2
-            ("d", [0.3f, 0.3f, 0.2f, 0.2f], null),      // 2 higher -> in neither
-            ("b", [0.5f, 0.5f, 0f, 0f], null));         // a and b tie: predicted a (wrong); 0 higher -> in the top 1 and 2
-        var ctx = new VitContext();
+        var ml = new MLContext(seed: 2);
+        var data = Reordered(ml);
+        using var model = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 1)).Fit(data);  // one epoch: not perfect
+        var vit = VitPipeline.Find(model, "test");
+        CollectionAssert.AreEqual(Fixtures.Classes, vit.Labels.ToArray(), "text labels: classes in ordinal order");
 
-        var top2 = ctx.MulticlassClassification.Evaluate(data, topKPredictionCount: 2);
-        Assert.AreEqual(2, top2.TopKPredictionCount);
-        Assert.AreEqual(4.0 / 5, top2.TopKAccuracy, 1e-12);
-        Assert.AreEqual(1.0 / 5, top2.MicroAccuracy, 1e-12);
-        CollectionAssert.AreEqual(new long[] { 1, 0, 0, 0 }, top2.ConfusionMatrix[0].ToArray());
-        CollectionAssert.AreEqual(new long[] { 1, 0, 0, 0 }, top2.ConfusionMatrix[1].ToArray(), "b's row was predicted a, the first tied");
-        CollectionAssert.AreEqual(new long[] { 2, 0, 0, 0 }, top2.ConfusionMatrix[3].ToArray());
+        var ours = ml.MulticlassClassification.EvaluateVit(model, data, "Label", topKPredictionCount: 2);
 
-        // At k = 1 the tie rule lets TopKAccuracy exceed MicroAccuracy: rows 1, 3 and 5 count, only row 1 is predicted right.
-        var top1 = ctx.MulticlassClassification.Evaluate(data, topKPredictionCount: 1);
-        Assert.AreEqual(3.0 / 5, top1.TopKAccuracy, 1e-12);
-        Assert.AreEqual(1.0 / 5, top1.MicroAccuracy, 1e-12);
+        // The same labels as keys by hand, in ordinal order (= the model's classes), through ML.NET's Evaluate.
+        var keyed = ml.Transforms.Conversion.MapValueToKey("Label", keyOrdinality: ValueToKeyMappingEstimator.KeyOrdinality.ByValue).Fit(data).Transform(data);
+        var theirs = ml.MulticlassClassification.Evaluate(model.Transform(keyed), "Label", topKPredictionCount: 2);
+        Assert.AreEqual(theirs.MicroAccuracy, ours.MicroAccuracy, 1e-12);
+        Assert.AreEqual(theirs.MacroAccuracy, ours.MacroAccuracy, 1e-12);
+        Assert.AreEqual(theirs.LogLoss, ours.LogLoss, 1e-12);
+        Assert.AreEqual(theirs.TopKAccuracy, ours.TopKAccuracy, 1e-12);
+        for (int i = 0; i < 3; i++) CollectionAssert.AreEqual(theirs.ConfusionMatrix.Counts[i].ToArray(), ours.ConfusionMatrix.Counts[i].ToArray());
 
-        // k above the label count is the label count: every row counts.
-        var top9 = ctx.MulticlassClassification.Evaluate(data, topKPredictionCount: 9);
-        Assert.AreEqual(4, top9.TopKPredictionCount);
-        Assert.AreEqual(1.0, top9.TopKAccuracy);
+        // Directly from the scores: the label's class is its index in vit.Labels.
+        var labels = Rows.Texts(data, "Label");
+        var scores = Rows.Vectors(model.Transform(data));
+        var truth = labels.Select(l => vit.Labels.ToList().IndexOf(l)).ToList();
+        double accuracy = truth.Select((t, i) => Array.IndexOf(scores[i], scores[i].Max()) == t ? 1.0 : 0).Average();
+        double logLoss = truth.Select((t, i) => -Math.Log(Math.Max(scores[i][t], 1e-15))).Average();
+        Assert.AreEqual(accuracy, ours.MicroAccuracy, 1e-12);
+        Assert.AreEqual(logLoss, ours.LogLoss, 1e-5);
+        Assert.IsLessThan(1.0, ours.LogLoss, "a model of one epoch: the numbers are not trivial");
+        Assert.IsGreaterThan(0.0, ours.LogLoss);
     }
 
     [TestMethod]
-    public void PredictedLabelOnEqualScores_IsTheFirstLabel_InTransformAndEvaluate()
+    public void PredictedLabelOnEqualScores_IsTheFirstClass()
     {
-        var ctx = new VitContext(seed: 4);
-        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
-        using var model = Fixtures.Pipeline(ctx, Fixtures.TinyOptions(epochs: 0)).Fit(data);
+        var ml = new MLContext(seed: 4);
+        var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
+        using var model = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 0)).Fit(data);
         // A zero head gives every image logits of exactly 0, so every class scores exactly 1/3.
         using (Vit.Torch.Torch.NoGrad())
-            foreach (var (name, p) in model.LastTransformer.Model.NamedParameters())
+            foreach (var (name, p) in VitPipeline.Find(model, "test").Model.NamedParameters())
                 if (name.StartsWith("head.", StringComparison.Ordinal))
                     using (var zeros = Vit.Torch.Tensor.Zeros(p.Shape)) p.CopyFrom(zeros);
         var scored = model.Transform(data);
-        foreach (var row in scored.GetRows())
-        {
-            var score = (float[])row["Score"]!;
-            Assert.IsTrue(score.All(s => s == score[0]), "equal scores");
-            Assert.AreEqual("blue", (string)row["PredictedLabel"]!);
-        }
-        var m = ctx.MulticlassClassification.Evaluate(scored, topKPredictionCount: 1);
-        Assert.AreEqual(1.0 / 3, m.MicroAccuracy, 1e-12, "only the blue third is predicted right");
-        Assert.AreEqual(1.0, m.TopKAccuracy, "every label ties for the top place");
+        foreach (var score in Rows.Vectors(scored)) Assert.IsTrue(score.All(s => s == score[0]), "equal scores");
+        CollectionAssert.AreEqual(Enumerable.Repeat("blue", 60).ToArray(), Rows.Texts(scored, "PredictedLabel").ToArray());
+        var m = ml.MulticlassClassification.EvaluateVit(model, data);
+        Assert.AreEqual(1.0 / 3, m.MicroAccuracy, 1e-12, "one class in three is predicted right");
+    }
+
+    [TestMethod]
+    public void EvaluateVitNamesAPipelineWithoutAVitStep()
+    {
+        var ml = new MLContext();
+        var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
+        var loadOnly = ml.Transforms.LoadImages("Image", null, "ImagePath").Fit(data);
+        var e = Assert.ThrowsExactly<ArgumentException>(() => ml.MulticlassClassification.EvaluateVit(loadOnly, data));
+        StringAssert.Contains(e.Message, "EvaluateVit needs a pipeline with one VitTransformer step");
+        StringAssert.Contains(e.Message, "ImageLoadingTransformer");
     }
 }

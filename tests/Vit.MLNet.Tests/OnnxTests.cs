@@ -1,10 +1,14 @@
+using Microsoft.ML.Transforms.Image;
 using Vit.MLNet;
 using Vit.Tests;
+using Vit.Torch;
+using Vit.Torch.Checkpoints;
 using Vit.Torch.Imaging;
 
 namespace Vit.MLNet.Tests;
 
-/// <summary>ConvertToOnnx: a pipeline trained here scores the same in ONNX Runtime, fed what ML.NET's ExtractPixels gives.</summary>
+/// <summary>ExportVitToOnnx: a pipeline trained here scores the same in ONNX Runtime, fed what ML.NET's ExtractPixels
+/// gives; ExportVitToHuggingFace writes a folder our reader loads back to the same model.</summary>
 [TestClass]
 public sealed class OnnxTests
 {
@@ -31,27 +35,32 @@ public sealed class OnnxTests
     });
 
     [TestMethod]
-    public void ConvertedPipelineScoresLikeTransformInOnnxRuntime()
+    public void ExportedPipelineScoresLikeTransformInOnnxRuntime_OnMLNetsExtractPixels()
     {
-        var ctx = new VitContext(seed: 6);
-        var data = ctx.Data.LoadFromImageFolder(Oblong.Value);
-        using var model = Fixtures.Pipeline(ctx, Fixtures.TinyOptions(epochs: 2)).Fit(data);
+        var ml = new MLContext(seed: 6);
+        var data = ml.Data.LoadFromImageFolder(Oblong.Value);
+        using var model = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 2)).Fit(data);
         var path = Path.Combine(Directory.CreateTempSubdirectory().FullName, "model.onnx");
-        ctx.Model.ConvertToOnnx(model, data, path);
-        TestContext.WriteLine($"{new FileInfo(path).Length} bytes for {model.LastTransformer.Model.ParameterCount()} parameters");
-        model.LastTransformer.Precision = Vit.Torch.Precision.Float32;  // the graph is float32: compare with float32 scoring
+        ml.Model.ExportVitToOnnx(model, data, path);
+        var vit = VitPipeline.Find(model, "test");
+        TestContext.WriteLine($"{new FileInfo(path).Length} bytes for {vit.Model.ParameterCount()} parameters");
+        vit.Precision = Precision.Float32;  // the graph is float32: compare with float32 scoring
 
-        var rows = model.Transform(data).GetRows().Take(8).Select(r => (Path: (string)r["ImagePath"]!, Score: (float[])r["Score"]!)).ToList();
+        var scores = Rows.Vectors(model.Transform(data)).Take(8).ToList();
+        // ML.NET's own pixels: LoadImages -> ResizeImages (16x16, IsoCrop) -> ExtractPixels(scaleImage: 1/255): planar RGB in [0, 1].
+        var extract = ml.Transforms.LoadImages("Image", null, "ImagePath")
+            .Append(ml.Transforms.ResizeImages("Image", 16, 16))
+            .Append(ml.Transforms.ExtractPixels("pixel_values", "Image", scaleImage: 1f / 255));
+        var pixels = Rows.Vectors(extract.Fit(data).Transform(data), "pixel_values").Take(8).ToList();
+        Assert.HasCount(3 * 16 * 16, pixels[0]);
         foreach (int batch in new[] { 1, 8 })
         {
-            // ML.NET: LoadImages -> ResizeImages (16x16, IsoCrop) -> ExtractPixels(scaleImage: 1f / 255): planar RGB in [0, 1].
-            var pixels = rows.Take(batch).SelectMany(r => ExtractPixels(r.Path, 16)).ToArray();
-            var ort = OnnxRuntime.Run(path, pixels, batch, 3, 16, 16);
+            var ort = OnnxRuntime.Run(path, pixels.Take(batch).SelectMany(p => p).ToArray(), batch, 3, 16, 16);
             CollectionAssert.AreEqual(new long[] { batch, 3 }, ort["Score"].Shape);
             double diff = 0;
             for (int i = 0; i < batch; i++)
                 for (int k = 0; k < 3; k++)
-                    diff = Math.Max(diff, Math.Abs(rows[i].Score[k] - ort["Score"].Values[i * 3 + k]));
+                    diff = Math.Max(diff, Math.Abs(scores[i][k] - ort["Score"].Values[i * 3 + k]));
             TestContext.WriteLine($"batch {batch}: max |Transform - ONNX Runtime| Score = {diff:E2}");
             Assert.IsLessThanOrEqualTo(1e-4, diff);
         }
@@ -60,47 +69,62 @@ public sealed class OnnxTests
     [TestMethod]
     public void TheFileRecordsThePipelinesResizeAndAFailureKeepsThePreviousFile()
     {
-        var ctx = new VitContext(seed: 7);
-        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
-        using var model = ctx.Transforms.LoadImages("Image", "", "ImagePath")
-            .Append(ctx.Transforms.ResizeImages("Image", 16, 16, resizing: ResizeMode.Stretch, interpolation: Interpolation.Nearest))
-            .Append(new VitEstimator(ctx, Fixtures.TinyOptions(epochs: 0))).Fit(data);
-        var path = Path.Combine(Directory.CreateTempSubdirectory().FullName, "model.onnx");
-        ctx.Model.ConvertToOnnx(model, data, path);
+        var ml = new MLContext(seed: 7);
+        var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
+        string Export(ImageResizingEstimator.ResizingKind resizing, string path)
+        {
+            using var model = ml.Transforms.LoadImages("Image", null, "ImagePath")
+                .Append(ml.Transforms.ResizeImages("Image", 16, 16, resizing: resizing))
+                .Append(new VitEstimator(ml, Fixtures.TinyOptions(epochs: 0))).Fit(data);
+            ml.Model.ExportVitToOnnx(model, data, path);
+            return System.Text.Encoding.UTF8.GetString(File.ReadAllBytes(path));
+        }
+        var dir = Directory.CreateTempSubdirectory().FullName;
+        StringAssert.Contains(Export(ImageResizingEstimator.ResizingKind.IsoPad, Path.Combine(dir, "pad.onnx")), "\"resize_mode\":\"Pad\"");
+        var path = Path.Combine(dir, "model.onnx");
+        StringAssert.Contains(Export(ImageResizingEstimator.ResizingKind.Fill, path), "\"resize_mode\":\"Stretch\"");
         var before = File.ReadAllBytes(path);
-        var text = System.Text.Encoding.UTF8.GetString(before);
-        StringAssert.Contains(text, "\"resize_mode\":\"Stretch\"");
-        StringAssert.Contains(text, "\"interpolation\":\"Nearest\"");
-        var loadOnly = ctx.Transforms.LoadImages("Image", "", "ImagePath").Fit(data);
-        Assert.Throws<ArgumentException>(() => ctx.Model.ConvertToOnnx(loadOnly, data, path));
+        var loadOnly = ml.Transforms.LoadImages("Image", null, "ImagePath").Fit(data);
+        Assert.ThrowsExactly<ArgumentException>(() => ml.Model.ExportVitToOnnx(loadOnly, data, path));
         CollectionAssert.AreEqual(before, File.ReadAllBytes(path), "the previous file is untouched");
     }
 
     [TestMethod]
-    public void ConvertToOnnxNamesWhatIsWrong()
+    public void ExportVitToOnnxNamesWhatIsWrong()
     {
-        var ctx = new VitContext();
-        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
-        var loadOnly = ctx.Transforms.LoadImages("Image", "", "ImagePath").Fit(data);
-        var e = Assert.Throws<ArgumentException>(() => ctx.Model.ConvertToOnnx(loadOnly, data, new MemoryStream()));
-        StringAssert.Contains(e.Message, "ConvertToOnnx needs a pipeline with one VitTransformer step");
+        var ml = new MLContext();
+        var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
+        var loadOnly = ml.Transforms.LoadImages("Image", null, "ImagePath").Fit(data);
+        var e = Assert.ThrowsExactly<ArgumentException>(() => ml.Model.ExportVitToOnnx(loadOnly, data, new MemoryStream()));
+        StringAssert.Contains(e.Message, "ExportVitToOnnx needs a pipeline with one VitTransformer step");
         StringAssert.Contains(e.Message, "ImageLoadingTransformer");
-        using var model = Fixtures.Pipeline(ctx, Fixtures.TinyOptions(epochs: 0)).Fit(data);
-        StringAssert.Contains(Assert.Throws<ArgumentException>(() => ctx.Model.ConvertToOnnx(model, data, new MemoryStream(new byte[4], writable: false))).Message,
+        using var model = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 0)).Fit(data);
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => ml.Model.ExportVitToOnnx(model, data, new MemoryStream(new byte[4], writable: false))).Message,
             "not writable");
+        // The data must fit the pipeline: a schema without the image path is refused before anything is written.
+        var noPath = ml.Data.LoadFromEnumerable(new[] { new OtherRow() });
+        Assert.Throws<ArgumentOutOfRangeException>(() => ml.Model.ExportVitToOnnx(model, noPath.Schema, new MemoryStream()));
     }
 
-    /// <summary>What ML.NET's ExtractPixels gives after ResizeImages(size, size) with IsoCrop: planar RGB, each byte / 255.</summary>
-    private static float[] ExtractPixels(string path, int size)
+    private sealed class OtherRow
     {
-        using var decoded = Image.Decode(path);
-        using var rgb = decoded.ToChannels(3);
-        using var resized = rgb.Resize(size, size, ResizeMode.Crop, Interpolation.Bilinear);
-        var hwc = resized.ToBytes();
-        var planar = new float[3 * size * size];
-        for (int c = 0; c < 3; c++)
-            for (int i = 0; i < size * size; i++)
-                planar[c * size * size + i] = hwc[i * 3 + c] / 255f;
-        return planar;
+        public string Other { get; set; } = "x";
+    }
+
+    /// <summary>The Hugging Face folder of a fitted pipeline loads back (our reader) to the same labels and weights.</summary>
+    [TestMethod]
+    public void ExportVitToHuggingFaceWritesAFolderThatLoadsBack()
+    {
+        var ml = new MLContext(seed: 8);
+        var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
+        using var model = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 1)).Fit(data);
+        var vit = VitPipeline.Find(model, "test");
+        var folder = Path.Combine(Directory.CreateTempSubdirectory().FullName, "hf");
+        ml.Model.ExportVitToHuggingFace(model, folder);
+        Assert.IsTrue(File.Exists(Path.Combine(folder, "config.json")));
+        using var back = PretrainedVit.Load(folder);
+        CollectionAssert.AreEqual(vit.Labels.ToArray(), back.Labels!.ToArray());
+        var expected = vit.Model.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter.ToArray<float>());
+        foreach (var (name, p) in back.Model.NamedParameters()) CollectionAssert.AreEqual(expected[name], p.ToArray<float>(), name);
     }
 }

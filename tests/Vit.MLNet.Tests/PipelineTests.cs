@@ -1,5 +1,7 @@
+using Microsoft.ML.Transforms.Image;
 using Vit.MLNet;
 using Vit.Torch;
+using Vit.Torch.Data;
 using Vit.Torch.Training;
 
 namespace Vit.MLNet.Tests;
@@ -7,70 +9,118 @@ namespace Vit.MLNet.Tests;
 [TestClass]
 public sealed class PipelineTests
 {
-    /// <summary>The snippet of the issue, on a generated image folder, end to end.</summary>
+    /// <summary>The snippet of the README, on a generated image folder, end to end (text labels, EvaluateVit).</summary>
     [TestMethod]
-    public void IssueSnippetRunsEndToEnd()
+    public void ReadmeSnippetRunsEndToEnd()
     {
-        var ctx = new VitContext(seed: 1);
-        IDataView data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
-        var (train, test) = ctx.Data.TrainTestSplit(data, testFraction: 0.2);
-        var pipeline = ctx.Transforms.LoadImages("Image", imageFolder: "", inputColumnName: "ImagePath")
-            .Append(ctx.Transforms.ResizeImages("Image", 16, 16))
-            .Append(new VitEstimator(ctx, Fixtures.TinyOptions(epochs: 6)));
-        using var model = pipeline.Fit(train);
-        IDataView scored = model.Transform(test);
-        var metrics = ctx.MulticlassClassification.Evaluate(scored);
-        Assert.AreEqual(12, metrics.RowCount);                        // 20% of 3 x 20, stratified
+        var ml = new MLContext(seed: 1);
+        IDataView data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
+        var split = ml.Data.TrainTestSplit(data, testFraction: 0.2, seed: 1);
+        var pipeline = ml.Transforms.LoadImages("Image", imageFolder: null, inputColumnName: "ImagePath")
+            .Append(ml.Transforms.ResizeImages("Image", 16, 16))
+            .Append(new VitEstimator(ml, Fixtures.TinyOptions(epochs: 6)));
+        using var model = pipeline.Fit(split.TrainSet);
+        IDataView scored = model.Transform(split.TestSet);
+        var metrics = ml.MulticlassClassification.EvaluateVit(model, split.TestSet);
+        Assert.AreEqual(Rows.Count(split.TestSet), (long)metrics.ConfusionMatrix.Counts.Sum(r => r.Sum()), "every test row is evaluated");
         Assert.IsGreaterThanOrEqualTo(0.9, metrics.MicroAccuracy, $"accuracy {metrics.MicroAccuracy}");
-        Assert.AreEqual(3, metrics.ConfusionMatrix.Count);
+        Assert.AreEqual(3, metrics.ConfusionMatrix.NumberOfClasses);
 
         var path = Path.Combine(Directory.CreateTempSubdirectory().FullName, "model.zip");
-        ctx.Model.Save(model, data.Schema, path);
-        var loaded = ctx.Model.Load(path, out var inputSchema);
+        ml.Model.Save(model, data.Schema, path);
+        var loaded = ml.Model.Load(path, out var inputSchema);
         using var _ = (IDisposable)loaded;
         Assert.AreEqual("ImagePath", inputSchema[0].Name);
-        var engine = ctx.Model.CreatePredictionEngine<ImageInput, ImagePrediction>(loaded);
-        var file = Directory.GetFiles(Path.Combine(Fixtures.Folder, "red"))[0];
-        ImagePrediction p = engine.Predict(new ImageInput { ImagePath = file });
-        Assert.AreEqual("red", p.PredictedLabel);
+        var engine = ml.Model.CreatePredictionEngine<ImageInput, KeyPrediction>(loaded);
+        KeyPrediction p = engine.Predict(new ImageInput { ImagePath = Rows.First("red") });
+        Assert.AreEqual(3u, p.PredictedLabel, "red is the third class (key 3)");
         Assert.AreEqual(1.0, p.Score.Sum(), 1e-5);
 
         // Same numbers from Transform before saving, and from the loaded model.
-        var before = scored.GetRows().Select(r => (float[])r["Score"]!).ToList();
-        var after = loaded.Transform(test).GetRows().Select(r => (float[])r["Score"]!).ToList();
+        var before = Rows.Vectors(scored);
+        var after = Rows.Vectors(loaded.Transform(split.TestSet));
+        Assert.HasCount(before.Count, after);
         for (int i = 0; i < before.Count; i++) CollectionAssert.AreEqual(before[i], after[i]);
+    }
+
+    /// <summary>Without MapKeyToValue the prediction is the key.</summary>
+    private sealed class KeyPrediction
+    {
+        public uint PredictedLabel { get; set; }
+        public float[] Score { get; set; } = [];
     }
 
     [TestMethod]
     public void SchemaPropagatesThroughThePipeline()
     {
-        var ctx = new VitContext(seed: 1);
-        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
-        var schema = Fixtures.Pipeline(ctx, Fixtures.TinyOptions()).GetOutputSchema(data.Schema);
-        Assert.IsInstanceOfType<ImageDataViewType>(schema["Image"].Type);
-        Assert.AreEqual(16, ((ImageDataViewType)schema["Image"].Type).Height);
-        Assert.IsInstanceOfType<VectorDataViewType>(schema["Score"].Type);
-        Assert.IsInstanceOfType<TextDataViewType>(schema["PredictedLabel"].Type);
+        var ml = new MLContext(seed: 1);
+        var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
+        var shape = Fixtures.Pipeline(ml, Fixtures.TinyOptions()).GetOutputSchema(Shapes.Of(data.Schema));
+        var image = shape.Single(c => c.Name == "Image");
+        Assert.IsInstanceOfType<ImageDataViewType>(image.ItemType);
+        var score = shape.Single(c => c.Name == "Score");
+        Assert.AreEqual((SchemaShape.Column.VectorKind.Vector, (DataViewType)NumberDataViewType.Single), (score.Kind, score.ItemType));
+        var predicted = shape.Single(c => c.Name == "PredictedLabel");
+        Assert.AreEqual((SchemaShape.Column.VectorKind.Scalar, (DataViewType)TextDataViewType.Instance, false), (predicted.Kind, predicted.ItemType, predicted.IsKey));
+
+        // The fitted pipeline's schema: the resized image, the scores with the classes as slot names, the label as text.
+        using var model = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 0)).Fit(data);
+        var schema = model.GetOutputSchema(data.Schema);
+        Assert.AreEqual((16, 16), (((ImageDataViewType)schema["Image"].Type).Height, ((ImageDataViewType)schema["Image"].Type).Width));
+        Assert.AreEqual(new VectorDataViewType(NumberDataViewType.Single, 3), schema["Score"].Type);
+        CollectionAssert.AreEqual(Fixtures.Classes, Rows.Annotation(schema["Score"], "SlotNames"));
+        Assert.AreEqual(TextDataViewType.Instance, schema["PredictedLabel"].Type);
+    }
+
+    /// <summary>VitPipeline walks a fitted pipeline: its steps flattened in order, its one ViT step, and the pipeline
+    /// without its leading LoadImages (for images that arrive decoded).</summary>
+    [TestMethod]
+    public void VitPipelineFindsTheStepsAndTheVitStep()
+    {
+        var ml = new MLContext(seed: 1);
+        var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
+        using var model = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 0)).Fit(data);
+        var nested = new TransformerChain<ITransformer>(model, ml.Transforms.CopyColumns("Copy", "Score").Fit(model.Transform(data)));
+        CollectionAssert.AreEqual(new[] { "ImageLoadingTransformer", "ImageResizingTransformer", "VitTransformer", "KeyToValueMappingTransformer", "ColumnCopyingTransformer" },
+            VitPipeline.Steps(nested).Select(s => s.GetType().Name).ToArray());
+        Assert.AreSame(VitPipeline.Steps(model).OfType<VitTransformer>().Single(), VitPipeline.Find(nested, "test"));
+
+        var withoutLoading = VitPipeline.WithoutImageLoading(model);
+        CollectionAssert.AreEqual(new[] { "ImageResizingTransformer", "VitTransformer", "KeyToValueMappingTransformer" },
+            VitPipeline.Steps(withoutLoading).Select(s => s.GetType().Name).ToArray());
+        Assert.AreSame(withoutLoading, VitPipeline.WithoutImageLoading(withoutLoading), "nothing to take away: the same model");
+        var images = ml.Transforms.LoadImages("Image", null, "ImagePath").Fit(data).Transform(data);
+        var a = Rows.Vectors(model.Transform(data));
+        var b = Rows.Vectors(withoutLoading.Transform(images));
+        for (int i = 0; i < a.Count; i++) CollectionAssert.AreEqual(a[i], b[i], $"row {i}");
+
+        var twice = new TransformerChain<ITransformer>(model, VitPipeline.Find(model, "test"));
+        var e = Assert.ThrowsExactly<ArgumentException>(() => VitPipeline.Find(twice, "Something"));
+        StringAssert.Contains(e.Message, "Something needs a pipeline with one VitTransformer step (a fitted VitEstimator); this one has 2");
     }
 
     [TestMethod]
     public void MissingOrMistypedColumnsAreNamed()
     {
-        var ctx = new VitContext(seed: 1);
-        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
-        var wrongInput = ctx.Transforms.LoadImages("Image", "", inputColumnName: "Path")
-            .Append(new VitEstimator(ctx, Fixtures.TinyOptions()));
-        var e = Assert.Throws<ArgumentException>(() => wrongInput.Fit(data));
-        StringAssert.Contains(e.Message, "LoadImages input column 'Path' not found");
-        StringAssert.Contains(e.Message, "ImagePath");
+        var ml = new MLContext(seed: 1);
+        var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
+        var wrongInput = ml.Transforms.LoadImages("Image", null, inputColumnName: "Path")
+            .Append(new VitEstimator(ml, Fixtures.TinyOptions()));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => wrongInput.Fit(data));
+        StringAssert.Contains(e.Message, "Path");
 
-        var noLoad = new VitEstimator(ctx, Fixtures.TinyOptions());
-        var e2 = Assert.Throws<ArgumentException>(() => noLoad.Fit(data));
-        StringAssert.Contains(e2.Message, "image column 'Image' not found");
+        var noLoad = new VitEstimator(ml, Fixtures.TinyOptions());
+        var e2 = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => noLoad.Fit(data));
+        StringAssert.Contains(e2.Message, "Image column 'Image' not found");
+        StringAssert.Contains(e2.Message, "ImagePath (String)");
 
-        var labelAsNumber = ctx.Data.LoadFromEnumerable(new[] { new NumLabel { ImagePath = "a.png", Label = 1 } });
-        var e3 = Assert.Throws<ArgumentException>(() => Fixtures.Pipeline(ctx, Fixtures.TinyOptions()).Fit(labelAsNumber));
-        StringAssert.Contains(e3.Message, "label column 'Label' has type Int32; expected Text");
+        var pathAsImage = new VitEstimator(ml, new VitEstimator.Options { ImageColumnName = "ImagePath" });
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => pathAsImage.Fit(data)).Message,
+            "Image column 'ImagePath' has type String; expected an image");
+
+        var labelAsNumber = ml.Data.LoadFromEnumerable(new[] { new NumLabel { ImagePath = "a.png", Label = 1 } });
+        var e3 = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => Fixtures.Pipeline(ml, Fixtures.TinyOptions()).Fit(labelAsNumber));
+        StringAssert.Contains(e3.Message, "Label column 'Label' has type Int32; expected a key");
     }
 
     private sealed class NumLabel
@@ -79,52 +129,62 @@ public sealed class PipelineTests
         public int Label { get; set; }
     }
 
-    private sealed class Labeled
-    {
-        public string ImagePath { get; set; } = "";
-        public string Label { get; set; } = "";
-    }
-
+    /// <summary>A missing image file and a missing label skip their rows with a warning in ML.NET's log (counted in the
+    /// history); a missing file fails with OnBadImage = Throw, naming it; one class left is refused.</summary>
     [TestMethod]
-    public void BadTrainingRowsGiveClearErrors()
+    public void BadTrainingRowsAreSkippedWithAWarningOrGiveClearErrors()
     {
-        var ctx = new VitContext(seed: 1);
-        var red = Directory.GetFiles(Path.Combine(Fixtures.Folder, "red"))[0];
-        var blue = Directory.GetFiles(Path.Combine(Fixtures.Folder, "blue"))[0];
-        IDataView Rows(params (string Path, string Label)[] rows) =>
-            ctx.Data.LoadFromEnumerable(rows.Select(r => new Labeled { ImagePath = r.Path, Label = r.Label }).ToList());
-
+        var ml = new MLContext(seed: 1);
+        var warnings = Rows.Warnings(ml);
+        var red = Directory.GetFiles(Path.Combine(Fixtures.Folder, "red")).Order(StringComparer.Ordinal).Take(4);
+        var blue = Directory.GetFiles(Path.Combine(Fixtures.Folder, "blue")).Order(StringComparer.Ordinal).Take(4);
         var missing = Path.Combine(Fixtures.Folder, "no-such.png");
-        var e1 = Assert.Throws<FileNotFoundException>(() => Fixtures.Pipeline(ctx, Fixtures.TinyOptions()).Fit(Rows((red, "red"), (missing, "blue"))));
+        var rows = red.Select(f => (f, "red")).Concat(blue.Select(f => (f, "blue"))).Append((missing, "blue")).Append((Rows.First("green"), " ")).ToList();
+
+        using (var model = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 1)).Fit(Rows.Labeled(ml, rows)))
+        {
+            var vit = VitPipeline.Find(model, "test");
+            CollectionAssert.AreEqual(new[] { "blue", "red" }, vit.Labels.ToArray(), "the blank label is no class");
+            Assert.AreEqual(2, vit.History!.SkippedImages);
+            Assert.HasCount(2, vit.History.Warnings);
+        }
+        var skipped = warnings.Where(w => w.Contains("row skipped")).ToList();
+        Assert.HasCount(2, skipped, string.Join("\n", warnings));
+        Assert.IsTrue(skipped.Any(w => w.Contains("row 8") && w.Contains("no-such.png")), string.Join("\n", skipped));
+        Assert.IsTrue(skipped.Any(w => w.Contains("row 9: no label in column 'Label'")), string.Join("\n", skipped));
+
+        var strict = Fixtures.TinyOptions(epochs: 1);
+        strict.OnBadImage = BadImagePolicy.Throw;
+        var e1 = Assert.ThrowsExactly<FileNotFoundException>(() => Fixtures.Pipeline(ml, strict).Fit(Rows.Labeled(ml, rows)));
         StringAssert.Contains(e1.Message, "no-such.png");
+        StringAssert.Contains(e1.Message, "row 8");
 
-        var e2 = Assert.Throws<ArgumentException>(() => Fixtures.Pipeline(ctx, Fixtures.TinyOptions()).Fit(Rows((red, "red"), (blue, " "))));
-        StringAssert.Contains(e2.Message, "row 1: empty label");
-
-        var e3 = Assert.Throws<ArgumentException>(() => Fixtures.Pipeline(ctx, Fixtures.TinyOptions()).Fit(Rows((red, "red"), (red, "red"))));
-        StringAssert.Contains(e3.Message, "at least two classes");
+        var e3 = Assert.ThrowsExactly<ArgumentException>(() => Fixtures.Pipeline(ml, Fixtures.TinyOptions()).Fit(Rows.Labeled(ml, red.Select(f => (f, "red")))));
+        StringAssert.Contains(e3.Message, "the training data has 1 class(es) (red) in label column 'Label'; a classifier needs at least two");
     }
 
     [TestMethod]
-    public void EvaluateReportsLabelsTheModelNeverSaw()
+    public void EvaluateLeavesOutLabelsTheModelNeverSaw()
     {
-        var ctx = new VitContext(seed: 1);
-        using var model = Fixtures.Pipeline(ctx, Fixtures.TinyOptions(epochs: 1)).Fit(ctx.Data.LoadFromImageFolder(Fixtures.Folder));
-        var red = Directory.GetFiles(Path.Combine(Fixtures.Folder, "red"))[0];
-        var rows = ctx.Data.LoadFromEnumerable(new[] { new Labeled { ImagePath = red, Label = "purple" }, new Labeled { ImagePath = red, Label = "red" } });
-        var m = ctx.MulticlassClassification.Evaluate(model.Transform(rows));
-        Assert.AreEqual(1L, m.UnknownLabels["purple"]);
-        Assert.AreEqual(2L, m.RowCount);
+        var ml = new MLContext(seed: 1);
+        using var model = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 4)).Fit(ml.Data.LoadFromImageFolder(Fixtures.Folder));
+        var red = Rows.First("red");
+        var rows = Rows.Labeled(ml, [(red, "purple"), (red, "red"), (Rows.First("blue"), "blue")]);
+        var m = ml.MulticlassClassification.EvaluateVit(model, rows);
+        Assert.AreEqual(2.0, m.ConfusionMatrix.Counts.Sum(r => r.Sum()), "the purple row is not counted");
+        Assert.AreEqual(1.0, m.MicroAccuracy, "nor counted as an error");
     }
 
     [TestMethod]
-    public void PredictionEngineRejectsOutputPropertiesTheModelDoesNotProduce()
+    public void PredictionEngineRejectsPropertiesTheModelDoesNotHave()
     {
-        var ctx = new VitContext(seed: 1);
-        using var model = Fixtures.Pipeline(ctx, Fixtures.TinyOptions(epochs: 1)).Fit(ctx.Data.LoadFromImageFolder(Fixtures.Folder));
-        var e = Assert.Throws<ArgumentException>(() => ctx.Model.CreatePredictionEngine<ImageInput, WithExtra>(model));
-        StringAssert.Contains(e.Message, "WithExtra.Confidence maps to column 'Confidence', which the model does not produce");
-        var e2 = Assert.Throws<ArgumentException>(() => ctx.Model.CreatePredictionEngine<WrongInput, ImagePrediction>(model));
+        var ml = new MLContext(seed: 1);
+        using var model = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 0)).Fit(ml.Data.LoadFromImageFolder(Fixtures.Folder));
+        // ML.NET's engines ignore output properties the model does not produce unless told not to.
+        var e = Assert.Throws<ArgumentException>(() => ml.Model.CreatePredictionEngine<ImageInput, WithExtra>(model, ignoreMissingColumns: false));
+        StringAssert.Contains(e.Message, "Confidence");
+        Assert.AreEqual(0f, ml.Model.CreatePredictionEngine<ImageInput, WithExtra>(model).Predict(new ImageInput { ImagePath = Rows.First("red") }).Confidence);
+        var e2 = Assert.Throws<ArgumentException>(() => ml.Model.CreatePredictionEngine<WrongInput, ImagePrediction>(model));
         StringAssert.Contains(e2.Message, "ImagePath");
     }
 
@@ -142,12 +202,11 @@ public sealed class PipelineTests
     [TestMethod]
     public void ColumnNameAttributeMapsProperties()
     {
-        var ctx = new VitContext(seed: 1);
-        using var model = Fixtures.Pipeline(ctx, Fixtures.TinyOptions(epochs: 2)).Fit(ctx.Data.LoadFromImageFolder(Fixtures.Folder));
-        var engine = ctx.Model.CreatePredictionEngine<Renamed, RenamedOut>(model);
-        var file = Directory.GetFiles(Path.Combine(Fixtures.Folder, "green"))[0];
-        var p = engine.Predict(new Renamed { File = file });
-        Assert.AreEqual(3, p.Probabilities.Length);
+        var ml = new MLContext(seed: 1);
+        using var model = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 2)).Fit(ml.Data.LoadFromImageFolder(Fixtures.Folder));
+        var engine = ml.Model.CreatePredictionEngine<Renamed, RenamedOut>(model);
+        var p = engine.Predict(new Renamed { File = Rows.First("green") });
+        Assert.HasCount(3, p.Probabilities);
         CollectionAssert.Contains(Fixtures.Classes, p.Label);
     }
 
@@ -165,12 +224,13 @@ public sealed class PipelineTests
     [TestMethod]
     public void PoolUsedBy8ThreadsEqualsSequentialResults()
     {
-        var ctx = new VitContext(seed: 1);
-        using var model = Fixtures.Pipeline(ctx, Fixtures.TinyOptions(epochs: 2)).Fit(ctx.Data.LoadFromImageFolder(Fixtures.Folder));
-        var files = Fixtures.Classes.SelectMany(c => Directory.GetFiles(Path.Combine(Fixtures.Folder, c))).ToArray();
-        var engine = ctx.Model.CreatePredictionEngine<ImageInput, ImagePrediction>(model);
+        var ml = new MLContext(seed: 1);
+        using var model = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 2)).Fit(ml.Data.LoadFromImageFolder(Fixtures.Folder));
+        var files = Rows.Files(Fixtures.Folder);
+        var engine = ml.Model.CreatePredictionEngine<ImageInput, ImagePrediction>(model);
         var expected = files.Select(f => engine.Predict(new ImageInput { ImagePath = f }).Score).ToArray();
-        var pool = ctx.Model.CreatePredictionEnginePool<ImageInput, ImagePrediction>(model);
+        using var pool = new PredictionEnginePool<ImageInput, ImagePrediction>();
+        pool.AddModel(PredictionEnginePool<ImageInput, ImagePrediction>.DefaultModelName, model);
         var mismatches = 0;
         Parallel.For(0, 8, new ParallelOptions { MaxDegreeOfParallelism = 8 }, t =>
         {
@@ -187,14 +247,13 @@ public sealed class PipelineTests
     [TestMethod]
     public void EarlyStoppingRestoresTheBestEpoch()
     {
-        var ctx = new VitContext(seed: 1);
+        var ml = new MLContext(seed: 1);
         var options = Fixtures.TinyOptions(epochs: 30);
         options.ValidationFraction = 0.25;
         options.EarlyStopping = new EarlyStopping(EarlyStoppingMetric.Loss, Patience: 2);
         options.LearningRate = 0.05;  // large enough to overshoot after the first epochs, so stopping kicks in
-        using var model = Fixtures.Pipeline(ctx, options).Fit(ctx.Data.LoadFromImageFolder(Fixtures.Folder));
-        var vit = model.LastTransformer;
-        var r = vit.History!.Result;
+        using var model = Fixtures.Pipeline(ml, options).Fit(ml.Data.LoadFromImageFolder(Fixtures.Folder));
+        var r = VitPipeline.Find(model, "test").History!.Result;
         Assert.IsTrue(r.StoppedEarly, $"ran {r.Epochs.Count} epochs");
         var best = r.Epochs.MinBy(e => e.Evaluation!.Loss)!;
         Assert.AreEqual(best.Epoch, r.BestEpoch);
@@ -204,7 +263,7 @@ public sealed class PipelineTests
     [TestMethod]
     public void CancellationStopsWithinABatchAndReturnsAModel()
     {
-        var ctx = new VitContext(seed: 1);
+        var ml = new MLContext(seed: 1);
         using var cts = new CancellationTokenSource();
         var options = Fixtures.TinyOptions(epochs: 50);
         long steps = 0;
@@ -214,78 +273,103 @@ public sealed class PipelineTests
             if (p.Step == 3) cts.Cancel();
         });
         options.CancellationToken = cts.Token;
-        using var model = Fixtures.Pipeline(ctx, options).Fit(ctx.Data.LoadFromImageFolder(Fixtures.Folder));
+        var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
+        using var model = Fixtures.Pipeline(ml, options).Fit(data);
         Assert.AreEqual(3L, steps);
-        Assert.IsTrue(model.LastTransformer.History!.Result.Cancelled);
-        var scored = model.Transform(ctx.Data.LoadFromImageFolder(Fixtures.Folder)).GetRows().First();
-        Assert.HasCount(3, (float[])scored["Score"]!);
+        Assert.IsTrue(VitPipeline.Find(model, "test").History!.Result.Cancelled);
+        var scores = Rows.Vectors(model.Transform(data));
+        Assert.HasCount(60, scores);
+        Assert.HasCount(3, scores[0]);
     }
+
+    private static readonly string[] WarmCold = ["cold", "warm"];
+
+    private static IDataView TwoRenamedClasses(MLContext ml) => Rows.Labeled(ml,
+        Directory.GetFiles(Path.Combine(Fixtures.Folder, "red")).Select(f => (f, "warm"))
+            .Concat(Directory.GetFiles(Path.Combine(Fixtures.Folder, "blue")).Select(f => (f, "cold"))));
 
     [TestMethod]
     public void HeadOnlyFineTuneLeavesTheBackboneBitIdentical()
     {
-        var ctx = new VitContext(seed: 1);
-        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
-        var dir = Directory.CreateTempSubdirectory().FullName;
-        var saved = Path.Combine(dir, "pre.zip");
-        using (var pre = Fixtures.Pipeline(ctx, Fixtures.TinyOptions(epochs: 1)).Fit(data))
-            ctx.Model.Save(pre, data.Schema, saved);
-        using var loaded = (TransformerChain<ITransformer>)ctx.Model.Load(saved, out _);
-        var backbone = loaded.LastTransformer is VitTransformer v0 ? Snapshot(v0) : throw new InvalidOperationException();
+        var ml = new MLContext(seed: 1);
+        var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
+        var saved = Path.Combine(Directory.CreateTempSubdirectory().FullName, "pre.zip");
+        using (var pre = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 1)).Fit(data))
+            ml.Model.Save(pre, data.Schema, saved);
+        var loaded = ml.Model.Load(saved, out _);
+        var backbone = Snapshot(VitPipeline.Find(loaded, "test"));
+        ((IDisposable)loaded).Dispose();
 
         // Two of the three classes, renamed: a new label set, so a new head.
-        var files = Directory.GetFiles(Path.Combine(Fixtures.Folder, "red")).Select(f => new Labeled { ImagePath = f, Label = "warm" })
-            .Concat(Directory.GetFiles(Path.Combine(Fixtures.Folder, "blue")).Select(f => new Labeled { ImagePath = f, Label = "cold" })).ToList();
         var options = Fixtures.TinyOptions(epochs: 2);
         options.StartFrom = saved;
         options.FineTune = FineTuneMode.HeadOnly;
-        using var tuned = Fixtures.Pipeline(ctx, options).Fit(ctx.Data.LoadFromEnumerable(files));
-        var after = Snapshot(tuned.LastTransformer);
+        using var tuned = Fixtures.Pipeline(ml, options).Fit(TwoRenamedClasses(ml));
+        var vit = VitPipeline.Find(tuned, "test");
+        var after = Snapshot(vit);
         foreach (var (name, values) in backbone.Where(kv => !kv.Key.StartsWith("head.", StringComparison.Ordinal)))
             CollectionAssert.AreEqual(values, after[name], name);
-        CollectionAssert.AreEqual(new[] { "cold", "warm" }, tuned.LastTransformer.Labels.ToArray());
-        Assert.AreEqual(2L, tuned.LastTransformer.Model.Head!.Weight.Size(0));
+        CollectionAssert.AreEqual(WarmCold, vit.Labels.ToArray());
+        Assert.AreEqual(2L, vit.Model.Head!.Weight.Size(0));
     }
 
     [TestMethod]
     public void ContinueTrainingStartsFromTheSavedWeightsAndNeedsTheSameLabels()
     {
-        var ctx = new VitContext(seed: 1);
-        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
+        var ml = new MLContext(seed: 1);
+        var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
         var saved = Path.Combine(Directory.CreateTempSubdirectory().FullName, "pre.zip");
-        using (var pre = Fixtures.Pipeline(ctx, Fixtures.TinyOptions(epochs: 1)).Fit(data))
-            ctx.Model.Save(pre, data.Schema, saved);
-        using var loaded = (TransformerChain<ITransformer>)ctx.Model.Load(saved, out _);
-        var expected = Snapshot((VitTransformer)loaded.LastTransformer);
+        using (var pre = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 1)).Fit(data))
+            ml.Model.Save(pre, data.Schema, saved);
+        var loaded = ml.Model.Load(saved, out _);
+        var expected = Snapshot(VitPipeline.Find(loaded, "test"));
+        ((IDisposable)loaded).Dispose();
 
         var options = Fixtures.TinyOptions(epochs: 0);
         options.StartFrom = saved;
         options.FineTune = FineTuneMode.Continue;
-        using (var resumed = Fixtures.Pipeline(ctx, options).Fit(data))
-            foreach (var (name, values) in Snapshot(resumed.LastTransformer))
+        using (var resumed = Fixtures.Pipeline(ml, options).Fit(data))
+            foreach (var (name, values) in Snapshot(VitPipeline.Find(resumed, "test")))
                 CollectionAssert.AreEqual(expected[name], values, name);   // head included: nothing re-initialised
 
         options.Epochs = 1;
-        using (var trained = Fixtures.Pipeline(ctx, options).Fit(data))
-            CollectionAssert.AreNotEqual(expected["head.weight"], Snapshot(trained.LastTransformer)["head.weight"]);
+        using (var trained = Fixtures.Pipeline(ml, options).Fit(data))
+            CollectionAssert.AreNotEqual(expected["head.weight"], Snapshot(VitPipeline.Find(trained, "test"))["head.weight"]);
 
-        var twoClasses = ctx.Data.LoadFromEnumerable(Directory.GetFiles(Path.Combine(Fixtures.Folder, "red"))
-            .Select(f => new Labeled { ImagePath = f, Label = "warm" })
-            .Concat(Directory.GetFiles(Path.Combine(Fixtures.Folder, "blue")).Select(f => new Labeled { ImagePath = f, Label = "cold" })).ToList());
-        var e = Assert.Throws<ArgumentException>(() => Fixtures.Pipeline(ctx, options).Fit(twoClasses));
+        var e = Assert.ThrowsExactly<ArgumentException>(() => Fixtures.Pipeline(ml, options).Fit(TwoRenamedClasses(ml)));
         StringAssert.Contains(e.Message, "FineTune = Continue needs the saved model's labels");
     }
 
     private static Dictionary<string, float[]> Snapshot(VitTransformer v) =>
         v.Model.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter.ToArray<float>());
 
+    /// <summary>Training resolves Options.Device: an absent device falls back to the CPU, or fails with FallbackToCpu off.</summary>
+    [TestMethod]
+    public void TrainingOnAnAbsentDeviceFallsBackToTheCpuOrFails()
+    {
+        var ml = new MLContext(seed: 1);
+        var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
+        // A CUDA index past the visible devices is absent on every machine (this one has no CUDA at all).
+        var absent = Device.Cuda(Vit.Torch.Torch.CudaDeviceCount);
+        var options = Fixtures.TinyOptions(epochs: 0);
+        options.Device = absent;
+        using (var trained = Fixtures.Pipeline(ml, options).Fit(data))
+            Assert.AreEqual(Device.Cpu, VitPipeline.Find(trained, "test").Device);
+        options.FallbackToCpu = false;
+        var fitError = Assert.ThrowsExactly<TorchException>(() => Fixtures.Pipeline(ml, options).Fit(data));
+        StringAssert.Contains(fitError.Message, $"device {absent} was requested, but");
+    }
+
     [TestMethod]
     public void TenThousandPredictionsKeepMemoryFlat()
     {
-        var ctx = new VitContext(seed: 1);
-        using var model = Fixtures.Pipeline(ctx, Fixtures.TinyOptions(epochs: 1)).Fit(ctx.Data.LoadFromImageFolder(Fixtures.Folder));
-        var engine = ctx.Model.CreatePredictionEngine<ImageInput, ImagePrediction>(model);
-        var file = new ImageInput { ImagePath = Directory.GetFiles(Path.Combine(Fixtures.Folder, "red"))[0] };
+        var ml = new MLContext(seed: 1);
+        using var model = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 1)).Fit(ml.Data.LoadFromImageFolder(Fixtures.Folder));
+        var engine = ml.Model.CreatePredictionEngine<ImageInput, ImagePrediction>(model);
+        var file = new ImageInput { ImagePath = Rows.First("red") };
+        // One intra-op thread, as the pool runs each engine (ThreadsPerEngine = 1): a single image's forward pass split over
+        // threads only waits for them, the more so on a busy machine.
+        using var oneThread = Vit.Torch.Torch.LocalThreads(1);
         for (int i = 0; i < 2_000; i++) engine.Predict(file);   // warm-up: JIT, pools, allocator arenas
         GC.Collect();
         GC.WaitForPendingFinalizers();  // tensors other tests dropped without disposing
@@ -302,9 +386,4 @@ public sealed class PipelineTests
     private static long Rss() =>
         long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal))
             .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
-}
-
-internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
-{
-    public void Report(T value) => report(value);
 }

@@ -16,21 +16,21 @@ public sealed class PoolTests
     private static readonly Lazy<(string A, string B, float[][] ScoresA, float[][] ScoresB)> Models = new(() =>
     {
         var dir = Directory.CreateTempSubdirectory("vit-pool-").FullName;
-        var ctx = new VitContext(seed: 1);
-        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
+        var ml = new MLContext(seed: 1);
+        var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
         string Save(int epochs, int seed, string name)
         {
             var options = Fixtures.TinyOptions(epochs);
             options.Seed = seed;
-            using var m = Fixtures.Pipeline(ctx, options).Fit(data);
+            using var m = Fixtures.Pipeline(ml, options).Fit(data);
             var path = Path.Combine(dir, name);
-            ctx.Model.Save(m, data.Schema, path);
+            ml.Model.Save(m, data.Schema, path);
             return path;
         }
         float[][] Sequential(string path)
         {
-            using var m = (IDisposable)ctx.Model.Load(path, out _);
-            var engine = ctx.Model.CreatePredictionEngine<ImageInput, ImagePrediction>((ITransformer)m);
+            using var m = (IDisposable)ml.Model.Load(path, out _);
+            var engine = ml.Model.CreatePredictionEngine<ImageInput, ImagePrediction>((ITransformer)m);
             return Files.Select(f => engine.Predict(new ImageInput { ImagePath = f }).Score).ToArray();
         }
         string a = Save(2, 1, "a.zip"), b = Save(3, 2, "b.zip");
@@ -41,10 +41,10 @@ public sealed class PoolTests
     public void EnginesAreBoundedAndAnswersEqualTheSequentialOnes()
     {
         var (a, _, expected, _) = Models.Value;
-        var ctx = new VitContext();
-        using var model = (IDisposable)ctx.Model.Load(a, out _);
-        using var pool = ctx.Model.CreatePredictionEnginePool<ImageInput, ImagePrediction>((ITransformer)model,
-            new PredictionEnginePoolOptions { MaxEngines = 2 });
+        var ml = new MLContext();
+        using var model = (IDisposable)ml.Model.Load(a, out _);
+        using var pool = new PredictionEnginePool<ImageInput, ImagePrediction>(new PredictionEnginePoolOptions { MaxEngines = 2 });
+        pool.AddModel(PredictionEnginePool<ImageInput, ImagePrediction>.DefaultModelName, (ITransformer)model);
         var files = Files;
         int mismatches = 0;
         // 8 threads released together: without the bound, their requests overlap and each makes an engine.
@@ -181,5 +181,37 @@ public sealed class PoolTests
         StringAssert.Contains(e.Message, "'photos'");
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new PredictionEnginePool<ImageInput, ImagePrediction>(new PredictionEnginePoolOptions { MaxEngines = 0 }));
         Directory.Delete(dir, recursive: true);
+    }
+
+    private sealed class UploadInput
+    {
+        // ML.NET needs a size to declare the column (a parameterless [ImageType] fails when the engine is made); images of
+        // any size are accepted, ResizeImages reads their own.
+        [Microsoft.ML.Transforms.Image.ImageType(24, 24)]
+        public MLImage Image { get; set; } = null!;
+    }
+
+    /// <summary>PrepareModel = WithoutImageLoading: the pool serves a model trained on image paths to images decoded in
+    /// memory (uploads), with the answers the paths give.</summary>
+    [TestMethod]
+    public void PrepareModelWithoutImageLoadingServesImagesDecodedInMemory()
+    {
+        var (a, _, expected, _) = Models.Value;
+        using var pool = new PredictionEnginePool<UploadInput, ImagePrediction>(new PredictionEnginePoolOptions
+        {
+            MaxEngines = 1, PrepareModel = VitPipeline.WithoutImageLoading,
+        });
+        pool.AddModelFromFile("photos", a);
+        var files = Files;
+        for (int k = 0; k < files.Length; k += 7)
+        {
+            using var image = MLImage.CreateFromStream(new MemoryStream(File.ReadAllBytes(files[k])));
+            var p = pool.Predict("photos", new UploadInput { Image = image });
+            CollectionAssert.AreEqual(expected[k], p.Score, files[k]);
+        }
+        // Without it, the model wants the paths: the pool refuses the model rather than failing at the first request.
+        using var plain = new PredictionEnginePool<UploadInput, ImagePrediction>();
+        Assert.Throws<ArgumentException>(() => plain.AddModelFromFile("photos", a));
+        Assert.IsEmpty(plain.ModelNames);
     }
 }

@@ -8,7 +8,7 @@ using Vit.Torch.Training;
 
 namespace Vit.MLNet.Tests;
 
-/// <summary>Starting from checkpoints in the pipeline: StartFrom, Import, the checkpoint's preprocessing, resampling, learning rates.</summary>
+/// <summary>Starting from checkpoints in the pipeline: StartFrom, LoadPretrainedVit, the checkpoint's preprocessing, resampling, learning rates.</summary>
 [TestClass]
 public sealed class PretrainedTests
 {
@@ -19,20 +19,19 @@ public sealed class PretrainedTests
         CustomConfig = new VitConfig { ImageSize = 16, PatchSize = 8, Channels = 3, Dim = 96, Depth = 1, Heads = 4, MlpDim = 64 },
     };
 
-    private static List<float[]> Scores(ITransformer model, IDataView data) =>
-        model.Transform(data).GetRows().Select(r => (float[])r["Score"]!).ToList();
+    private static List<float[]> Scores(ITransformer model, IDataView data) => Rows.Vectors(model.Transform(data));
 
     [TestMethod]
     public void OwnFourHeadWeightsRoundTripThroughStartFromAndPredictIdentically()
     {
-        var ctx = new VitContext(seed: 3);
-        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
+        var ml = new MLContext(seed: 3);
+        var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
         var dir = Directory.CreateTempSubdirectory().FullName;
-        using var trained = Fixtures.Pipeline(ctx, FourHeadOptions(epochs: 1)).Fit(data);
+        using var trained = Fixtures.Pipeline(ml, FourHeadOptions(epochs: 1)).Fit(data);
         var expected = Scores(trained, data);
-        var vit = trained.LastTransformer;
+        var vit = VitPipeline.Find(trained, "test");
         var zip = Path.Combine(dir, "model.zip");
-        ctx.Model.Save(trained, data.Schema, zip);
+        ml.Model.Save(trained, data.Schema, zip);
         var st = Path.Combine(dir, "weights.safetensors");
         vit.Model.Save(st, vit.Preprocessing, vit.Labels);
 
@@ -41,8 +40,8 @@ public sealed class PretrainedTests
             var options = FourHeadOptions(epochs: 0);
             options.StartFrom = source;
             options.FineTune = FineTuneMode.Continue;
-            using var resumed = Fixtures.Pipeline(ctx, options).Fit(data);
-            Assert.AreEqual(4, resumed.LastTransformer.Model.Config.Heads, source);
+            using var resumed = Fixtures.Pipeline(ml, options).Fit(data);
+            Assert.AreEqual(4, VitPipeline.Find(resumed, "test").Model.Config.Heads, source);
             var got = Scores(resumed, data);
             for (int i = 0; i < expected.Count; i++) CollectionAssert.AreEqual(expected[i], got[i], $"{source}, row {i}");
         }
@@ -52,17 +51,17 @@ public sealed class PretrainedTests
         Safetensors.Save(bare, vit.Model.NamedParameters());
         var o = FourHeadOptions(epochs: 0);
         o.StartFrom = bare;
-        var e = Assert.Throws<ArgumentException>(() => Fixtures.Pipeline(ctx, o).Fit(data));
+        var e = Assert.Throws<ArgumentException>(() => Fixtures.Pipeline(ml, o).Fit(data));
         StringAssert.Contains(e.Message, "head count is unknown");
         o.StartFromOptions = new PretrainedVitOptions { Heads = 4, LayerNormEps = 1e-6 };
-        using var told = Fixtures.Pipeline(ctx, o).Fit(data);
-        Assert.AreEqual(4, told.LastTransformer.Model.Config.Heads);
+        using var told = Fixtures.Pipeline(ml, o).Fit(data);
+        Assert.AreEqual(4, VitPipeline.Find(told, "test").Model.Config.Heads);
     }
 
     [TestMethod]
     public void StartFromAHuggingFaceFolderTakesItsPreprocessingAndResamplesToTheImageColumn()
     {
-        var ctx = new VitContext(seed: 4);
+        var ml = new MLContext(seed: 4);
         using var checkpoint = HuggingFace.Folder(out var folder, new VitConfig
         {
             ImageSize = 16, PatchSize = 8, Dim = 48, Depth = 1, Heads = 3, MlpDim = 32, NumClasses = 4, LayerNormEps = 1e-12,
@@ -70,9 +69,9 @@ public sealed class PretrainedTests
         var options = FourHeadOptions(epochs: 1);
         options.StartFrom = folder;
         options.FineTune = FineTuneMode.HeadOnly;
-        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
-        var pipeline = ctx.Transforms.LoadImages("Image", "", "ImagePath").Append(ctx.Transforms.ResizeImages("Image", 24, 24))
-            .Append(new VitEstimator(ctx, options));
+        var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
+        var pipeline = ml.Transforms.LoadImages("Image", null, "ImagePath").Append(ml.Transforms.ResizeImages("Image", 24, 24))
+            .Append(new VitEstimator(ml, options));
         using var tuned = pipeline.Fit(data);
         var vit = tuned.LastTransformer;
         Assert.AreEqual(24, vit.Model.Config.ImageSize);
@@ -90,22 +89,26 @@ public sealed class PretrainedTests
     }
 
     [TestMethod]
-    public void ImportScoresWithTheCheckpointsOwnLabelsAndPreprocessing()
+    public void LoadPretrainedVitScoresWithTheCheckpointsOwnLabelsAndPreprocessing()
     {
-        var ctx = new VitContext();
+        var ml = new MLContext();
         using var checkpoint = HuggingFace.Folder(out var folder, new VitConfig
         {
             ImageSize = 16, PatchSize = 8, Dim = 48, Depth = 1, Heads = 3, MlpDim = 32, NumClasses = 4, LayerNormEps = 1e-12,
         }, ["w", "x", "y", "z"], Interpolation.Bilinear);
-        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
-        using var imported = ctx.Model.Import(folder);
+        var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
+        using var imported = ml.Model.LoadPretrainedVit(folder);
         CollectionAssert.AreEqual(new[] { "w", "x", "y", "z" }, imported.Labels.ToArray());
         imported.Precision = Precision.Float32;  // compared with the checkpoint's float32 forward
-        var loader = ctx.Transforms.LoadImages("Image", "", "ImagePath").Fit(data);
-        var rows = imported.Transform(loader.Transform(data)).GetRows().Take(6).ToList();
+        var loader = ml.Transforms.LoadImages("Image", null, "ImagePath").Fit(data);
+        var scored = imported.Transform(loader.Transform(data));
+        var scores = Rows.Vectors(scored).Take(6).ToList();
+        var predicted = Rows.Keys(scored, "PredictedLabel").Take(6).ToList();
+        CollectionAssert.AreEqual(new[] { "w", "x", "y", "z" }, Rows.Annotation(scored.Schema["PredictedLabel"], "KeyValues"));
+        CollectionAssert.AreEqual(new[] { "w", "x", "y", "z" }, Rows.Annotation(scored.Schema["Score"], "SlotNames"));
 
         // The same images through the checkpoint's model by hand: decode, resize 24 -> 16 (stretch, bilinear), (v/255 - 0.5) / 0.5.
-        var paths = data.GetRows().Take(6).Select(r => (string)r["ImagePath"]!).ToList();
+        var paths = Rows.Texts(data, "ImagePath").Take(6).ToList();
         var images = paths.Select(f =>
         {
             using var decoded = Image.Decode(f);
@@ -115,35 +118,35 @@ public sealed class PretrainedTests
         using var noGrad = Engine.NoGrad();
         var probs = F.Softmax(checkpoint.Forward(ImageBatch.ToTensor(images, Normalization.Half)), 1).ToArray<float>();
         foreach (var im in images) im.Dispose();
-        for (int i = 0; i < rows.Count; i++)
+        for (int i = 0; i < scores.Count; i++)
         {
-            var score = (float[])rows[i]["Score"]!;
+            var score = scores[i];
             for (int k = 0; k < 4; k++) Assert.AreEqual(probs[i * 4 + k], score[k], 1e-6, $"row {i}, class {k}");
-            Assert.AreEqual(imported.Labels[Array.IndexOf(score, score.Max())], rows[i]["PredictedLabel"]);
+            Assert.AreEqual((uint)Array.IndexOf(score, score.Max()) + 1, predicted[i], "PredictedLabel is the key of the highest score");
         }
     }
 
     [TestMethod]
-    public void ImportOfABackboneSaysToFineTuneIt()
+    public void LoadPretrainedVitOfABackboneSaysToFineTuneIt()
     {
-        var ctx = new VitContext();
+        var ml = new MLContext();
         using var checkpoint = HuggingFace.Folder(out var folder, new VitConfig
         {
             ImageSize = 16, PatchSize = 8, Dim = 48, Depth = 1, Heads = 3, MlpDim = 32, NumClasses = 0,
         }, null, Interpolation.Bilinear);
-        var e = Assert.Throws<ArgumentException>(() => ctx.Model.Import(folder));
+        var e = Assert.Throws<ArgumentException>(() => ml.Model.LoadPretrainedVit(folder));
         StringAssert.Contains(e.Message, "no classification head");
     }
 
     [TestMethod]
     public void FineTuningEveryWeightDefaultsToALowerLearningRateAndLayerDecaySlowsTheEarlyLayers()
     {
-        var ctx = new VitContext(seed: 5);
-        var data = ctx.Data.LoadFromImageFolder(Fixtures.Folder);
+        var ml = new MLContext(seed: 5);
+        var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
         var dir = Directory.CreateTempSubdirectory().FullName;
         var zip = Path.Combine(dir, "pre.zip");
-        using (var pre = Fixtures.Pipeline(ctx, Fixtures.TinyOptions(epochs: 1)).Fit(data))
-            ctx.Model.Save(pre, data.Schema, zip);
+        using (var pre = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 1)).Fit(data))
+            ml.Model.Save(pre, data.Schema, zip);
         using var start = PretrainedVit.Load(zip);
         var before = start.Model.PatchEmbed.Weight.ToArray<float>();
 
@@ -155,9 +158,9 @@ public sealed class PretrainedTests
             options.LayerDecay = layerDecay;
             double max = 0;
             options.Progress = new SyncProgress<VitTrainingProgress>(p => max = Math.Max(max, p.LearningRate));
-            using var tuned = Fixtures.Pipeline(ctx, options).Fit(data);
+            using var tuned = Fixtures.Pipeline(ml, options).Fit(data);
             peak = max;
-            var after = tuned.LastTransformer.Model.PatchEmbed.Weight.ToArray<float>();
+            var after = VitPipeline.Find(tuned, "test").Model.PatchEmbed.Weight.ToArray<float>();
             return before.Zip(after, (a, b) => Math.Abs(a - b)).Max();
         }
         double plain = Run(null, out var peakLr);
