@@ -114,14 +114,14 @@ using (var imported = ml.Model.LoadPretrainedVit(hf))
 Console.WriteLine($"3) classes 5-9 from {perClass} images per class: a new head on the frozen backbone of {Path.GetFileName(pth)}");
 var (headBefore, headAfter) = FineTune(new VitEstimator.Options
 {
-    StartFrom = pth, FineTune = FineTuneMode.HeadOnly, Epochs = epochs, BatchSize = 32, LearningRate = headLr, Progress = progress,
+    StartFrom = pth, FineTune = FineTuneMode.HeadOnly, Epochs = epochs, LearningRate = headLr, Progress = progress,
 }, newTrain, newTest);
 
 // 4. Every weight from the Hugging Face folder, with layer-wise learning-rate decay.
 Console.WriteLine("4) classes 5-9, every weight fine-tuned from the Hugging Face folder (layer decay 0.75)");
 var (fullBefore, fullAfter) = FineTune(new VitEstimator.Options
 {
-    StartFrom = hf, FineTune = FineTuneMode.Full, LayerDecay = 0.75, Epochs = epochs, BatchSize = 32, LearningRate = fullLr, Progress = progress,
+    StartFrom = hf, FineTune = FineTuneMode.Full, LayerDecay = 0.75, Epochs = epochs, LearningRate = fullLr, Progress = progress,
 }, newTrain, newTest, save: Path.Combine(outDir, "model.zip"));
 
 // 5. For comparison: the same architecture from scratch on the same images.
@@ -129,7 +129,7 @@ Console.WriteLine("5) classes 5-9 from scratch, the same architecture and images
 double scratch;
 using (var fromScratch = load.Append(new VitEstimator(ml, new VitEstimator.Options
 {
-    Architecture = VitArchitecture.Custom, Epochs = epochs, BatchSize = 32, Progress = progress,
+    Architecture = VitArchitecture.Custom, Epochs = epochs, Progress = progress,
     CustomConfig = new Vit.Torch.Model.VitConfig { ImageSize = 28, PatchSize = 7, Dim = 192, Depth = 4, Heads = 3, MlpDim = 384 },
 })).Fit(newTrain))
     scratch = ml.MulticlassClassification.EvaluateVit(fromScratch, newTest).MicroAccuracy;

@@ -6,7 +6,12 @@ public enum AugmentPreset
     /// <summary>No augmentation: the deterministic evaluation resize.</summary>
     None,
 
-    /// <summary>Random resized crop (scale 0.5-1), horizontal flip, mild colour jitter (0.2).</summary>
+    /// <summary>
+    /// The image brought to the input size, then shifted by up to 1/14 of each side (2 pixels at 28, 16 at 224; the
+    /// border filled black, as a pad-and-crop does), horizontal flip, mild colour jitter (0.2). Measured on 500
+    /// Fashion-MNIST images (classes 5-9, our 28-pixel ViT, 1,000 steps of 64): 92.1% and 91.7% over two seeds, where a
+    /// random resized crop (scale 0.5-1) in place of the shift gave 88.4%.
+    /// </summary>
     Light,
 
     /// <summary>
@@ -86,9 +91,15 @@ public sealed class AugmentationPipeline
         Validate(width, height, channels);
         if (preset == AugmentPreset.None) return Evaluation(width, height, channels, ResizeMode.Crop, 1.0, interpolation);
         var list = new List<(string, Func<Image, Random, Image>)>();
-        double minScale = preset == AugmentPreset.Light ? 0.5 : 0.08;
-        list.Add(($"random resized crop {width}x{height} scale [{minScale}, 1]",
-            (img, rng) => Augment.RandomResizedCrop(img, rng, width, height, minScale, 1.0, interpolation: interpolation)));
+        if (preset == AugmentPreset.Light)
+            list.Add(($"resize crop {width}x{height}, random shift up to {1.0 / 14:F3} of each side", (img, rng) =>
+            {
+                using var sized = img.Width == width && img.Height == height ? img.Clone() : img.Resize(width, height, ResizeMode.Crop, interpolation);
+                return Augment.RandomAffine(sized, rng, maxDegrees: 0, maxTranslate: 1.0 / 14, interpolation: interpolation);
+            }));
+        else
+            list.Add(($"random resized crop {width}x{height} scale [0.08, 1]",
+                (img, rng) => Augment.RandomResizedCrop(img, rng, width, height, 0.08, 1.0, interpolation: interpolation)));
         if (horizontalFlip) list.Add(("horizontal flip p 0.5", (img, rng) => Augment.RandomHorizontalFlip(img, rng)));
         switch (preset)
         {
