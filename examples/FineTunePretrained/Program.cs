@@ -7,7 +7,8 @@
 //       Face folder. Then (1) imports the Hugging Face folder as it is and scores classes 0-4 with its own labels;
 //       (2) trains a new head on the .pth's frozen backbone for classes 5-9 from --per-class images per class;
 //       (3) fine-tunes every weight from the Hugging Face folder (layer decay 0.75) on the same images; (4) trains the
-//       same architecture from scratch on them, for comparison; (5) feeds the Hugging Face backbone's features to ML.NET's
+//       same architecture from scratch on them, and the smaller grayscale ViT of the PyTorch peer, for comparison;
+//       (5) feeds the Hugging Face backbone's features to ML.NET's
 //       L-BFGS maximum-entropy trainer, as ML.NET's own ResNet18 recipe does. The split is the one of
 //       benchmarks/peer/few-images: the first --per-class images of each of classes 5-9, all 5,000 test images of them.
 //       Epochs: by default as many as 1,000 optimizer steps need (VitEstimator.Options.Epochs null), or --epochs N.
@@ -134,6 +135,16 @@ using (var fromScratch = load.Append(new VitEstimator(ml, new VitEstimator.Optio
 })).Fit(newTrain))
     scratch = ml.MulticlassClassification.EvaluateVit(fromScratch, newTest).MicroAccuracy;
 
+// 5b. The small grayscale ViT the PyTorch peer of benchmarks/peer/few-images trains, on the defaults.
+Console.WriteLine("5b) classes 5-9 from scratch: the PyTorch peer's ViT (1 channel, patch 7, D 96, depth 4), default options");
+double small;
+using (var fromScratch = load.Append(new VitEstimator(ml, new VitEstimator.Options
+{
+    Architecture = VitArchitecture.Custom, Epochs = epochs, Progress = progress, Channels = 1, Normalization = FashionMnist.Normalization,
+    CustomConfig = new Vit.Torch.Model.VitConfig { ImageSize = 28, PatchSize = 7, Channels = 1, Dim = 96, Depth = 4, Heads = 4, MlpDim = 192 },
+})).Fit(newTrain))
+    small = ml.MulticlassClassification.EvaluateVit(fromScratch, newTest).MicroAccuracy;
+
 // 6. The backbone's features for an ML.NET trainer, the recipe ML.NET users know from DnnFeaturizeImage with ResNet18.
 Console.WriteLine("6) classes 5-9: the Hugging Face backbone's pooled features + ML.NET's L-BFGS maximum entropy");
 double features;
@@ -150,6 +161,7 @@ Console.WriteLine($"test accuracy on classes 5-9 ({perClass} training images per
 Console.WriteLine($"  torchvision .pth, new head on the frozen backbone: before {Percent(headBefore)}, after {Percent(headAfter)}");
 Console.WriteLine($"  Hugging Face folder, every weight fine-tuned:      before {Percent(fullBefore)}, after {Percent(fullAfter)}");
 Console.WriteLine($"  from scratch:                                      {Percent(scratch)}");
+Console.WriteLine($"  from scratch, the PyTorch peer's small ViT:       {Percent(small)}");
 Console.WriteLine($"  Hugging Face backbone's features + L-BFGS:         {Percent(features)}");
 return 0;
 
