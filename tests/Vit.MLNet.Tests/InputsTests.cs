@@ -113,7 +113,7 @@ public sealed class InputsTests
     }
 
     /// <summary>Images of another size than the model's (no ResizeImages) are brought to it by the model's own
-    /// preprocessing: they score as the same images resized by hand with <see cref="VitTransformer.Preprocessing"/>.
+    /// preprocessing: they score as the same images resized by hand with <see cref="VitImageTransformer.Preprocessing"/>.
     /// Training takes them too.</summary>
     [TestMethod]
     public void ImagesOfAnotherSize_AreResizedByTheModelsPreprocessing()
