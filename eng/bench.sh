@@ -105,10 +105,14 @@ echo
 echo "## Single-image latency, ViT-Ti/16@224 (ours: PredictionEngine.Predict with JPEG decode and resize; PyTorch: forward on a ready tensor),"
 echo "## and batch scoring through the ML.NET pipeline (Transform over 512 JPEGs, warm) against ours on ready tensors"
 for p in float32 bfloat16; do
-  line=$($bench predict --requests 200 --images 512 --precision $p)
-  echo "$line"
+  runs=""
+  for ((r = 0; r < rounds; r++)); do
+    line=$($bench predict --requests 200 --images 512 --precision $p)
+    echo "$line"
+    runs+=" $(ips <<<"$line")"
+  done
   $py benchmarks/peer/score.py $ti $threads --batch 1 --runs 1 --latency 200 --precision $p | sed 's/.*; single-image/pytorch-eager single-image/'
-  echo "ours $p scoring through the pipeline / on ready tensors: $(ratio "$(ips <<<"$line")" "${med[score vit-ti16@224 ours $p]}") (needs >= 0.50)"
+  echo "ours $p scoring through the pipeline (median $(median <<<"$runs")) / on ready tensors: $(ratio "$(median <<<"$runs")" "${med[score vit-ti16@224 ours $p]}") (needs >= 0.50)"
 done
 
 # How a fitted ViT lives in an ML.NET model file: ours (the VitTransformer saved through ML.NET's ICanSaveModel) or
