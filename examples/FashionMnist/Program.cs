@@ -193,7 +193,7 @@ internal sealed record Args
                  --ema X (0: none; e.g. 0.999, the decay of a moving average of the weights that is evaluated and kept)
                  --data DIR (/usr/share/datasets/fashion-mnist)  --out DIR (runs/fashion-mnist: checkpoints, weights, pictures)
                  --resume (continue from --out's last checkpoint, as if never interrupted)
-                 --precision auto|bf16|fp32 (auto: bfloat16 mixed precision where the CPU has native bfloat16)
+                 --precision auto|bfloat16|float32 (auto: bfloat16 mixed precision where the CPU has native bfloat16; bf16, fp32 too)
         """;
 
     /// <summary>The recipes --preset names; options after it (or before it) change single values.</summary>
