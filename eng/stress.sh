@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reliability runs of issue 13 (tools/Vit.Stress), each ending with a line of figures:
-#   save-kill: 100 trials of SIGKILL at a random moment of ctx.Model.Save and of checkpoint writes; each time the file
+#   save-kill: 100 trials of SIGKILL at a random moment of mlContext.Model.SaveAtomic and of checkpoint writes; each time the file
 #              must load and predict exactly as one whole version did.
 #   serve:     16 threads x 10,000 predictions through the prediction pool while the model file is replaced every
 #              second; 0 errors, every answer equal to its version's sequential answer, RSS within 5% after warm-up.

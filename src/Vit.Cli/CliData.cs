@@ -71,15 +71,11 @@ internal static class CliData
         DataViewSchema schema;
         try
         {
-            model = ml.Model.Load(path, out schema);
+            model = ml.Model.LoadWithClearErrors(path, out schema);
         }
         catch (Exception e) when (e is not OutOfMemoryException && Vit.Torch.Checkpoints.VitModelZip.IsStandalone(path))
         {
             throw new UsageException($"{path} is a model zip of an earlier Vit for .NET, not an ML.NET model file; convert it with: vit import {path} --out <new.zip>");
-        }
-        catch (FormatException e)
-        {
-            throw new InvalidDataException($"{path} is not a readable model file (it may be truncated or damaged): {e.Message}", e);
         }
         return (model, schema, VitPipeline.Find(model, path));
     }

@@ -215,16 +215,8 @@ public sealed class PredictionEnginePool<TSrc, TDst> : IDisposable where TSrc : 
 
     private Generation Load(Slot slot, string path, long version)
     {
-        ITransformer loaded;
-        try
-        {
-            loaded = mlContext.Model.Load(path, out _);
-        }
-        catch (FormatException e)
-        {
-            // ML.NET's loader says FormatException for a file that is not a readable model (a damaged or half-written zip).
-            throw new InvalidDataException($"{path} is not a readable model file: {e.Message}", e);
-        }
+        // A damaged or half-written file is an InvalidDataException (retried by a reload), whatever ML.NET wraps it in.
+        var loaded = mlContext.Model.LoadWithClearErrors(path, out _);
         ITransformer model;
         try
         {

@@ -61,6 +61,39 @@ public static class VitCatalog
     }
 
     /// <summary>
+    /// ML.NET's <c>Load</c>, with its errors as this library gives them: a file that is not a readable model (truncated,
+    /// half written, not a zip: ML.NET says <see cref="FormatException"/>) and a model step that cannot be read (a damaged
+    /// or newer-format ViT step: ML.NET wraps our loader's error in <see cref="System.Reflection.TargetInvocationException"/>s)
+    /// become an <see cref="InvalidDataException"/> that names the file and the problem.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">No such file.</exception>
+    /// <exception cref="InvalidDataException">The file is not a readable model; the message says why.</exception>
+    public static ITransformer LoadWithClearErrors(this ModelOperationsCatalog catalog, string filePath, out DataViewSchema inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        ArgumentException.ThrowIfNullOrEmpty(filePath);
+        if (!File.Exists(filePath)) throw new FileNotFoundException($"model file not found: {filePath}", filePath);
+        try
+        {
+            return catalog.Load(filePath, out inputSchema);
+        }
+        catch (FormatException e)
+        {
+            throw new InvalidDataException($"{filePath} is not a readable model file (it may be truncated or damaged): {e.Message}", e);
+        }
+        catch (Exception e) when (Innermost(e) is var inner && inner != e && inner is InvalidDataException or NotSupportedException or FormatException)
+        {
+            throw new InvalidDataException($"{filePath}: {inner.Message}", inner);
+        }
+    }
+
+    private static Exception Innermost(Exception e)
+    {
+        while (e is System.Reflection.TargetInvocationException or InvalidOperationException && e.InnerException is { } inner) e = inner;
+        return e;
+    }
+
+    /// <summary>
     /// Evaluates a fitted pipeline with a ViT step on labelled data, with ML.NET's own evaluator (micro and macro accuracy,
     /// log-loss, top-k accuracy, the confusion matrix): the same as
     /// <c>Evaluate(model.Transform(data), labelColumnName, …)</c> on a key label, and for a text label column it first maps

@@ -139,6 +139,52 @@ public sealed class ModelFileTests
         StringAssert.Contains(ours.Message, VitFolder.TrimEnd('/'));
     }
 
+    /// <summary>A weight changed inside an ML.NET model file (the zip itself rewritten consistently, so only our own check
+    /// can see it) is refused on load as a corrupted file, through ML.NET's Load too, never served as other numbers.</summary>
+    [TestMethod]
+    public void AChangedWeightInsideTheMLNetFileIsRefusedAsCorrupted()
+    {
+        var p = Copy("flipped.zip");
+        Rewrite(p, VitFolder + VitModelZip.WeightsEntry, bytes =>
+        {
+            var flipped = (byte[])bytes.Clone();
+            flipped[^7] ^= 0x10;  // inside the last tensor's data
+            return flipped;
+        });
+        var e = Assert.Throws<Exception>(() => new MLContext().Model.Load(p, out _));
+        StringAssert.Contains(Messages(e), "corrupted");
+        var clear = Assert.ThrowsExactly<InvalidDataException>(() => new MLContext().Model.LoadWithClearErrors(p, out _));
+        StringAssert.Contains(clear.Message, p);
+        StringAssert.Contains(clear.Message, "the file is corrupted");
+        StringAssert.Contains(Assert.ThrowsExactly<InvalidDataException>(() => PretrainedVit.Load(p)).Message, "corrupted");
+    }
+
+    /// <summary>LoadWithClearErrors: ML.NET's FormatException for a truncated file and its TargetInvocationException around
+    /// our loader's error both become an InvalidDataException naming the file; a good file loads as with Load.</summary>
+    [TestMethod]
+    public void LoadWithClearErrorsNamesTheFileAndTheProblem()
+    {
+        var ml = new MLContext();
+        var truncated = Copy("truncated.zip");
+        var bytes = File.ReadAllBytes(truncated);
+        File.WriteAllBytes(truncated, bytes[..(bytes.Length / 2)]);
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => ml.Model.LoadWithClearErrors(truncated, out _));
+        StringAssert.Contains(e.Message, truncated);
+        StringAssert.Contains(e.Message, "truncated or damaged");
+
+        var newer = Copy("newer.zip");
+        RewriteModelJson(newer, json => json["format_version"] = 99);
+        e = Assert.ThrowsExactly<InvalidDataException>(() => ml.Model.LoadWithClearErrors(newer, out _));
+        StringAssert.Contains(e.Message, newer);
+        StringAssert.Contains(e.Message, "newer than this library reads");
+
+        Assert.ThrowsExactly<FileNotFoundException>(() => ml.Model.LoadWithClearErrors(Path.Combine(Path.GetTempPath(), "no-such-model.zip"), out _));
+        var good = ml.Model.LoadWithClearErrors(Copy("good.zip"), out var schema);
+        using var owned = (IDisposable)good;
+        Assert.AreEqual("ImagePath", schema[0].Name);
+        Assert.AreEqual(1, VitPipeline.Steps(good).OfType<VitTransformer>().Count());
+    }
+
     /// <summary>The scoring precision is saved with the step and read back; bfloat16 scores are float32's within bfloat16
     /// rounding; a precision this library does not know is refused by name.</summary>
     [TestMethod]

@@ -204,10 +204,38 @@ public static class VitModelZip
         {
             if (zip.Find(prefix + name) is not { } entry) return false;
             zip.Verify(entry);
-            using var s = zip.OpenRead(entry);
+            using var s = Seekable(zip, entry);
             read(s, entry.Length);
             return true;
         }, path, options, out modelJson, out trainingJson);
+    }
+
+    /// <summary>
+    /// A seekable stream of an entry's data: the entry itself when it is stored, else an inflated copy (in memory up to
+    /// 64 MB, beyond in a temporary file deleted on close). ML.NET deflates the entries of its model files, and a
+    /// safetensors file checks the CRC-32 of its tensor data (<c>vit.crc32</c>) only where it can read the data twice.
+    /// </summary>
+    private static Stream Seekable(ZipReader zip, ZipEntry entry)
+    {
+        var source = zip.OpenRead(entry);
+        if (source.CanSeek) return source;
+        using (source)
+        {
+            Stream copy = entry.Length <= 64 << 20 ? new MemoryStream((int)entry.Length)
+                : new FileStream(Path.Combine(Path.GetTempPath(), $"vit-entry-{Guid.NewGuid():N}.tmp"), FileMode.CreateNew, FileAccess.ReadWrite,
+                    FileShare.None, 1 << 16, FileOptions.DeleteOnClose);
+            try
+            {
+                source.CopyTo(copy);
+                copy.Position = 0;
+                return copy;
+            }
+            catch
+            {
+                copy.Dispose();
+                throw;
+            }
+        }
     }
 
     /// <summary>
