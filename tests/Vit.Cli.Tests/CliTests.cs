@@ -75,6 +75,19 @@ public sealed class CliTests
         return JsonNode.Parse(r.Out)!.AsObject();
     }
 
+    /// <summary><c>vit predict --json</c> gives the same labels and probabilities (1e-6) with both model files.</summary>
+    private static void AssertPredictsAlike(string expected, string actual)
+    {
+        var a = Json(Cli("predict", expected, data, "--top", "3", "--json"))["predictions"]!.AsArray();
+        var b = Json(Cli("predict", actual, data, "--top", "3", "--json"))["predictions"]!.AsArray();
+        Assert.HasCount(a.Count, b);
+        for (int i = 0; i < a.Count; i++)
+        {
+            Assert.AreEqual((string)a[i]!["predicted_label"]!, (string)b[i]!["predicted_label"]!);
+            Assert.AreEqual((float)a[i]!["probability"]!, (float)b[i]!["probability"]!, 1e-6f);
+        }
+    }
+
     [TestMethod]
     public void InfoGivesTheArchitectureLabelsAndTheParameterCountOfTheFormula()
     {
@@ -219,14 +232,7 @@ public sealed class CliTests
         var imported = Path.Combine(root, "imported.zip");
         var r = Cli("import", hf, "--out", imported, "--precision", "fp32");  // as the trained model scores
         Assert.AreEqual(0, r.Code, r.Err);
-        var a = Json(Cli("predict", model, data, "--top", "3", "--json"))["predictions"]!.AsArray();
-        var b = Json(Cli("predict", imported, data, "--top", "3", "--json"))["predictions"]!.AsArray();
-        Assert.HasCount(a.Count, b);
-        for (int i = 0; i < a.Count; i++)
-        {
-            Assert.AreEqual((string)a[i]!["predicted_label"]!, (string)b[i]!["predicted_label"]!);
-            Assert.AreEqual((float)a[i]!["probability"]!, (float)b[i]!["probability"]!, 1e-6f);
-        }
+        AssertPredictsAlike(model, imported);
     }
 
     [TestMethod]
@@ -347,14 +353,7 @@ public sealed class CliTests
         var import = Cli("import", old, "--out", converted, "--precision", "float32");
         Assert.AreEqual(0, import.Code, import.Err);
         Assert.IsFalse(VitModelZip.IsStandalone(converted));
-        var a = Json(Cli("predict", model, data, "--top", "3", "--json"))["predictions"]!.AsArray();
-        var b = Json(Cli("predict", converted, data, "--top", "3", "--json"))["predictions"]!.AsArray();
-        Assert.HasCount(a.Count, b);
-        for (int i = 0; i < a.Count; i++)
-        {
-            Assert.AreEqual((string)a[i]!["predicted_label"]!, (string)b[i]!["predicted_label"]!);
-            Assert.AreEqual((float)a[i]!["probability"]!, (float)b[i]!["probability"]!, 1e-6f);
-        }
+        AssertPredictsAlike(model, converted);
     }
 
     [TestMethod]

@@ -288,17 +288,24 @@ public sealed class PipelineTests
         Directory.GetFiles(Path.Combine(Fixtures.Folder, "red")).Select(f => (f, "warm"))
             .Concat(Directory.GetFiles(Path.Combine(Fixtures.Folder, "blue")).Select(f => (f, "cold"))));
 
-    [TestMethod]
-    public void HeadOnlyFineTuneLeavesTheBackboneBitIdentical()
+    /// <summary>The tests' pipeline trained one epoch on the shared folder and saved: the file, and its ViT's weights as
+    /// the file gives them back.</summary>
+    private static (string Path, Dictionary<string, float[]> Weights) SavedOneEpochModel(MLContext ml)
     {
-        var ml = new MLContext(seed: 1);
         var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
         var saved = Path.Combine(Directory.CreateTempSubdirectory().FullName, "pre.zip");
         using (var pre = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 1)).Fit(data))
             ml.Model.Save(pre, data.Schema, saved);
         var loaded = ml.Model.Load(saved, out _);
-        var backbone = Snapshot(VitPipeline.Find(loaded, "test"));
-        ((IDisposable)loaded).Dispose();
+        using var owned = (IDisposable)loaded;
+        return (saved, Snapshot(VitPipeline.Find(loaded, "test")));
+    }
+
+    [TestMethod]
+    public void HeadOnlyFineTuneLeavesTheBackboneBitIdentical()
+    {
+        var ml = new MLContext(seed: 1);
+        var (saved, backbone) = SavedOneEpochModel(ml);
 
         // Two of the three classes, renamed: a new label set, so a new head.
         var options = Fixtures.TinyOptions(epochs: 2);
@@ -318,12 +325,7 @@ public sealed class PipelineTests
     {
         var ml = new MLContext(seed: 1);
         var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
-        var saved = Path.Combine(Directory.CreateTempSubdirectory().FullName, "pre.zip");
-        using (var pre = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 1)).Fit(data))
-            ml.Model.Save(pre, data.Schema, saved);
-        var loaded = ml.Model.Load(saved, out _);
-        var expected = Snapshot(VitPipeline.Find(loaded, "test"));
-        ((IDisposable)loaded).Dispose();
+        var (saved, expected) = SavedOneEpochModel(ml);
 
         var options = Fixtures.TinyOptions(epochs: 0);
         options.StartFrom = saved;

@@ -11,16 +11,7 @@ internal static class Program
 {
     /// <summary>How to start this assembly in a fresh process with <paramref name="args"/> (one of the modes of
     /// <see cref="Main"/>), its output and error output redirected.</summary>
-    internal static System.Diagnostics.ProcessStartInfo Child(params string[] args)
-    {
-        var host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        if (string.IsNullOrEmpty(host) || !File.Exists(host))
-            host = Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? Environment.ProcessPath! : "dotnet";
-        var psi = new System.Diagnostics.ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(typeof(Program).Assembly.Location);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        return psi;
-    }
+    internal static System.Diagnostics.ProcessStartInfo Child(params string[] args) => Vit.Tests.ChildProcess.Of(typeof(Program).Assembly, args);
 
     public static int Main(string[] args)
     {
