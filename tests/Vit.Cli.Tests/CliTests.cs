@@ -478,7 +478,8 @@ public sealed class CliTests
     public void TwoProcessesTrainTheModelOfOneAndCtrlCStopsBothAtOneCheckpoint()
     {
         // --nproc 2 (the launcher starts two workers, each with half the cores): the model of one process, to rounding.
-        const int epochs = 40;
+        // Enough epochs that Ctrl+C below always lands while training runs (see the single-process test).
+        const int epochs = 200;
         var one = Path.Combine(root, "one.zip");
         var two = Path.Combine(root, "two.zip");
         var single = Cli(Small(data, one, epochs));
@@ -580,7 +581,9 @@ public sealed class CliTests
     [TestMethod]
     public void CtrlCSavesACheckpointExits130AndResumeEndsAsAnUninterruptedRun()
     {
-        const int epochs = 60;
+        // Enough epochs that the signal, sent once the first checkpoint exists, always lands while training runs: the
+        // training images are decoded once, so an epoch of this tiny model takes a few milliseconds.
+        const int epochs = 300;
         var interrupted = Path.Combine(root, "interrupted.zip");
         var checkpoints = Path.Combine(root, "interrupted.checkpoints");
         Interrupt(Small(data, interrupted, epochs), checkpoints);

@@ -66,6 +66,57 @@ public sealed class OnnxTests
         }
     }
 
+    /// <summary>
+    /// Our export in ML.NET itself: LoadImages → ResizeImages → ExtractPixels(1/255) → ApplyOnnxModel gives, row for row,
+    /// the Score our own transformer gives after the same LoadImages → ResizeImages (float32), before and after ML.NET
+    /// saves the ONNX pipeline and loads it again in a fresh context.
+    /// </summary>
+    [TestMethod]
+    public void ApplyOnnxModelOnOurExportScoresAsOurTransformerInRealMLNet()
+    {
+        var ml = new MLContext(seed: 3);
+        var data = ml.Data.LoadFromImageFolder(Oblong.Value);
+        var options = Fixtures.TinyOptions(epochs: 2);
+        options.Precision = Precision.Float32;
+        var load = ml.Transforms.LoadImages("Image", null, "ImagePath").Append(ml.Transforms.ResizeImages("Image", 16, 16));
+        using var ours = load.Append(new VitEstimator(ml, options)).Fit(data);
+        var dir = Directory.CreateTempSubdirectory().FullName;
+        var onnx = Path.Combine(dir, "model.onnx");
+        ml.Model.ExportVitToOnnx(ours, data.Schema, onnx);
+        var viaOnnx = load
+            .Append(ml.Transforms.ExtractPixels("pixel_values", "Image", scaleImage: 1f / 255))
+            .Append(ml.Transforms.ApplyOnnxModel(["Score"], ["pixel_values"], onnx))
+            .Fit(data);
+        var saved = Path.Combine(dir, "onnx-pipeline.zip");
+        ml.Model.Save(viaOnnx, data.Schema, saved);
+        var fresh = new MLContext();
+        var reloaded = fresh.Model.Load(saved, out _);
+
+        var expected = Scores(ml, ours.Transform(data));
+        Assert.HasCount(24, expected);
+        foreach (var (name, view) in new[] { ("ApplyOnnxModel", viaOnnx.Transform(data)), ("ApplyOnnxModel after Save and Load", reloaded.Transform(data)) })
+        {
+            var actual = Scores(ml, view);
+            Assert.HasCount(expected.Count, actual, name);
+            for (int i = 0; i < expected.Count; i++)
+            {
+                Assert.HasCount(expected[i].Length, actual[i]);
+                for (int k = 0; k < expected[i].Length; k++)
+                    Assert.AreEqual(expected[i][k], actual[i][k], 1e-5f, $"{name}: row {i}, class {k}");
+                Assert.AreEqual(Array.IndexOf(expected[i], expected[i].Max()), Array.IndexOf(actual[i], actual[i].Max()), $"{name}: row {i}'s class");
+            }
+        }
+        (reloaded as IDisposable)?.Dispose();
+    }
+
+    private static List<float[]> Scores(MLContext ml, IDataView scored) =>
+        ml.Data.CreateEnumerable<ScoreRow>(scored, reuseRowObject: false).Select(r => r.Score).ToList();
+
+    private sealed class ScoreRow
+    {
+        public float[] Score { get; set; } = [];
+    }
+
     [TestMethod]
     public void TheFileRecordsThePipelinesResizeAndAFailureKeepsThePreviousFile()
     {
