@@ -37,11 +37,7 @@ internal sealed class PixelRows : IDisposable
         error = cursor.GetGetter<ReadOnlyMemory<char>>(schema[PixelCursor.ErrorColumn]);
         id = cursor.GetIdGetter();
         Extra = extra is null ? null : schema[PixelCursor.ExtraColumn];
-        Schema = schema;
     }
-
-    /// <summary>The schema of <see cref="Cursor"/>: pixels, error, and the passed-through column.</summary>
-    public DataViewSchema Schema { get; }
 
     /// <summary>The passed-through column in <see cref="Cursor"/>'s schema, if any.</summary>
     public DataViewSchema.Column? Extra { get; }

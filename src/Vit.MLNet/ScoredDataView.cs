@@ -36,8 +36,8 @@ internal sealed class ScoredDataView : IDataView
         var inputColumns = needed.Where(c => c.Index < inputCount).Select(c => input.Schema[c.Index]).ToList();
         // A shuffled read cannot be matched row for row by a second cursor: the one cursor reads the images itself.
         bool inline = scoringNeeded && rand is not null;
-        if (inline && inputColumns.All(c => c.Name != scoring.ImageColumn || c.Index != input.Schema[scoring.ImageColumn].Index))
-            inputColumns.Add(input.Schema[scoring.ImageColumn]);
+        var image = input.Schema[scoring.ImageColumn];
+        if (inline && inputColumns.All(c => c.Index != image.Index)) inputColumns.Add(image);
         var main = input.GetRowCursor(inputColumns, rand);
         return new Cursor(this, main, needed.Where(c => c.Index >= inputCount).Select(c => c.Index - inputCount).ToHashSet(), inline);
     }

@@ -75,6 +75,19 @@ public sealed class CliTests
         return JsonNode.Parse(r.Out)!.AsObject();
     }
 
+    /// <summary>Runs the tool with <paramref name="args"/>, expects bad input (exit code 2, nothing on stdout, one line on
+    /// stderr) and returns that line.</summary>
+    private static string BadInputLine(string[] args)
+    {
+        var r = Cli(args);
+        string what = string.Join(" ", args);
+        Assert.AreEqual(2, r.Code, $"{what}: {r.Err}");
+        Assert.AreEqual("", r.Out, what);
+        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.HasCount(1, lines, $"{what}: {r.Err}");
+        return lines[0];
+    }
+
     /// <summary><c>vit predict --json</c> gives the same labels and probabilities (1e-6) with both model files.</summary>
     private static void AssertPredictsAlike(string expected, string actual)
     {
@@ -258,15 +271,7 @@ public sealed class CliTests
             ["info", truncated],
         ];
         foreach (var args in cases)
-        {
-            var r = Cli(args);
-            string what = string.Join(" ", args);
-            Assert.AreEqual(2, r.Code, $"{what}: {r.Err}");
-            Assert.AreEqual("", r.Out, what);
-            var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-            Assert.HasCount(1, lines, $"{what}: {r.Err}");
-            StringAssert.StartsWith(lines[0], "vit: ", what);
-        }
+            StringAssert.StartsWith(BadInputLine(args), "vit: ", string.Join(" ", args));
         Assert.IsFalse(File.Exists(outZip));
         StringAssert.Contains(Cli("info", truncated).Err, "truncated.zip");
         StringAssert.Contains(Cli("evaluate", truncated, data).Err, "truncated.zip");
@@ -333,15 +338,7 @@ public sealed class CliTests
                      ["evaluate", old, data],
                      ["export", old, "--onnx", Path.Combine(root, "never.onnx")],
                  })
-        {
-            var r = Cli(args);
-            string what = string.Join(" ", args);
-            Assert.AreEqual(2, r.Code, $"{what}: {r.Err}");
-            Assert.AreEqual("", r.Out, what);
-            var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-            Assert.HasCount(1, lines, $"{what}: {r.Err}");
-            StringAssert.Contains(lines[0], $"vit import {old} --out", what);
-        }
+            StringAssert.Contains(BadInputLine(args), $"vit import {old} --out", string.Join(" ", args));
         Assert.IsFalse(File.Exists(Path.Combine(root, "never.onnx")));
         // vit info still reads it (it has no ML.NET pipeline).
         var info = Json(Cli("info", old, "--json"));
