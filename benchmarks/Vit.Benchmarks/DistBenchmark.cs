@@ -53,7 +53,7 @@ internal static class DistBenchmark
     private static int Worker(Func<string, int, int> get, VitConfig cfg, Precision precision, int rank, int world, string? store)
     {
         int batch = get("batch", 64), warmup = get("warmup", 2), steps = get("steps", 10), threads = get("threads", Environment.ProcessorCount);
-        Torch.SetThreads(threads, get("blas-threads", 1));
+        Torch.SetThreads(threads);
         using var group = world > 1 ? ProcessGroup.Create(new DistributedOptions { Rank = rank, WorldSize = world, StoreFile = store }) : null;
         int count = batch * (warmup + steps), size = cfg.Channels * cfg.ImageSize * cfg.ImageSize;
         var rng = new Random(1);

@@ -37,9 +37,9 @@ internal static class FitBenchmark
             var last = epochsRun[^1];
             // The read pass (decode and resize through the pipeline, once) is what the whole Fit took beyond its epochs.
             double reading = total - epochsRun[^1].Elapsed.TotalSeconds;
-            var (t, b) = Torch.Threads;
+            var t = Torch.Threads;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"vit-dotnet fit ViT-Ti/16@224 images/s {last.ImagesPerSecond:F1} (threads {t}/{b}, batch {batch}, {count} JPEGs 256x256, " +
+                $"vit-dotnet fit ViT-Ti/16@224 images/s {last.ImagesPerSecond:F1} (threads {t}, batch {batch}, {count} JPEGs 256x256, " +
                 $"epoch {last.Epoch} of {epochs}, {MixedPrecision.Resolve(precision, Device.Cpu)}; whole Fit {count * epochs / total:F1} img/s, " +
                 $"of which reading the images once {Math.Max(0, reading):F1} s)"));
             return 0;

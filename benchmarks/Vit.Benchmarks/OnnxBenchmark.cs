@@ -30,9 +30,9 @@ internal static class OnnxBenchmark
             model.Forward(x).ToArray<float>();
             runs++;
         }
-        var (t, b) = Torch.Threads;
+        var t = Torch.Threads;
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"vit-dotnet forward ViT-Ti/16@224 batch {batch} images/s {runs * batch / clock.Elapsed.TotalSeconds:F1} (threads {t}/{b}, {runs} runs); " +
+            $"vit-dotnet forward ViT-Ti/16@224 batch {batch} images/s {runs * batch / clock.Elapsed.TotalSeconds:F1} (threads {t}, {runs} runs); " +
             $"ONNX file {new FileInfo(output).Length / 1e6:F1} MB"));
         return 0;
     }

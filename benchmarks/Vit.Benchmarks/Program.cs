@@ -3,7 +3,7 @@
 // the same machine; eng/bench.sh runs both side by side and prints the ratio.
 //
 //   dotnet run -c Release --project benchmarks/Vit.Benchmarks -- train-step --image 28 --channels 1 --patch 4 \
-//       --dim 96 --depth 6 --heads 4 --mlp 192 --classes 10 --batch 128 --threads 2 --blas-threads 1
+//       --dim 96 --depth 6 --heads 4 --mlp 192 --classes 10 --batch 128 --threads 2
 using System.Diagnostics;
 using System.Globalization;
 using Vit.Torch;
@@ -14,7 +14,7 @@ var opts = new Dictionary<string, string>();
 if (args.Length == 0 || args[0] is not ("train-step" or "score" or "fit" or "loader" or "predict" or "save-routes" or "onnx" or "onnxruntime" or "dist-train"))
 {
     Console.Error.WriteLine("usage: Vit.Benchmarks train-step [--image N --channels N --patch N --dim N --depth N --heads N --mlp N " +
-                            "--classes N --batch N --threads N --blas-threads N --warmup N --steps N]\n" +
+                            "--classes N --batch N --threads N --warmup N --steps N]\n" +
                             "       Vit.Benchmarks loader [--images N --source-size N --size N --batch N --workers N --epochs N --preset none|light|standard]\n" +
                             "       Vit.Benchmarks score [sizes as train-step, --batch N --runs N --precision float32|bfloat16]\n" +
                             "       Vit.Benchmarks fit [--images N --batch N --epochs N --precision float32|bfloat16 --dir DIR]\n" +
@@ -41,9 +41,9 @@ var cfg = new VitConfig
     Depth = Get("depth", 12), Heads = Get("heads", 3), MlpDim = Get("mlp", 768), NumClasses = Get("classes", 1000),
 }.Validate();
 if (args[0] == "dist-train") return DistBenchmark.Run(args, Get, cfg, precision);
-if (args[0] == "score") return ScoreBenchmark.Run(Get, cfg, precision, opts.GetValueOrDefault("profile"));
+if (args[0] == "score") return ScoreBenchmark.Run(Get, cfg, precision);
 int batch = Get("batch", 64), warmup = Get("warmup", 3), steps = Get("steps", 10);
-Torch.SetThreads(Get("threads", Environment.ProcessorCount), Get("blas-threads", 1));
+Torch.SetThreads(Get("threads", Environment.ProcessorCount));
 Torch.ManualSeed(0);
 using var model = new VisionTransformer(cfg);
 using var optimizer = new AdamW(model.NamedParameters(), 1e-3, 0.05);
@@ -56,12 +56,9 @@ for (int s = 0; s < warmup + steps; s++)
     Step();
 }
 clock.Stop();
-if (opts.TryGetValue("profile", out var trace))
-    using (Torch.Profile(trace))
-        Step();
-var (t, b) = Torch.Threads;
+var t = Torch.Threads;
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"vit-dotnet train-step images/s {batch * steps / clock.Elapsed.TotalSeconds:F1} (threads {t}/{b}, batch {batch}, steps {steps}, {precision})"));
+    $"vit-dotnet train-step images/s {batch * steps / clock.Elapsed.TotalSeconds:F1} (threads {t}, batch {batch}, steps {steps}, {precision})"));
 return 0;
 
 // One training step: forward and loss under autocast, backward, clipping, AdamW; waits for the loss's value.

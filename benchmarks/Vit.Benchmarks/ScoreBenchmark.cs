@@ -9,7 +9,7 @@ using Vit.Torch.Model;
 /// </summary>
 internal static class ScoreBenchmark
 {
-    public static int Run(Func<string, int, int> get, VitConfig cfg, Precision precision, string? profile)
+    public static int Run(Func<string, int, int> get, VitConfig cfg, Precision precision)
     {
         int batch = get("batch", 64), warmup = get("warmup", 2), runs = get("runs", 4);
         Torch.ManualSeed(0);
@@ -24,12 +24,9 @@ internal static class ScoreBenchmark
             Score();
         }
         clock.Stop();
-        if (profile is not null)
-            using (Torch.Profile(profile))
-                Score();
-        var (t, b) = Torch.Threads;
+        var t = Torch.Threads;
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"vit-dotnet score images/s {runs * batch / clock.Elapsed.TotalSeconds:F1} (threads {t}/{b}, batch {batch}, runs {runs}, {precision})"));
+            $"vit-dotnet score images/s {runs * batch / clock.Elapsed.TotalSeconds:F1} (threads {t}, batch {batch}, runs {runs}, {precision})"));
         return 0;
 
         void Score()

@@ -58,7 +58,7 @@ using var model = new VisionTransformer(config);
 Console.WriteLine($"Fashion-MNIST: {train.Count} train / {test.Count} test images, 28x28 grayscale, 10 classes");
 Console.WriteLine($"ViT: patch {config.PatchSize} ({config.NumPatches} patches), D {config.Dim}, depth {config.Depth}, " +
                   $"heads {config.Heads}, MLP {config.MlpDim}, {model.ParameterCount():N0} parameters; libtorch {Torch.Version}, " +
-                  $"threads {Torch.Threads.Torch}/{Torch.Threads.Blas}, precision {MixedPrecision.Resolve(args2.Precision, Device.Cpu)}" +
+                  $"threads {Torch.Threads}, precision {MixedPrecision.Resolve(args2.Precision, Device.Cpu)}" +
                   (args2.Precision == Precision.Auto ? " (auto)" : ""));
 Console.WriteLine($"Training ({args2.PresetName} preset) {options.Epochs} epochs, batch {args2.BatchSize}, AdamW lr {options.LearningRate} " +
                   $"wd {options.WeightDecay}, warmup+cosine, label smoothing {options.LabelSmoothing}, flips {(args2.Flip ? "on" : "off")}, " +

@@ -38,3 +38,37 @@ public static class DTypeExtensions
         _ => throw new ArgumentOutOfRangeException(nameof(t), t, "unknown dtype"),
     };
 }
+
+/// <summary>Our element types and TorchSharp's (libtorch's ScalarType).</summary>
+internal static class DTypes
+{
+    internal static TorchSharp.torch.ScalarType ToScalarType(this DType t) => t switch
+    {
+        DType.Float32 => TorchSharp.torch.ScalarType.Float32,
+        DType.Float64 => TorchSharp.torch.ScalarType.Float64,
+        DType.Int64 => TorchSharp.torch.ScalarType.Int64,
+        DType.Int32 => TorchSharp.torch.ScalarType.Int32,
+        DType.UInt8 => TorchSharp.torch.ScalarType.Byte,
+        DType.Bool => TorchSharp.torch.ScalarType.Bool,
+        DType.Float16 => TorchSharp.torch.ScalarType.Float16,
+        DType.BFloat16 => TorchSharp.torch.ScalarType.BFloat16,
+        DType.Int16 => TorchSharp.torch.ScalarType.Int16,
+        DType.Int8 => TorchSharp.torch.ScalarType.Int8,
+        _ => throw new ArgumentOutOfRangeException(nameof(t), t, "unknown dtype"),
+    };
+
+    internal static DType FromScalarType(TorchSharp.torch.ScalarType t) => t switch
+    {
+        TorchSharp.torch.ScalarType.Float32 => DType.Float32,
+        TorchSharp.torch.ScalarType.Float64 => DType.Float64,
+        TorchSharp.torch.ScalarType.Int64 => DType.Int64,
+        TorchSharp.torch.ScalarType.Int32 => DType.Int32,
+        TorchSharp.torch.ScalarType.Byte => DType.UInt8,
+        TorchSharp.torch.ScalarType.Bool => DType.Bool,
+        TorchSharp.torch.ScalarType.Float16 => DType.Float16,
+        TorchSharp.torch.ScalarType.BFloat16 => DType.BFloat16,
+        TorchSharp.torch.ScalarType.Int16 => DType.Int16,
+        TorchSharp.torch.ScalarType.Int8 => DType.Int8,
+        _ => throw new TorchException($"tensor has an element type Vit.Torch does not support ({t})"),
+    };
+}

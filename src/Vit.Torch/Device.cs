@@ -32,4 +32,8 @@ public readonly record struct Device(DeviceType Type, int Index = 0)
 
     /// <inheritdoc />
     public override string ToString() => Type == DeviceType.Cpu ? "cpu" : $"cuda:{Index}";
+
+    /// <summary>The same device as TorchSharp names it.</summary>
+    internal TorchSharp.torch.Device ToTorchSharp() =>
+        Type == DeviceType.Cpu ? TorchSharp.torch.CPU : new TorchSharp.torch.Device(TorchSharp.DeviceType.CUDA, Index);
 }

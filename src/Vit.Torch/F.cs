@@ -1,67 +1,144 @@
-using Vit.Torch.Native;
-using static Vit.Torch.Native.NativeMethods;
+using static Vit.Torch.Tensor;
+using TS = TorchSharp.torch;
+using TF = TorchSharp.torch.nn.functional;
 
 namespace Vit.Torch;
 
-/// <summary>Neural-network functions (torch.nn.functional), all differentiable.</summary>
-public static unsafe class F
+/// <summary>Neural-network functions (torch.nn.functional), all differentiable. Inside a bfloat16
+/// <see cref="MixedPrecision.Autocast"/> region the products (linear, convolution, attention) run in bfloat16 and
+/// layer normalisation, softmax and the loss in float32, as PyTorch's CPU autocast.</summary>
+public static class F
 {
     /// <summary>y = x Wᵀ + b, with W of shape (out, in); <paramref name="bias"/> may be null.</summary>
-    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null) =>
-        Tensor.Wrap(vit_nn_linear(x.Handle, weight.Handle, bias?.Handle ?? TensorHandle.Null, 0, out var o), o);
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
+    {
+        var (xs, w, b) = (x.Native, weight.Native, bias?.Native);
+        return Run(() => Autocast.Product(xs, w, b, static (x, w, b) => TF.linear(x, w, b)));
+    }
 
-    /// <summary>
-    /// GELU(x Wᵀ + b): the same as <c>Gelu(Linear(x, weight, bias))</c>. When scoring in bfloat16 (autograd not
-    /// recording) on a CPU with AVX-512, one oneDNN product computes it with the bias and the GELU in its epilogue.
-    /// </summary>
-    public static Tensor LinearGelu(Tensor x, Tensor weight, Tensor? bias = null) =>
-        Tensor.Wrap(vit_nn_linear(x.Handle, weight.Handle, bias?.Handle ?? TensorHandle.Null, 1, out var o), o);
+    /// <summary>GELU(x Wᵀ + b): the same as <c>Gelu(Linear(x, weight, bias))</c>.</summary>
+    public static Tensor LinearGelu(Tensor x, Tensor weight, Tensor? bias = null)
+    {
+        var (xs, w, b) = (x.Native, weight.Native, bias?.Native);
+        return Run(() =>
+        {
+            using var y = Autocast.Product(xs, w, b, static (x, w, b) => TF.linear(x, w, b));
+            return TF.gelu(y);
+        });
+    }
 
     /// <summary>2-D convolution of (B, C, H, W) by weight (O, C, kh, kw).</summary>
-    public static Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias, (long H, long W) stride, (long H, long W) padding = default) =>
-        Tensor.Wrap(vit_nn_conv2d(x.Handle, weight.Handle, bias?.Handle ?? TensorHandle.Null,
-            stride.H, stride.W, padding.H, padding.W, out var o), o);
+    public static Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias, (long H, long W) stride, (long H, long W) padding = default)
+    {
+        var (xs, w, b) = (x.Native, weight.Native, bias?.Native);
+        long[] strides = [stride.H, stride.W], pads = [padding.H, padding.W];
+        return Run(() => Autocast.Product(xs, w, b, (x, w, b) => TF.conv2d(x, w, b, strides, pads)));
+    }
 
     /// <summary>Layer normalisation over the trailing dimensions <paramref name="normalizedShape"/>.</summary>
     public static Tensor LayerNorm(Tensor x, long[] normalizedShape, Tensor? weight, Tensor? bias, double eps = 1e-6)
     {
-        fixed (long* p = normalizedShape)
-            return Tensor.Wrap(vit_nn_layer_norm(x.Handle, p, normalizedShape.Length,
-                weight?.Handle ?? TensorHandle.Null, bias?.Handle ?? TensorHandle.Null, eps, out var o), o);
+        var (xs, w, b) = (x.Native, weight?.Native, bias?.Native);
+        return Run(() =>
+        {
+            using var x32 = Autocast.ToFloat32(xs);
+            return TF.layer_norm(x32 ?? xs, normalizedShape, w, b, eps);
+        });
     }
 
     /// <summary>Exact GELU, x·Φ(x) (the erf form used by the ViT paper and timm).</summary>
-    public static Tensor Gelu(Tensor x) => Tensor.Wrap(vit_tensor_gelu(x.Handle, out var o), o);
+    public static Tensor Gelu(Tensor x)
+    {
+        var xs = x.Native;
+        return Run(() => TF.gelu(xs));
+    }
 
     /// <summary>max(x, 0).</summary>
-    public static Tensor Relu(Tensor x) => Tensor.Wrap(vit_tensor_relu(x.Handle, out var o), o);
+    public static Tensor Relu(Tensor x)
+    {
+        var xs = x.Native;
+        return Run(() => TF.relu(xs));
+    }
 
-    /// <summary>Softmax along a dimension.</summary>
-    public static Tensor Softmax(Tensor x, long dim) => Tensor.Wrap(vit_nn_softmax(x.Handle, dim, out var o), o);
+    /// <summary>Softmax along a dimension (in float32 inside an autocast region).</summary>
+    public static Tensor Softmax(Tensor x, long dim)
+    {
+        var xs = x.Native;
+        return Run(() => Autocast.Enabled && xs.dtype == TS.ScalarType.BFloat16 ? xs.softmax(dim, TS.ScalarType.Float32) : xs.softmax(dim));
+    }
 
     /// <summary>
-    /// Multi-head scaled dot-product self-attention of a fused projection, one autograd node: <paramref name="qkv"/>
-    /// (B, N, 3D) holds q, k and v side by side, each <paramref name="heads"/> heads of D/heads; the result (B, N, D) is
-    /// the heads' softmax(scale · q kᵀ) v concatenated (Vaswani et al. 2017, eq. 1). The same mathematics as the chain
-    /// reshape, permute, matmul, softmax, matmul, with one reorder instead of three copies and bfloat16 softmax on
-    /// oneDNN's AVX-512 kernels. Dropout <paramref name="dropout"/> applies to the probabilities when
-    /// <paramref name="training"/>; <paramref name="probabilities"/> receives them (B, H, N, N) before dropout, detached.
+    /// Multi-head scaled dot-product self-attention of a fused projection: <paramref name="qkv"/> (B, N, 3D) holds
+    /// q, k and v side by side, each <paramref name="heads"/> heads of D/heads; the result (B, N, D) is the heads'
+    /// softmax(scale · q kᵀ) v concatenated (Vaswani et al. 2017, eq. 1). Dropout <paramref name="dropout"/> applies to
+    /// the probabilities when <paramref name="training"/>; <paramref name="probabilities"/> receives them (B, H, N, N)
+    /// before dropout, detached, when <paramref name="returnProbabilities"/>.
     /// </summary>
     public static Tensor SelfAttention(Tensor qkv, int heads, double scale, double dropout, bool training, out Tensor? probabilities, bool returnProbabilities)
     {
-        IntPtr p = IntPtr.Zero;
-        int status = vit_nn_self_attention(qkv.Handle, heads, scale, dropout, training ? 1 : 0, out var o, returnProbabilities ? &p : null);
-        var output = Tensor.Wrap(status, o);
-        probabilities = returnProbabilities ? Tensor.Wrap(0, p) : null;
+        var s = qkv.Shape;
+        if (s.Length != 3) throw new TorchException($"self-attention expects the projection as (B, N, 3D), got [{string.Join(", ", s)}]");
+        if (heads < 1 || s[2] % (3L * heads) != 0)
+            throw new TorchException($"self-attention: the projection's last dimension {s[2]} is not 3 x heads x head size for {heads} heads");
+        if (!(dropout >= 0 && dropout < 1)) throw new TorchException($"attention dropout must be in [0, 1), got {dropout}");
+        long b = s[0], n = s[1], d = s[2] / 3, dh = d / heads;
+        var x = qkv.Native;
+        TS.Tensor? probs = null;
+        var output = Run(() =>
+        {
+            using var parts = x.view(b, n, 3, heads, dh).permute(2, 0, 3, 1, 4);  // (3, B, H, N, Dh)
+            var qkvParts = parts.unbind(0);
+            using var q = qkvParts[0];
+            using var k = qkvParts[1];
+            using var v = qkvParts[2];
+            TS.Tensor o;
+            bool dropping = training && dropout > 0;
+            bool fused = !returnProbabilities && !dropping && Math.Abs(scale * Math.Sqrt(dh) - 1) < 1e-12 && AttentionKernel.UseFused;
+            if (fused)
+            {
+                o = Autocast.Attention(q, k, v);
+            }
+            else
+            {
+                using var qs = q.mul(scale);
+                using var kt = k.transpose(-2, -1);
+                using var logits = Autocast.Product(qs, kt, null, static (a, bt, _) => a.matmul(bt));        // (B, H, N, N)
+                using var p = logits.dtype == TS.ScalarType.BFloat16 ? logits.softmax(-1, TS.ScalarType.Float32) : logits.softmax(-1);
+                if (returnProbabilities) probs = p.detach();
+                using var kept = dropping ? DropoutOf(p, dropout) : p.alias();
+                o = Autocast.Product(kept, v, null, static (a, v, _) => a.matmul(v));                          // (B, H, N, Dh)
+            }
+            using (o)
+            using (var heads1 = o.transpose(1, 2))
+                return heads1.reshape(b, n, d);                                                                 // (B, N, D)
+        });
+        probabilities = probs is null ? null : Wrap(probs);
         return output;
     }
 
-    /// <summary>Log-softmax along a dimension (numerically stable).</summary>
-    public static Tensor LogSoftmax(Tensor x, long dim) => Tensor.Wrap(vit_nn_log_softmax(x.Handle, dim, out var o), o);
+    /// <summary>Log-softmax along a dimension (numerically stable; float32 inside an autocast region).</summary>
+    public static Tensor LogSoftmax(Tensor x, long dim)
+    {
+        var xs = x.Native;
+        return Run(() => Autocast.Enabled && xs.dtype == TS.ScalarType.BFloat16 ? xs.log_softmax(dim, TS.ScalarType.Float32) : xs.log_softmax(dim));
+    }
 
-    /// <summary>Inverted dropout: zeroes elements with probability p and scales the rest by 1/(1-p) when training.</summary>
-    public static Tensor Dropout(Tensor x, double p, bool training) =>
-        Tensor.Wrap(vit_nn_dropout(x.Handle, p, training ? 1 : 0, out var o), o);
+    /// <summary>Inverted dropout: zeroes elements with probability p and scales the rest by 1/(1-p) when training.
+    /// The mask is drawn from this thread's generator (see <see cref="Torch.UseThreadGenerator"/>).</summary>
+    public static Tensor Dropout(Tensor x, double p, bool training)
+    {
+        if (p < 0 || p > 1) throw new TorchException($"dropout probability has to be between 0 and 1, but got {p}");
+        var xs = x.Native;
+        return Run(() => training && p > 0 ? DropoutOf(xs, p) : xs.alias());
+    }
+
+    private static TS.Tensor DropoutOf(TS.Tensor x, double p)
+    {
+        if (p >= 1) return TS.zeros_like(x);
+        using var mask = TS.empty_like(x).bernoulli_(1 - p, Torch.Generator);
+        using var kept = x.mul(mask);
+        return kept.div(1 - p);
+    }
 
     /// <summary>
     /// Resizes the spatial dimensions of (N, C, H, W) to (<paramref name="height"/>, <paramref name="width"/>) as
@@ -71,13 +148,14 @@ public static unsafe class F
     /// </summary>
     public static Tensor Interpolate(Tensor x, long height, long width, Imaging.Interpolation mode, bool antialias = false)
     {
-        int code = mode switch
+        var m = mode switch
         {
-            Imaging.Interpolation.Bilinear => 1,
-            Imaging.Interpolation.Bicubic => 2,
+            Imaging.Interpolation.Bilinear => TS.InterpolationMode.Bilinear,
+            Imaging.Interpolation.Bicubic => TS.InterpolationMode.Bicubic,
             _ => throw new ArgumentException($"Interpolate supports bilinear and bicubic, not {mode}", nameof(mode)),
         };
-        return Tensor.Wrap(vit_nn_interpolate(x.Handle, code, height, width, antialias ? 1 : 0, out var o), o);
+        var xs = x.Native;
+        return Run(() => TF.interpolate(xs, [height, width], null, m, false, false, antialias));
     }
 
     /// <summary>How a loss is reduced over the batch.</summary>
@@ -93,8 +171,22 @@ public static unsafe class F
 
     /// <summary>
     /// Cross-entropy of logits (N, C) against int64 class indices (N) or class probabilities (N, C), with label
-    /// smoothing ε: the target becomes (1-ε)·onehot + ε/C (as torch.nn.functional.cross_entropy).
+    /// smoothing ε: the target becomes (1-ε)·onehot + ε/C (as torch.nn.functional.cross_entropy). In float32 inside an
+    /// autocast region.
     /// </summary>
-    public static Tensor CrossEntropy(Tensor logits, Tensor target, double labelSmoothing = 0, Reduction reduction = Reduction.Mean) =>
-        Tensor.Wrap(vit_nn_cross_entropy(logits.Handle, target.Handle, labelSmoothing, (int)reduction, out var o), o);
+    public static Tensor CrossEntropy(Tensor logits, Tensor target, double labelSmoothing = 0, Reduction reduction = Reduction.Mean)
+    {
+        var (l, t) = (logits.Native, target.Native);
+        var r = reduction switch
+        {
+            Reduction.None => TS.nn.Reduction.None,
+            Reduction.Sum => TS.nn.Reduction.Sum,
+            _ => TS.nn.Reduction.Mean,
+        };
+        return Run(() =>
+        {
+            using var l32 = Autocast.ToFloat32(l);
+            return TF.cross_entropy(l32 ?? l, t, null, -100, r, labelSmoothing);
+        });
+    }
 }

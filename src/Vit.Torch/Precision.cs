@@ -1,5 +1,5 @@
 using System.Runtime.Intrinsics.X86;
-using static Vit.Torch.Native.NativeMethods;
+using TS = TorchSharp.torch;
 
 namespace Vit.Torch;
 
@@ -57,11 +57,8 @@ public static class MixedPrecision
     /// </summary>
     public static AutocastRegion Autocast(Precision precision, Device device)
     {
-        EnsureLoaded();
         bool on = Resolve(precision, device) == Precision.BFloat16;
-        int type = (int)device.Type;
-        Check(vit_autocast_enter(type, on ? 1 : 0, (int)DType.BFloat16, out var previous, out var previousDtype));
-        return new AutocastRegion(type, previous, previousDtype, on);
+        return new AutocastRegion(on);
     }
 
     /// <summary>Parses "auto", "bf16" / "bfloat16" or "fp32" / "float32" (any case), as tools take it on their command line.</summary>
@@ -78,12 +75,7 @@ public static class MixedPrecision
     }
 
     /// <summary>Whether an autocast region is on for <paramref name="type"/> devices on this thread.</summary>
-    public static bool IsAutocastEnabled(DeviceType type = DeviceType.Cpu)
-    {
-        EnsureLoaded();
-        Check(vit_autocast_is_enabled((int)type, out var on));
-        return on != 0;
-    }
+    public static bool IsAutocastEnabled(DeviceType type = DeviceType.Cpu) => Vit.Torch.Autocast.Enabled;
 
     private static bool DetectCpuBFloat16()
     {
@@ -100,28 +92,134 @@ public static class MixedPrecision
 /// <summary>An open autocast region (see <see cref="MixedPrecision.Autocast"/>); disposing it restores the previous state.</summary>
 public sealed class AutocastRegion : IDisposable
 {
-    private readonly int deviceType, previous, previousDtype;
+    private readonly bool previous;
+    private readonly Autocast.WeightCasts? previousCasts;
     private readonly int threadId = Environment.CurrentManagedThreadId;
     private bool disposed;
 
-    internal AutocastRegion(int deviceType, int previous, int previousDtype, bool enabled)
+    internal AutocastRegion(bool enabled)
     {
-        this.deviceType = deviceType;
-        this.previous = previous;
-        this.previousDtype = previousDtype;
         Enabled = enabled;
+        (previous, previousCasts) = Vit.Torch.Autocast.Enter(enabled);
     }
 
-    /// <summary>Whether bfloat16 autocast is on inside this region.</summary>
+    /// <summary>Whether this region computes in bfloat16.</summary>
     public bool Enabled { get; }
 
-    /// <summary>Leaves the region. Throws when called from another thread than the one that opened it (autocast is per thread).</summary>
+    /// <summary>Restores the state before the region (on the thread that opened it).</summary>
     public void Dispose()
     {
         if (disposed) return;
         if (Environment.CurrentManagedThreadId != threadId)
             throw new InvalidOperationException("an autocast region must be closed on the thread that opened it (autocast state is per thread)");
         disposed = true;
-        Check(vit_autocast_exit(deviceType, previous, previousDtype));
+        Vit.Torch.Autocast.Exit(previous, previousCasts);
     }
+}
+
+/// <summary>
+/// Our bfloat16 autocast, as PyTorch's CPU autocast (TorchSharp has none): a per-thread switch that the products
+/// (<see cref="F.Linear"/>, <see cref="F.Conv2d"/>, <see cref="Tensor.MatMul"/>, attention) read to compute in
+/// bfloat16 from float32 inputs, while <see cref="F.LayerNorm"/>, softmax and the loss take float32. Casts of
+/// parameters (leaves that require grad) are made once per region and reused, as autocast's weight cache.
+/// </summary>
+internal static class Autocast
+{
+    [ThreadStatic] private static bool enabled;
+    [ThreadStatic] private static WeightCasts? casts;
+
+    internal static bool Enabled => enabled;
+
+    /// <summary>The bfloat16 copies of parameters made in one region, freed when it ends.</summary>
+    internal sealed class WeightCasts : Dictionary<TS.Tensor, TS.Tensor>
+    {
+        public WeightCasts() : base(ReferenceEqualityComparer.Instance)
+        {
+        }
+    }
+
+    internal static (bool Previous, WeightCasts? PreviousCasts) Enter(bool on)
+    {
+        var state = (enabled, casts);
+        enabled = on;
+        casts = on ? new WeightCasts() : null;
+        return state;
+    }
+
+    internal static void Exit(bool previous, WeightCasts? previousCasts)
+    {
+        if (casts is { } mine)
+            foreach (var t in mine.Values) t.Dispose();
+        enabled = previous;
+        casts = previousCasts;
+    }
+
+    /// <summary>A tensor in bfloat16 for a product, and whether the caller must dispose it.</summary>
+    private readonly struct Low(TS.Tensor tensor, bool owned) : IDisposable
+    {
+        public TS.Tensor Tensor { get; } = tensor;
+
+        public void Dispose()
+        {
+            if (owned) Tensor.Dispose();
+        }
+    }
+
+    private static Low ToLow(TS.Tensor t)
+    {
+        if (t.dtype != TS.ScalarType.Float32) return new Low(t, false);
+        if (casts is { } cache && t.requires_grad && t.is_leaf)
+        {
+            if (!cache.TryGetValue(t, out var cast)) cache[t] = cast = t.to_type(TS.ScalarType.BFloat16);
+            return new Low(cast, false);
+        }
+        return new Low(t.to_type(TS.ScalarType.BFloat16), true);
+    }
+
+    /// <summary>A product op(a, b, c), in bfloat16 inside a region (float32 inputs cast), as given outside.</summary>
+    internal static TS.Tensor Product(TS.Tensor a, TS.Tensor b, TS.Tensor? c, Func<TS.Tensor, TS.Tensor, TS.Tensor?, TS.Tensor> op)
+    {
+        if (!enabled) return op(a, b, c);
+        using var a16 = ToLow(a);
+        using var b16 = ToLow(b);
+        if (c is null) return op(a16.Tensor, b16.Tensor, null);
+        using var c16 = ToLow(c);
+        return op(a16.Tensor, b16.Tensor, c16.Tensor);
+    }
+
+    /// <summary>A binary product of two of our tensors (matmul, bmm).</summary>
+    internal static Tensor Binary(Tensor a, Tensor b, Func<TS.Tensor, TS.Tensor, TS.Tensor> op)
+    {
+        var (x, y) = (a.Native, b.Native);
+        return Tensor.Run(() => Product(x, y, null, (p, q, _) => op(p, q)));
+    }
+
+    /// <summary>libtorch's fused scaled-dot-product attention (scale 1/√Dh), in bfloat16 inside a region.</summary>
+    internal static TS.Tensor Attention(TS.Tensor q, TS.Tensor k, TS.Tensor v)
+    {
+        if (!enabled) return TS.nn.functional.scaled_dot_product_attention(q, k, v);
+        using var q16 = ToLow(q);
+        using var k16 = ToLow(k);
+        using var v16 = ToLow(v);
+        return TS.nn.functional.scaled_dot_product_attention(q16.Tensor, k16.Tensor, v16.Tensor);
+    }
+
+    /// <summary>The float32 copy of a bfloat16 tensor inside a region (null: use the tensor as it is).</summary>
+    internal static TS.Tensor? ToFloat32(TS.Tensor t) =>
+        enabled && t.dtype == TS.ScalarType.BFloat16 ? t.to_type(TS.ScalarType.Float32) : null;
+}
+
+/// <summary>Which attention kernel <see cref="F.SelfAttention"/> uses when it may choose (no probabilities asked for,
+/// no dropout): libtorch's fused scaled_dot_product_attention, or the chain matmul-softmax-matmul.
+/// VIT_ATTENTION=fused|composed chooses; measured per precision (see eng/bench.sh).</summary>
+internal static class AttentionKernel
+{
+    private static readonly string? Choice = Environment.GetEnvironmentVariable("VIT_ATTENTION");
+
+    internal static bool UseFused => Choice switch
+    {
+        "fused" => true,
+        "composed" => false,
+        _ => !Autocast.Enabled,
+    };
 }

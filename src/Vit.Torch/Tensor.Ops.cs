@@ -1,132 +1,135 @@
-using Vit.Torch.Native;
-using static Vit.Torch.Native.NativeMethods;
+using TS = TorchSharp.torch;
 
 namespace Vit.Torch;
 
 // Differentiable operations. Each returns a new tensor (see the class remarks on ownership).
-public sealed unsafe partial class Tensor
+public sealed partial class Tensor
 {
     // ------------------------------------------------------------------ arithmetic (broadcasting)
 
     /// <summary>Elementwise sum.</summary>
-    public static Tensor operator +(Tensor a, Tensor b) => Wrap(vit_tensor_add(a.Handle, b.Handle, out var o), o);
+    public static Tensor operator +(Tensor a, Tensor b) => Binary(a, b, static (x, y) => x.add(y));
 
     /// <summary>Elementwise difference.</summary>
-    public static Tensor operator -(Tensor a, Tensor b) => Wrap(vit_tensor_sub(a.Handle, b.Handle, out var o), o);
+    public static Tensor operator -(Tensor a, Tensor b) => Binary(a, b, static (x, y) => x.sub(y));
 
     /// <summary>Elementwise product.</summary>
-    public static Tensor operator *(Tensor a, Tensor b) => Wrap(vit_tensor_mul(a.Handle, b.Handle, out var o), o);
+    public static Tensor operator *(Tensor a, Tensor b) => Binary(a, b, static (x, y) => x.mul(y));
 
     /// <summary>Elementwise quotient.</summary>
-    public static Tensor operator /(Tensor a, Tensor b) => Wrap(vit_tensor_div(a.Handle, b.Handle, out var o), o);
+    public static Tensor operator /(Tensor a, Tensor b) => Binary(a, b, static (x, y) => x.div(y));
 
     /// <summary>Negation.</summary>
-    public static Tensor operator -(Tensor a) => Wrap(vit_tensor_neg(a.Handle, out var o), o);
+    public static Tensor operator -(Tensor a) => Unary(a, static x => x.neg());
 
     /// <summary>Adds a scalar.</summary>
-    public static Tensor operator +(Tensor a, double s) => Wrap(vit_tensor_add_scalar(a.Handle, s, out var o), o);
+    public static Tensor operator +(Tensor a, double s) => Unary(a, x => x.add(s));
 
     /// <summary>Adds a scalar.</summary>
     public static Tensor operator +(double s, Tensor a) => a + s;
 
     /// <summary>Subtracts a scalar.</summary>
-    public static Tensor operator -(Tensor a, double s) => Wrap(vit_tensor_add_scalar(a.Handle, -s, out var o), o);
+    public static Tensor operator -(Tensor a, double s) => Unary(a, x => x.sub(s));
 
     /// <summary>s - a.</summary>
-    public static Tensor operator -(double s, Tensor a) => Wrap(vit_tensor_rsub_scalar(a.Handle, s, out var o), o);
+    public static Tensor operator -(double s, Tensor a) => Unary(a, x => TorchSharp.torch.sub(s, x));
 
     /// <summary>Multiplies by a scalar.</summary>
-    public static Tensor operator *(Tensor a, double s) => Wrap(vit_tensor_mul_scalar(a.Handle, s, out var o), o);
+    public static Tensor operator *(Tensor a, double s) => Unary(a, x => x.mul(s));
 
     /// <summary>Multiplies by a scalar.</summary>
     public static Tensor operator *(double s, Tensor a) => a * s;
 
     /// <summary>Divides by a scalar.</summary>
-    public static Tensor operator /(Tensor a, double s) => Wrap(vit_tensor_div_scalar(a.Handle, s, out var o), o);
+    public static Tensor operator /(Tensor a, double s) => Unary(a, x => x.div(s));
 
     /// <summary>Matrix product with numpy/torch broadcasting rules (torch.matmul).</summary>
-    public Tensor MatMul(Tensor other) => Wrap(vit_tensor_matmul(Handle, other.Handle, out var o), o);
+    public Tensor MatMul(Tensor other) => Autocast.Binary(this, other, static (x, y) => x.matmul(y));
 
     /// <summary>Batched matrix product of (B, n, m) and (B, m, p).</summary>
-    public Tensor Bmm(Tensor other) => Wrap(vit_tensor_bmm(Handle, other.Handle, out var o), o);
+    public Tensor Bmm(Tensor other) => Autocast.Binary(this, other, static (x, y) => x.bmm(y));
 
     /// <summary>Elementwise power.</summary>
-    public Tensor Pow(double exponent) => Wrap(vit_tensor_pow_scalar(Handle, exponent, out var o), o);
+    public Tensor Pow(double exponent) => Unary(this, x => x.pow(exponent));
 
     /// <summary>Elementwise e^x.</summary>
-    public Tensor Exp() => Wrap(vit_tensor_exp(Handle, out var o), o);
+    public Tensor Exp() => Unary(this, static x => x.exp());
 
     /// <summary>Elementwise natural logarithm.</summary>
-    public Tensor Log() => Wrap(vit_tensor_log(Handle, out var o), o);
+    public Tensor Log() => Unary(this, static x => x.log());
 
     /// <summary>Elementwise square root.</summary>
-    public Tensor Sqrt() => Wrap(vit_tensor_sqrt(Handle, out var o), o);
+    public Tensor Sqrt() => Unary(this, static x => x.sqrt());
 
     /// <summary>Elementwise tanh.</summary>
-    public Tensor Tanh() => Wrap(vit_tensor_tanh(Handle, out var o), o);
+    public Tensor Tanh() => Unary(this, static x => x.tanh());
 
     /// <summary>Elementwise |x|.</summary>
-    public Tensor Abs() => Wrap(vit_tensor_abs(Handle, out var o), o);
+    public Tensor Abs() => Unary(this, static x => x.abs());
 
     /// <summary>Elementwise error function.</summary>
-    public Tensor Erf() => Wrap(vit_tensor_erf(Handle, out var o), o);
+    public Tensor Erf() => Unary(this, static x => x.erf());
 
     /// <summary>Elementwise floor.</summary>
-    public Tensor Floor() => Wrap(vit_tensor_floor(Handle, out var o), o);
+    public Tensor Floor() => Unary(this, static x => x.floor());
 
     /// <summary>Clamps into [lo, hi].</summary>
-    public Tensor Clamp(double lo, double hi) => Wrap(vit_tensor_clamp(Handle, lo, hi, out var o), o);
+    public Tensor Clamp(double lo, double hi) => Unary(this, x => x.clamp(lo, hi));
 
     /// <summary>Elementwise maximum.</summary>
-    public Tensor Maximum(Tensor other) => Wrap(vit_tensor_maximum(Handle, other.Handle, out var o), o);
+    public Tensor Maximum(Tensor other) => Binary(this, other, static (x, y) => x.maximum(y));
 
     // ------------------------------------------------------------------ comparisons (bool results)
 
     /// <summary>Elementwise equality (bool).</summary>
-    public Tensor Eq(Tensor other) => Wrap(vit_tensor_eq(Handle, other.Handle, out var o), o);
+    public Tensor Eq(Tensor other) => Binary(this, other, static (x, y) => x.eq(y));
 
     /// <summary>Elementwise equality with a scalar (bool).</summary>
-    public Tensor Eq(double s) => Wrap(vit_tensor_eq_scalar(Handle, s, out var o), o);
+    public Tensor Eq(double s) => Unary(this, x => x.eq(s));
 
     /// <summary>Elementwise a &lt; b (bool).</summary>
-    public Tensor Lt(Tensor other) => Wrap(vit_tensor_lt(Handle, other.Handle, out var o), o);
+    public Tensor Lt(Tensor other) => Binary(this, other, static (x, y) => x.lt(y));
 
     /// <summary>Elementwise a &lt; s (bool).</summary>
-    public Tensor Lt(double s) => Wrap(vit_tensor_lt_scalar(Handle, s, out var o), o);
+    public Tensor Lt(double s) => Unary(this, x => x.lt(s));
 
     /// <summary>Elementwise a &gt; s (bool).</summary>
-    public Tensor Gt(double s) => Wrap(vit_tensor_gt_scalar(Handle, s, out var o), o);
+    public Tensor Gt(double s) => Unary(this, x => x.gt(s));
 
     /// <summary>Elementwise finiteness (bool).</summary>
-    public Tensor IsFinite() => Wrap(vit_tensor_isfinite(Handle, out var o), o);
+    public Tensor IsFinite() => Unary(this, static x => x.isfinite());
 
     /// <summary>True when every element is non-zero (0-d bool).</summary>
-    public Tensor All() => Wrap(vit_tensor_all(Handle, out var o), o);
+    public Tensor All() => Unary(this, static x => x.all());
 
     /// <summary>Picks from <paramref name="a"/> where cond is true, else from <paramref name="b"/>.</summary>
-    public static Tensor Where(Tensor cond, Tensor a, Tensor b) => Wrap(vit_tensor_where(cond.Handle, a.Handle, b.Handle, out var o), o);
+    public static Tensor Where(Tensor cond, Tensor a, Tensor b)
+    {
+        var (c, x, y) = (cond.Native, a.Native, b.Native);
+        return Run(() => TorchSharp.torch.where(c, x, y));
+    }
 
     // ------------------------------------------------------------------ reductions
 
     /// <summary>Sum of all elements (0-d).</summary>
-    public Tensor Sum() => Wrap(vit_tensor_sum_all(Handle, out var o), o);
+    public Tensor Sum() => Unary(this, static x => x.sum());
 
     /// <summary>Sum over the given dimensions.</summary>
     public Tensor Sum(long[] dims, bool keepDim = false)
     {
-        fixed (long* p = dims) return Wrap(vit_tensor_sum(Handle, p, dims.Length, keepDim ? 1 : 0, out var o), o);
+        return Unary(this, x => x.sum(dims, keepDim));
     }
 
     /// <summary>Sum over one dimension.</summary>
     public Tensor Sum(long dim, bool keepDim = false) => Sum([dim], keepDim);
 
     /// <summary>Mean of all elements (0-d).</summary>
-    public Tensor Mean() => Wrap(vit_tensor_mean_all(Handle, out var o), o);
+    public Tensor Mean() => Unary(this, static x => x.mean());
 
     /// <summary>Mean over the given dimensions.</summary>
     public Tensor Mean(long[] dims, bool keepDim = false)
     {
-        fixed (long* p = dims) return Wrap(vit_tensor_mean(Handle, p, dims.Length, keepDim ? 1 : 0, out var o), o);
+        return Unary(this, x => x.mean(dims, keepDim));
     }
 
     /// <summary>Mean over one dimension.</summary>
@@ -135,18 +138,18 @@ public sealed unsafe partial class Tensor
     /// <summary>Maximum values and their indices along a dimension.</summary>
     public (Tensor Values, Tensor Indices) Max(long dim, bool keepDim = false)
     {
-        Check(vit_tensor_max(Handle, dim, keepDim ? 1 : 0, out var v, out var i));
-        return (new Tensor(v), new Tensor(i));
+        var t = Native;
+        return Pair(() => t.max(dim, keepDim));
     }
 
     /// <summary>Indices of the maxima along a dimension (int64).</summary>
-    public Tensor ArgMax(long dim, bool keepDim = false) => Wrap(vit_tensor_argmax(Handle, dim, keepDim ? 1 : 0, out var o), o);
+    public Tensor ArgMax(long dim, bool keepDim = false) => Unary(this, x => x.argmax(dim, keepDim));
 
     /// <summary>The k largest (or smallest) values and their indices along a dimension.</summary>
     public (Tensor Values, Tensor Indices) TopK(long k, long dim = -1, bool largest = true, bool sorted = true)
     {
-        Check(vit_tensor_topk(Handle, k, dim, largest ? 1 : 0, sorted ? 1 : 0, out var v, out var i));
-        return (new Tensor(v), new Tensor(i));
+        var t = Native;
+        return Pair(() => t.topk((int)k, (int)dim, largest, sorted));
     }
 
     // ------------------------------------------------------------------ shape
@@ -154,59 +157,63 @@ public sealed unsafe partial class Tensor
     /// <summary>Same elements, new shape (copies only when needed; one dimension may be -1).</summary>
     public Tensor Reshape(params long[] shape)
     {
-        fixed (long* p = shape) return Wrap(vit_tensor_reshape(Handle, p, shape.Length, out var o), o);
+        return Unary(this, x => x.reshape(shape));
     }
 
     /// <summary>Same memory, new shape (the tensor must be viewable; one dimension may be -1).</summary>
     public Tensor View(params long[] shape)
     {
-        fixed (long* p = shape) return Wrap(vit_tensor_view(Handle, p, shape.Length, out var o), o);
+        return Unary(this, x => x.view(shape));
     }
 
     /// <summary>Reorders dimensions.</summary>
     public Tensor Permute(params long[] dims)
     {
-        fixed (long* p = dims) return Wrap(vit_tensor_permute(Handle, p, dims.Length, out var o), o);
+        return Unary(this, x => x.permute(dims));
     }
 
     /// <summary>Swaps two dimensions.</summary>
-    public Tensor Transpose(long dim0, long dim1) => Wrap(vit_tensor_transpose(Handle, dim0, dim1, out var o), o);
+    public Tensor Transpose(long dim0, long dim1) => Unary(this, x => x.transpose(dim0, dim1));
 
     /// <summary>Broadcasts size-1 dimensions to the given shape (-1 keeps a size), without copying.</summary>
     public Tensor Expand(params long[] shape)
     {
-        fixed (long* p = shape) return Wrap(vit_tensor_expand(Handle, p, shape.Length, out var o), o);
+        return Unary(this, x => x.expand(shape));
     }
 
     /// <summary>Merges dimensions start..end into one.</summary>
-    public Tensor Flatten(long startDim = 0, long endDim = -1) => Wrap(vit_tensor_flatten(Handle, startDim, endDim, out var o), o);
+    public Tensor Flatten(long startDim = 0, long endDim = -1) => Unary(this, x => x.flatten(startDim, endDim));
 
     /// <summary>Inserts a size-1 dimension.</summary>
-    public Tensor Unsqueeze(long dim) => Wrap(vit_tensor_unsqueeze(Handle, dim, out var o), o);
+    public Tensor Unsqueeze(long dim) => Unary(this, x => x.unsqueeze(dim));
 
     /// <summary>Removes a size-1 dimension.</summary>
-    public Tensor Squeeze(long dim) => Wrap(vit_tensor_squeeze(Handle, dim, out var o), o);
+    public Tensor Squeeze(long dim) => Unary(this, x => x.squeeze(dim));
 
     /// <summary>Elements start..end (exclusive) by step along a dimension (a view).</summary>
-    public Tensor Slice(long dim, long start, long end, long step = 1) => Wrap(vit_tensor_slice(Handle, dim, start, end, step, out var o), o);
+    public Tensor Slice(long dim, long start, long end, long step = 1) => Unary(this, x => x.slice(dim, start, end, step));
 
     /// <summary>Index <paramref name="index"/> of a dimension, removing that dimension (a view).</summary>
-    public Tensor Select(long dim, long index) => Wrap(vit_tensor_select(Handle, dim, index, out var o), o);
+    public Tensor Select(long dim, long index) => Unary(this, x => x.select(dim, index));
 
     /// <summary>Rows (along dim) picked by an int64 index tensor.</summary>
-    public Tensor IndexSelect(long dim, Tensor index) => Wrap(vit_tensor_index_select(Handle, dim, index.Handle, out var o), o);
+    public Tensor IndexSelect(long dim, Tensor index) => Binary(this, index, (x, i) => x.index_select(dim, i));
 
     /// <summary>torch.gather.</summary>
-    public Tensor Gather(long dim, Tensor index) => Wrap(vit_tensor_gather(Handle, dim, index.Handle, out var o), o);
+    public Tensor Gather(long dim, Tensor index) => Binary(this, index, (x, i) => x.gather(dim, i));
 
     /// <summary>Splits into <paramref name="count"/> equal chunks along a dimension (views).</summary>
     public Tensor[] Chunk(int count, long dim)
     {
-        var raw = new IntPtr[count];
-        fixed (IntPtr* p = raw) Check(vit_tensor_chunk(Handle, count, dim, p));
-        var result = new Tensor[count];
-        for (int i = 0; i < count; i++) result[i] = new Tensor(raw[i]);
-        return result;
+        var t = Native;
+        TorchSharp.torch.Tensor[] parts = [];
+        Do(() => parts = t.chunk(count, dim));
+        if (parts.Length != count)
+        {
+            foreach (var p in parts) p.Dispose();
+            throw new TorchException($"dimension {dim} of size {t.shape[dim < 0 ? dim + t.dim() : dim]} does not split into {count} chunks");
+        }
+        return Array.ConvertAll(parts, Wrap);
     }
 
     /// <summary>Concatenates along an existing dimension.</summary>
@@ -217,58 +224,32 @@ public sealed unsafe partial class Tensor
 
     private static Tensor Combine(IReadOnlyList<Tensor> parts, long dim, bool stack)
     {
-        using var pinned = new HandleArray(parts);
-        var p = pinned.Pointer;
-        IntPtr o;
-        int status = stack ? vit_tensor_stack(p, parts.Count, dim, out o) : vit_tensor_cat(p, parts.Count, dim, out o);
-        return Wrap(status, o);
+        var natives = new TorchSharp.torch.Tensor[parts.Count];
+        for (int i = 0; i < natives.Length; i++) natives[i] = parts[i].Native;
+        return Run(() => stack ? TorchSharp.torch.stack(natives, dim) : TorchSharp.torch.cat(natives, dim));
     }
 
     /// <summary>One-hot encoding of int64 class indices: (N) -> (N, classes).</summary>
-    public Tensor OneHot(long classes, DType dtype = DType.Float32) => Wrap(vit_tensor_one_hot(Handle, classes, (int)dtype, out var o), o);
-}
+    public Tensor OneHot(long classes, DType dtype = DType.Float32) => Unary(this, x => TorchSharp.torch.nn.functional.one_hot(x, classes).to_type(dtype.ToScalarType(), disposeAfter: true));
 
-/// <summary>
-/// Raw handles of several tensors for one native call, holding a reference on each SafeHandle so none can
-/// be freed while the call runs.
-/// </summary>
-internal unsafe struct HandleArray : IDisposable
-{
-    private readonly TensorHandle[] handles;
-    private readonly IntPtr[] raw;
-    private System.Runtime.InteropServices.GCHandle pin;
-    private int added;
+    // ------------------------------------------------------------------ wrapping TorchSharp ops
 
-    public HandleArray(IReadOnlyList<Tensor> tensors)
+    private static Tensor Unary(Tensor a, Func<TS.Tensor, TS.Tensor> op)
     {
-        handles = new TensorHandle[tensors.Count];
-        raw = new IntPtr[tensors.Count];
-        added = 0;
-        try
-        {
-            for (int i = 0; i < tensors.Count; i++)
-            {
-                handles[i] = tensors[i].Handle;
-                bool ok = false;
-                handles[i].DangerousAddRef(ref ok);
-                added++;
-                raw[i] = handles[i].DangerousGetHandle();
-            }
-        }
-        catch
-        {
-            for (int i = 0; i < added; i++) handles[i].DangerousRelease();
-            throw;
-        }
-        pin = System.Runtime.InteropServices.GCHandle.Alloc(raw, System.Runtime.InteropServices.GCHandleType.Pinned);
+        var x = a.Native;
+        return Run(() => op(x));
     }
 
-    public readonly IntPtr* Pointer => (IntPtr*)pin.AddrOfPinnedObject();
-
-    public void Dispose()
+    private static Tensor Binary(Tensor a, Tensor b, Func<TS.Tensor, TS.Tensor, TS.Tensor> op)
     {
-        if (pin.IsAllocated) pin.Free();
-        for (int i = 0; i < added; i++) handles[i].DangerousRelease();
-        added = 0;
+        var (x, y) = (a.Native, b.Native);
+        return Run(() => op(x, y));
+    }
+
+    private static (Tensor, Tensor) Pair(Func<(TS.Tensor, TS.Tensor)> op)
+    {
+        (TS.Tensor, TS.Tensor) r = default;
+        Do(() => r = op());
+        return (Wrap(r.Item1!), Wrap(r.Item2!));
     }
 }

@@ -1,88 +1,125 @@
 using System.Runtime.CompilerServices;
-using Vit.Torch.Native;
-using static Vit.Torch.Native.NativeMethods;
+using System.Runtime.InteropServices;
+using TS = TorchSharp.torch;
 
 namespace Vit.Torch;
 
 /// <summary>
-/// An n-dimensional array in libtorch memory, with autograd. Every op returns a new tensor that the caller
-/// owns: dispose it, or create it inside a <see cref="TensorScope"/>, which frees what a step created.
+/// An n-dimensional array in libtorch memory, with autograd: a TorchSharp tensor with this library's ownership
+/// rules. Every op returns a new tensor that the caller owns: dispose it, or create it inside a
+/// <see cref="TensorScope"/>, which frees what a step created. <see cref="Native"/> is the TorchSharp tensor.
 /// </summary>
-public sealed unsafe partial class Tensor : IDisposable
+public sealed partial class Tensor : IDisposable
 {
-    private readonly TensorHandle handle;
+    private TS.Tensor? value;
+    private int leases;
+    private long pressure;
+    private static long live;
 
-    private Tensor(IntPtr raw)
+    private Tensor(TS.Tensor t)
     {
-        handle = new TensorHandle(raw);
-        if (!TensorScope.Track(this)) handle.ReportPressure();  // outside a scope only a Dispose or the finalizer frees it
+        value = t;
+        Interlocked.Increment(ref live);
+        if (!TensorScope.Track(this)) ReportPressure();  // outside a scope only a Dispose or the finalizer frees it
     }
 
-    static Tensor() => EnsureLoaded();
+    static Tensor() => Torch.EnsureLoaded();
 
-    /// <summary>Wraps a fresh native handle after checking the call's status.</summary>
+    /// <summary>Wraps a tensor TorchSharp just made; this wrapper owns it from now on.</summary>
+    internal static Tensor Wrap(TS.Tensor t) => new(t);
+
+    /// <summary>Runs a TorchSharp op and wraps its result; libtorch's errors become <see cref="TorchException"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Tensor Wrap(int status, IntPtr raw)
+    internal static Tensor Run(Func<TS.Tensor> op)
     {
-        Check(status);
-        return new Tensor(raw);
+        TS.Tensor result;
+        try
+        {
+            result = op();
+        }
+        catch (ExternalException e)
+        {
+            throw TorchException.From(e);
+        }
+        return new Tensor(result);
+    }
+
+    /// <summary>Runs a TorchSharp call that returns no tensor; libtorch's errors become <see cref="TorchException"/>.</summary>
+    internal static void Do(Action op)
+    {
+        try
+        {
+            op();
+        }
+        catch (ExternalException e)
+        {
+            throw TorchException.From(e);
+        }
     }
 
     private volatile bool disposed;
 
-    internal TensorHandle Handle
+    /// <summary>The TorchSharp tensor this one holds (borrowed: it stays owned by this wrapper).</summary>
+    public TS.Tensor Native
     {
         get
         {
-            ObjectDisposedException.ThrowIf(disposed || handle.IsClosed, this);
-            return handle;
+            var v = value;
+            ObjectDisposedException.ThrowIf(disposed || v is null, this);
+            return v;
         }
     }
 
     /// <summary>True once <see cref="Dispose"/> has been called (the native tensor is released then, or when the last
     /// <see cref="LeaseData"/> lease ends).</summary>
-    public bool IsDisposed => disposed || handle.IsClosed;
+    public bool IsDisposed => disposed;
 
     /// <summary>Releases the native tensor now, or when the last data lease ends (idempotent).</summary>
     public void Dispose()
     {
-        disposed = true;
-        handle.Dispose();
+        lock (this)
+        {
+            if (disposed) return;
+            disposed = true;
+            if (leases > 0) return;
+        }
+        Release();
     }
 
-    /// <summary>Number of native tensor handles alive in this process (for leak tests).</summary>
-    public static long LiveCount
+    private void Release()
     {
-        get
-        {
-            EnsureLoaded();
-            return vit_live_tensor_count();
-        }
+        var v = Interlocked.Exchange(ref value, null);
+        if (v is null) return;
+        v.Dispose();
+        Interlocked.Decrement(ref live);
+        if (pressure > 0) GC.RemoveMemoryPressure(pressure);
+        GC.SuppressFinalize(this);
     }
+
+    /// <summary>Frees the native tensor of a wrapper nobody disposed.</summary>
+    ~Tensor() => Release();
+
+    private const long PressureThreshold = 1 << 20;
+
+    // A large tensor outside any scope waits for the GC: tell it how much native memory hangs on this small object.
+    private void ReportPressure()
+    {
+        long bytes = value!.NumberOfElements * value.ElementSize;
+        if (bytes < PressureThreshold) return;
+        pressure = bytes;
+        GC.AddMemoryPressure(bytes);
+    }
+
+    /// <summary>Number of tensors this library holds alive in this process (for leak tests).</summary>
+    public static long LiveCount => Interlocked.Read(ref live);
 
     // ------------------------------------------------------------------ metadata
 
     /// <summary>The sizes of the dimensions.</summary>
-    public long[] Shape
-    {
-        get
-        {
-            Check(vit_tensor_ndim(Handle, out var n));
-            var dims = new long[n];
-            fixed (long* p = dims) Check(vit_tensor_shape(Handle, p, n));
-            return dims;
-        }
-    }
+    public long[] Shape => Native.shape;
 
     /// <summary>Number of dimensions.</summary>
-    public int Dim
-    {
-        get
-        {
-            Check(vit_tensor_ndim(Handle, out var n));
-            return n;
-        }
-    }
+    public int Dim => (int)Native.dim();
 
     /// <summary>Size of dimension <paramref name="dim"/> (negative counts from the end).</summary>
     public long Size(int dim)
@@ -95,42 +132,42 @@ public sealed unsafe partial class Tensor : IDisposable
     }
 
     /// <summary>Total number of elements.</summary>
-    public long NumElements
-    {
-        get
-        {
-            long n = 1;
-            foreach (var d in Shape) n *= d;
-            return n;
-        }
-    }
+    public long NumElements => Native.NumberOfElements;
 
     /// <summary>Element type.</summary>
-    public DType DType
-    {
-        get
-        {
-            Check(vit_tensor_dtype(Handle, out var t));
-            if (t < 0) throw new TorchException("tensor has an element type Vit.Torch does not support");
-            return (DType)t;
-        }
-    }
+    public DType DType => DTypes.FromScalarType(Native.dtype);
 
     /// <summary>The device this tensor lives on.</summary>
     public Device Device
     {
         get
         {
-            Check(vit_tensor_device(Handle, out var type, out var index));
-            return new Device((DeviceType)type, index);
+            var d = Native.device;
+            return d.type == TorchSharp.DeviceType.CUDA ? Device.Cuda(d.index < 0 ? 0 : d.index) : Device.Cpu;
         }
     }
 
     /// <summary>The value of a one-element tensor.</summary>
     public double Item()
     {
-        Check(vit_tensor_item(Handle, out var v));
-        return v;
+        var t = Native;
+        if (t.NumberOfElements != 1)
+            throw new TorchException($"a Tensor with {t.NumberOfElements} elements cannot be converted to a scalar");
+        try
+        {
+            return t.dtype switch
+            {
+                TS.ScalarType.Int64 => t.item<long>(),
+                TS.ScalarType.Int32 => t.item<int>(),
+                TS.ScalarType.Bool => t.item<bool>() ? 1 : 0,
+                TS.ScalarType.Float64 => t.item<double>(),
+                _ => t.to_type(TS.ScalarType.Float64).item<double>(),
+            };
+        }
+        catch (ExternalException e)
+        {
+            throw TorchException.From(e);
+        }
     }
 
     /// <inheritdoc />
@@ -139,76 +176,45 @@ public sealed unsafe partial class Tensor : IDisposable
 
     // ------------------------------------------------------------------ creation
 
-    private static Tensor Create(ReadOnlySpan<long> shape, Func<IntPtr, int, (int, IntPtr)> make)
-    {
-        fixed (long* p = shape)
-        {
-            var (status, raw) = make((IntPtr)p, shape.Length);
-            return Wrap(status, raw);
-        }
-    }
+    private static TS.Device DeviceOf(Device? device) => (device ?? Device.Cpu).ToTorchSharp();
 
     /// <summary>An uninitialised tensor.</summary>
-    public static Tensor Empty(long[] shape, DType dtype = DType.Float32, Device? device = null)
-    {
-        var d = device ?? Device.Cpu;
-        return Create(shape, (p, n) => (vit_tensor_empty((long*)p, n, (int)dtype, (int)d.Type, d.Index, out var o), o));
-    }
+    public static Tensor Empty(long[] shape, DType dtype = DType.Float32, Device? device = null) =>
+        Run(() => TS.empty(shape, dtype.ToScalarType(), DeviceOf(device)));
 
     /// <summary>A tensor filled with <paramref name="value"/>.</summary>
-    public static Tensor Full(long[] shape, double value, DType dtype = DType.Float32, Device? device = null)
-    {
-        var d = device ?? Device.Cpu;
-        return Create(shape, (p, n) => (vit_tensor_full((long*)p, n, value, (int)dtype, (int)d.Type, d.Index, out var o), o));
-    }
+    public static Tensor Full(long[] shape, double value, DType dtype = DType.Float32, Device? device = null) =>
+        Run(() => TS.full(shape, value, dtype.ToScalarType(), DeviceOf(device)));
 
     /// <summary>Zeros.</summary>
     public static Tensor Zeros(long[] shape, DType dtype = DType.Float32, Device? device = null) =>
-        Full(shape, 0, dtype, device);
+        Run(() => TS.zeros(shape, dtype.ToScalarType(), DeviceOf(device)));
 
     /// <summary>Ones.</summary>
     public static Tensor Ones(long[] shape, DType dtype = DType.Float32, Device? device = null) =>
-        Full(shape, 1, dtype, device);
+        Run(() => TS.ones(shape, dtype.ToScalarType(), DeviceOf(device)));
 
     /// <summary>Values from start (inclusive) to end (exclusive) by step.</summary>
-    public static Tensor Arange(double start, double end, double step = 1, DType dtype = DType.Int64, Device? device = null)
-    {
-        var d = device ?? Device.Cpu;
-        return Wrap(vit_tensor_arange(start, end, step, (int)dtype, (int)d.Type, d.Index, out var o), o);
-    }
+    public static Tensor Arange(double start, double end, double step = 1, DType dtype = DType.Int64, Device? device = null) =>
+        Run(() => TS.arange(start, end, step, dtype.ToScalarType(), DeviceOf(device)));
 
-    /// <summary>Standard normal samples from the global generator (see <see cref="Torch.ManualSeed"/>).</summary>
-    public static Tensor Randn(long[] shape, DType dtype = DType.Float32, Device? device = null)
-    {
-        var d = device ?? Device.Cpu;
-        return Create(shape, (p, n) => (vit_tensor_random((long*)p, n, 0, (int)dtype, (int)d.Type, d.Index, out var o), o));
-    }
+    /// <summary>Standard normal samples from this thread's generator (see <see cref="Torch.ManualSeed"/>).</summary>
+    public static Tensor Randn(long[] shape, DType dtype = DType.Float32, Device? device = null) =>
+        Run(() => TS.randn(shape, dtype.ToScalarType(), DeviceOf(device), generator: Torch.Generator));
 
-    /// <summary>Uniform [0, 1) samples from the global generator.</summary>
-    public static Tensor Rand(long[] shape, DType dtype = DType.Float32, Device? device = null)
-    {
-        var d = device ?? Device.Cpu;
-        return Create(shape, (p, n) => (vit_tensor_random((long*)p, n, 1, (int)dtype, (int)d.Type, d.Index, out var o), o));
-    }
+    /// <summary>Uniform [0, 1) samples from this thread's generator.</summary>
+    public static Tensor Rand(long[] shape, DType dtype = DType.Float32, Device? device = null) =>
+        Run(() => TS.rand(shape, dtype.ToScalarType(), DeviceOf(device), generator: Torch.Generator));
 
     /// <summary>1 with probability <paramref name="p"/>, else 0.</summary>
-    public static Tensor Bernoulli(long[] shape, double p, DType dtype = DType.Float32, Device? device = null)
-    {
-        var d = device ?? Device.Cpu;
-        return Create(shape, (ptr, n) => (vit_tensor_bernoulli((long*)ptr, n, p, (int)dtype, (int)d.Type, d.Index, out var o), o));
-    }
-
-    /// <summary>A random permutation of 0..n-1 (int64) from the global generator.</summary>
-    public static Tensor RandPerm(long n) => Wrap(vit_tensor_randperm(n, out var o), o);
+    public static Tensor Bernoulli(long[] shape, double p, DType dtype = DType.Float32, Device? device = null) =>
+        Run(() => TS.empty(shape, dtype.ToScalarType(), DeviceOf(device)).bernoulli_(p, Torch.Generator));
 
     /// <summary>A CPU tensor holding a copy of <paramref name="data"/> with the given shape.</summary>
-    public static Tensor FromArray<T>(ReadOnlySpan<T> data, params long[] shape) where T : unmanaged
+    public static unsafe Tensor FromArray<T>(ReadOnlySpan<T> data, params long[] shape) where T : unmanaged
     {
-        var dtype = DTypeOf<T>();
         if (shape.Length == 0 && data.Length != 1) shape = [data.Length];
-        fixed (T* d = data)
-        fixed (long* s = shape)
-            return Wrap(vit_tensor_from_data(d, (long)data.Length * sizeof(T), s, shape.Length, (int)dtype, out var o), o);
+        return FromBytes(MemoryMarshal.AsBytes(data), DTypeOf<T>(), shape);
     }
 
     /// <summary>A CPU tensor holding a copy of <paramref name="data"/> with the given shape.</summary>
@@ -219,11 +225,22 @@ public sealed unsafe partial class Tensor : IDisposable
     public static Tensor Scalar(double value, DType dtype = DType.Float32) => Full([], value, dtype);
 
     /// <summary>A CPU tensor over raw bytes reinterpreted as <paramref name="dtype"/>.</summary>
-    public static Tensor FromBytes(ReadOnlySpan<byte> bytes, DType dtype, long[] shape)
+    public static unsafe Tensor FromBytes(ReadOnlySpan<byte> bytes, DType dtype, long[] shape)
     {
-        fixed (byte* d = bytes)
-        fixed (long* s = shape)
-            return Wrap(vit_tensor_from_data(d, bytes.Length, s, shape.Length, (int)dtype, out var o), o);
+        long count = 1;
+        foreach (var d in shape)
+        {
+            if (d < 0) throw new TorchException($"shape [{string.Join(", ", shape)}] has a negative dimension");
+            count *= d;
+        }
+        if (count * dtype.ElementSize() != bytes.Length)
+            throw new TorchException(
+                $"{bytes.Length} bytes cannot fill a {dtype} tensor of shape [{string.Join(", ", shape)}] ({count * dtype.ElementSize()} bytes)");
+        var t = Empty(shape, dtype);
+        if (bytes.Length > 0)
+            fixed (byte* src = bytes)
+                Buffer.MemoryCopy(src, (void*)TorchSharpNative.DataPointer(t.Native), bytes.Length, bytes.Length);
+        return t;
     }
 
     internal static DType DTypeOf<T>() where T : unmanaged =>
@@ -251,142 +268,185 @@ public sealed unsafe partial class Tensor : IDisposable
         return result;
     }
 
-    /// <summary>Copies the elements (row-major) into <paramref name="destination"/>, whose length must equal the element count.</summary>
-    public void CopyTo<T>(Span<T> destination) where T : unmanaged
+    /// <summary>Copies the elements (row-major) into <paramref name="destination"/>, whose size in bytes must match.</summary>
+    public void CopyTo<T>(Span<T> destination) where T : unmanaged => CopyBytesTo(MemoryMarshal.AsBytes(destination));
+
+    /// <summary>Copies the raw bytes (row-major, any element type) into <paramref name="destination"/>, whose size must match.</summary>
+    public unsafe void CopyBytesTo(Span<byte> destination)
     {
-        fixed (T* p = destination) Check(vit_tensor_copy_to(Handle, p, (long)destination.Length * sizeof(T)));
+        var t = Native;
+        long bytes = t.NumberOfElements * t.ElementSize;
+        if (bytes != destination.Length)
+            throw new TorchException($"the tensor has {bytes} bytes of data, but the destination holds {destination.Length}");
+        if (bytes == 0) return;
+        using var cpu = t.device_type == TorchSharp.DeviceType.CPU ? t.contiguous() : t.cpu().contiguous();
+        fixed (byte* dst = destination)
+            Buffer.MemoryCopy((void*)TorchSharpNative.DataPointer(cpu), dst, bytes, bytes);
     }
 
-    /// <summary>Copies the raw bytes of the elements (row-major) into <paramref name="destination"/>.</summary>
-    public void CopyBytesTo(Span<byte> destination)
-    {
-        fixed (byte* p = destination) Check(vit_tensor_copy_to(Handle, p, destination.Length));
-    }
-
-    /// <summary>The address of the first element of a contiguous CPU tensor. It stays valid only while the tensor
-    /// lives: a concurrent <see cref="Dispose"/> frees the memory. Prefer <see cref="LeaseData"/>, which keeps the tensor
-    /// alive until the lease ends.</summary>
+    /// <summary>The address of the first element (CPU, contiguous tensors); valid while the tensor lives. Prefer
+    /// <see cref="LeaseData"/>, which keeps the memory alive across a concurrent <see cref="Dispose"/>.</summary>
     public IntPtr DataPointer()
     {
-        Check(vit_tensor_data_ptr(Handle, out var p));
-        return p;
+        var t = Native;
+        if (t.device_type != TorchSharp.DeviceType.CPU) throw new TorchException("DataPointer needs a CPU tensor");
+        if (!t.is_contiguous()) throw new TorchException("DataPointer needs a contiguous tensor; call Contiguous() first");
+        return TorchSharpNative.DataPointer(t);
     }
 
-    /// <summary>
-    /// The address of the first element of a contiguous CPU tensor, with the native tensor held until the lease is
-    /// disposed: a <see cref="Dispose"/> meanwhile (on another thread) takes effect only when the lease ends, so the
-    /// memory cannot be freed under the pointer. <c>using var data = t.LeaseData(); var p = (float*)data.Pointer;</c>
-    /// </summary>
-    /// <exception cref="ObjectDisposedException">The tensor is already disposed.</exception>
-    /// <exception cref="TorchException">Not a contiguous CPU tensor.</exception>
+    /// <summary>The data's address, with the tensor kept alive until the lease is disposed (even if the tensor is
+    /// disposed meanwhile).</summary>
     public DataLease LeaseData()
     {
-        var h = Handle;
-        bool held = false;
-        h.DangerousAddRef(ref held);
-        try
+        lock (this)
         {
-            Check(vit_tensor_data_ptr(h, out var p));
-            return new DataLease(h, p);
-        }
-        catch
-        {
-            h.DangerousRelease();
-            throw;
+            ObjectDisposedException.ThrowIf(disposed, this);
+            var p = DataPointer();
+            leases++;
+            return new DataLease(this, p);
         }
     }
 
-    /// <summary>A held tensor's data address (<see cref="LeaseData"/>); dispose it once, when done with the pointer.</summary>
+    private void EndLease()
+    {
+        lock (this)
+        {
+            if (--leases > 0 || !disposed) return;
+        }
+        Release();
+    }
+
+    /// <summary>A hold on a tensor's memory (see <see cref="LeaseData"/>).</summary>
     public sealed class DataLease : IDisposable
     {
-        private TensorHandle? held;
+        private Tensor? held;
 
-        internal DataLease(TensorHandle handle, IntPtr pointer)
+        internal DataLease(Tensor tensor, IntPtr pointer)
         {
-            held = handle;
+            held = tensor;
             Pointer = pointer;
         }
 
-        /// <summary>The first element's address.</summary>
+        /// <summary>The address of the first element.</summary>
         public IntPtr Pointer { get; }
 
-        /// <summary>Lets the tensor go (a Dispose that came meanwhile frees it now).</summary>
-        public void Dispose() => Interlocked.Exchange(ref held, null)?.DangerousRelease();
+        /// <summary>Ends the hold (idempotent).</summary>
+        public void Dispose() => Interlocked.Exchange(ref held, null)?.EndLease();
     }
 
-    /// <summary>Converts to another element type.</summary>
+    /// <summary>A copy converted to <paramref name="dtype"/> (or this tensor's data when already so).</summary>
     public Tensor To(DType dtype) => To(dtype, Device);
 
-    /// <summary>Moves to another device.</summary>
+    /// <summary>A copy on <paramref name="device"/>.</summary>
     public Tensor To(Device device) => To(DType, device);
 
-    /// <summary>Converts element type and device.</summary>
-    public Tensor To(DType dtype, Device device) =>
-        Wrap(vit_tensor_to(Handle, (int)dtype, (int)device.Type, device.Index, out var o), o);
+    /// <summary>Converted to the element type and device.</summary>
+    public Tensor To(DType dtype, Device device) => Run(() => Native.to(dtype.ToScalarType(), device.ToTorchSharp()));
 
-    /// <summary>A copy with its own memory (keeps autograd history).</summary>
-    public Tensor Clone() => Wrap(vit_tensor_clone(Handle, out var o), o);
+    /// <summary>A copy with its own memory (differentiable).</summary>
+    public Tensor Clone() => Run(() => Native.clone());
 
-    /// <summary>The same memory without autograd history.</summary>
-    public Tensor Detach() => Wrap(vit_tensor_detach(Handle, out var o), o);
+    /// <summary>The same data without autograd history.</summary>
+    public Tensor Detach() => Run(() => Native.detach());
 
-    /// <summary>A contiguous tensor with the same values.</summary>
-    public Tensor Contiguous() => Wrap(vit_tensor_contiguous(Handle, out var o), o);
+    /// <summary>The same values in row-major memory.</summary>
+    public Tensor Contiguous() => Run(() => Native.contiguous());
 
     // ------------------------------------------------------------------ autograd
 
-    /// <summary>Whether autograd records operations on this tensor (true for parameters).</summary>
+    /// <summary>Whether autograd records operations on this tensor.</summary>
     public bool RequiresGrad
     {
-        get
-        {
-            Check(vit_tensor_requires_grad(Handle, out var f));
-            return f != 0;
-        }
-        set => Check(vit_tensor_set_requires_grad(Handle, value ? 1 : 0));
+        get => Native.requires_grad;
+        set => Do(() => Native.requires_grad_(value));
     }
 
-    /// <summary>Backpropagates from this scalar; for a non-scalar, pass the output gradient.</summary>
-    public void Backward(Tensor? gradOutput = null) =>
-        Check(vit_tensor_backward(Handle, gradOutput?.Handle ?? TensorHandle.Null));
+    /// <summary>Backpropagates from this tensor (a scalar unless <paramref name="gradOutput"/> is given).</summary>
+    public void Backward(Tensor? gradOutput = null)
+    {
+        var t = Native;
+        var g = gradOutput?.Native;
+        Do(() =>
+        {
+            if (g is null) t.backward();
+            else TS.autograd.backward([t], [g]);
+        });
+    }
 
-    /// <summary>The accumulated gradient as a new tensor, or null when there is none.</summary>
+    /// <summary>The accumulated gradient, or null when there is none.</summary>
     public Tensor? Grad()
     {
-        Check(vit_tensor_grad(Handle, out var o));
-        return o == IntPtr.Zero ? null : new Tensor(o);
+        var g = Native.grad;
+        return g is null ? null : new Tensor(g);
     }
 
-    /// <summary>Drops the accumulated gradient (like zero_grad(set_to_none=True)).</summary>
-    public void ZeroGrad() => Check(vit_tensor_grad_reset(Handle));
+    /// <summary>Drops the gradient (it is null afterwards, as PyTorch's zero_grad(set_to_none=True)).</summary>
+    public void ZeroGrad() => Do(() => Native.grad = null);
 
     // ------------------------------------------------------------------ in place (no autograd history)
 
-    /// <summary>Copies <paramref name="source"/> into this tensor (broadcasting, converting type).</summary>
-    public void CopyFrom(Tensor source) => Check(vit_tensor_copy_(Handle, source.Handle));
+    /// <summary>Copies <paramref name="source"/>'s values into this tensor (broadcast, converted).</summary>
+    public void CopyFrom(Tensor source)
+    {
+        var t = Native;
+        var s = source.Native;
+        Do(() =>
+        {
+            using var _ = TS.no_grad();
+            t.copy_(s);
+        });
+    }
 
-    /// <summary>
-    /// Makes this tensor hold <paramref name="source"/>'s values, element type and device, keeping this handle and
-    /// <see cref="RequiresGrad"/> (PyTorch's <c>t.data = source</c>); the two then share memory. Drops the gradient.
-    /// </summary>
-    internal void SetData(Tensor source) => Check(vit_tensor_set_data(Handle, source.Handle));
+    /// <summary>Makes this tensor use <paramref name="source"/>'s data (shape, type and device included), keeping its
+    /// identity as a parameter (as PyTorch's <c>param.data = source</c>): the wrapper now holds a new leaf over that data.</summary>
+    internal void SetData(Tensor source)
+    {
+        var old = Native;
+        var s = source.Native;
+        TS.Tensor fresh = null!;
+        Do(() =>
+        {
+            using var _ = TS.no_grad();
+            fresh = s.detach().requires_grad_(old.requires_grad);
+        });
+        lock (this)
+        {
+            if (leases > 0) throw new InvalidOperationException("cannot replace a tensor's data while a data lease is held");
+            value = fresh;
+        }
+        old.Dispose();
+    }
 
-    /// <summary>Sets every element to <paramref name="value"/>.</summary>
-    public void Fill(double value) => Check(vit_tensor_fill_(Handle, value));
+    /// <summary>Sets every element.</summary>
+    public void Fill(double value) => InPlace(t => t.fill_(value));
 
     /// <summary>this += alpha * other.</summary>
-    public void AddInPlace(Tensor other, double alpha = 1) => Check(vit_tensor_add_(Handle, other.Handle, alpha));
+    public void AddInPlace(Tensor other, double alpha = 1)
+    {
+        var o = other.Native;
+        InPlace(t => t.add_(o, alpha));
+    }
 
     /// <summary>this *= s.</summary>
-    public void MulInPlace(double s) => Check(vit_tensor_mul_scalar_(Handle, s));
+    public void MulInPlace(double s) => InPlace(t => t.mul_(s));
 
-    /// <summary>Fills with Normal(mean, std) samples.</summary>
-    public void NormalInit(double mean, double std) => Check(vit_tensor_normal_(Handle, mean, std));
+    /// <summary>Fills with normal samples from this thread's generator.</summary>
+    public void NormalInit(double mean, double std) => InPlace(t => t.normal_(mean, std, Torch.Generator));
 
-    /// <summary>Fills with Uniform[lo, hi) samples.</summary>
-    public void UniformInit(double lo, double hi) => Check(vit_tensor_uniform_(Handle, lo, hi));
+    /// <summary>Fills with uniform samples in [lo, hi) from this thread's generator.</summary>
+    public void UniformInit(double lo, double hi) => InPlace(t => t.uniform_(lo, hi, Torch.Generator));
 
-    /// <summary>Fills with Normal(mean, std) truncated to the absolute bounds [lo, hi] (as timm's trunc_normal_).</summary>
+    /// <summary>Fills with normal samples redrawn into [lo, hi] (timm's trunc_normal_, the ViT's initialisation).</summary>
     public void TruncNormalInit(double mean, double std, double lo = -2, double hi = 2) =>
-        Check(vit_tensor_trunc_normal_(Handle, mean, std, lo, hi));
+        InPlace(t => TS.nn.init.trunc_normal_(t, mean, std, lo, hi, Torch.Generator));
+
+    private void InPlace(Func<TS.Tensor, TS.Tensor> op)
+    {
+        var t = Native;
+        Do(() =>
+        {
+            using var _ = TS.no_grad();
+            op(t);
+        });
+    }
 }

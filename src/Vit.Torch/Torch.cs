@@ -1,75 +1,106 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using static Vit.Torch.Native.NativeMethods;
+using TS = TorchSharp.torch;
 
 namespace Vit.Torch;
 
 /// <summary>Process-wide settings of the engine: seeds, threads, autograd mode, devices, versions.</summary>
-public static unsafe class Torch
+public static class Torch
 {
-    /// <summary>The linked libtorch version, e.g. "1.13.1".</summary>
+    /// <summary>The libtorch version TorchSharp runs, e.g. "2.10.0".</summary>
     public static string Version
     {
         get
         {
             EnsureLoaded();
-            return TorchVersion;
+            return TS.__version__;
         }
     }
+
+    /// <summary>TorchSharp's version, e.g. "0.107.0".</summary>
+    public static string TorchSharpVersion =>
+        typeof(TS).Assembly.GetName().Version is { } v ? $"{v.Major}.{v.Minor}.{v.Build}" : "unknown";
 
     /// <summary>Seeds the generator this thread draws from (initialisation, dropout, randperm): its own within
     /// <see cref="UseThreadGenerator"/>, else libtorch's global one.</summary>
     public static void ManualSeed(ulong seed)
     {
         EnsureLoaded();
-        Check(vit_manual_seed(seed));
+        if (threadGenerator is { } g) g.manual_seed(unchecked((long)seed));
+        else TS.random.manual_seed(unchecked((long)seed));
     }
 
     /// <summary>A process-wide setting the library applies once, on first use (see <see cref="ProcessSettings"/>).</summary>
     /// <param name="MallocTuned">glibc malloc keeps freed blocks up to 64 MiB (off: VIT_TUNE_MALLOC=0).</param>
     /// <param name="TorchThreads">libtorch's intra-op threads as set (null: left alone, VIT_THREADS=keep; n: VIT_THREADS=n).</param>
-    /// <param name="BlasThreads">OpenBLAS's threads as set (1; null with VIT_THREADS=keep).</param>
-    public sealed record ProcessSettingsInfo(bool MallocTuned, int? TorchThreads, int? BlasThreads)
-    {
-        /// <summary>OpenCV's threads as set on first use of images (1; VIT_OPENCV_THREADS=n or =keep; null: left alone or
-        /// images not used yet).</summary>
-        public int? OpenCvThreads => Imaging.Image.OpenCvThreads;
-    }
+    public sealed record ProcessSettingsInfo(bool MallocTuned, int? TorchThreads);
 
     /// <summary>
     /// The process-wide settings this library applied on its first use, each once and each with an opt-out
-    /// (environment variables read at that moment): glibc malloc tuning (VIT_TUNE_MALLOC=0), libtorch and OpenBLAS
-    /// thread counts (VIT_THREADS=n|keep), OpenCV's thread count (VIT_OPENCV_THREADS=n|keep). The random generator is
-    /// not among them: trainings draw from their own (<see cref="UseThreadGenerator"/>).
+    /// (environment variables read at that moment): glibc malloc tuning (VIT_TUNE_MALLOC=0) and libtorch's thread
+    /// count (VIT_THREADS=n|keep). The random generator is not among them: trainings draw from their own
+    /// (<see cref="UseThreadGenerator"/>).
     /// </summary>
-    public static ProcessSettingsInfo ProcessSettings
+    public static ProcessSettingsInfo ProcessSettings => Loaded.Value;
+
+    /// <summary>Loads TorchSharp's libtorch and applies <see cref="ProcessSettings"/> once; a clear error if it cannot.</summary>
+    internal static void EnsureLoaded() => _ = Loaded.Value;
+
+    private static readonly Lazy<ProcessSettingsInfo> Loaded = new(() =>
     {
-        get
+        try
         {
-            EnsureLoaded();
-            return Native.NativeMethods.AppliedSettings!;
+            TS.InitializeDeviceType(TorchSharp.DeviceType.CPU);
         }
+        catch (Exception e) when (e is NotSupportedException or DllNotFoundException or TypeInitializationException)
+        {
+            throw new TorchException(
+                "TorchSharp could not load libtorch: " + e.Message.Split('\n')[0] + " Reference the TorchSharp-cpu package (or " +
+                "TorchSharp-cuda-linux / -windows) and build; on a Linux whose libstdc++ predates GCC 13 the build marks one " +
+                "version need of libLibTorchSharp.so weak (see eng/build/TorchSharpOnOlderLibstdcxx.targets).", e);
+        }
+        // VIT_TUNE_MALLOC=0 leaves glibc's malloc settings alone: with the tuning, freed blocks of up to 64 MiB are kept for
+        // reuse instead of being returned to the kernel and faulted in again on the next step (measured: a small ViT's
+        // training step otherwise takes ~10x PyTorch's page faults).
+        bool tune = OperatingSystem.IsLinux() && Environment.GetEnvironmentVariable("VIT_TUNE_MALLOC") != "0";
+        if (tune && (Libc.mallopt(Libc.M_MMAP_THRESHOLD, 64 << 20) != 1 || Libc.mallopt(Libc.M_TRIM_THRESHOLD, 256 << 20) != 1))
+            tune = false;
+        // Threads: every core by default; VIT_THREADS=n for n, VIT_THREADS=keep to leave libtorch's choice.
+        var env = Environment.GetEnvironmentVariable("VIT_THREADS");
+        int? threads = env == "keep" ? null : int.TryParse(env, out var t) && t > 0 ? t : Environment.ProcessorCount;
+        if (threads is { } n) TS.set_num_threads(n);
+        return new ProcessSettingsInfo(tune, threads);
+    }, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    private static partial class Libc
+    {
+        internal const int M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3;
+
+        [DllImport("libc", EntryPoint = "mallopt")]
+        internal static extern int mallopt(int param, int value);
     }
 
-    [ThreadStatic] private static int threadGenerators;
+    [ThreadStatic] private static TS.Generator? threadGenerator;
+
+    /// <summary>The generator this thread's random ops draw from: its own (see <see cref="UseThreadGenerator"/>), or
+    /// null for libtorch's global one.</summary>
+    internal static TS.Generator? Generator => threadGenerator;
 
     /// <summary>
     /// Gives this thread its own generator, seeded with <paramref name="seed"/>, until the result is disposed: the
     /// random ops it runs (initialisation, dropout, drop path, randperm) draw from it and not from the global one, so
     /// that work on other threads neither disturbs it nor is disturbed. It draws what the global generator draws
     /// after <c>ManualSeed(seed)</c>. <see cref="Training.Trainer.Fit"/> and <c>VitEstimator.Fit</c> run inside one, so two
-    /// trainings on two threads each repeat exactly. Nested uses restore the outer generator's state.
+    /// trainings on two threads each repeat exactly. Nested uses restore the outer generator.
     /// </summary>
     public static IDisposable UseThreadGenerator(ulong seed)
     {
         EnsureLoaded();
-        var outer = threadGenerators > 0 ? GetRngState().DetachFromScope() : null;
-        Check(vit_thread_generator_set(1, seed));
-        threadGenerators++;
+        var outer = threadGenerator;
+        threadGenerator = new TS.Generator(seed);
         return new ThreadGeneratorScope(outer);
     }
 
-    private sealed class ThreadGeneratorScope(Tensor? outer) : IDisposable
+    private sealed class ThreadGeneratorScope(TS.Generator? outer) : IDisposable
     {
         private bool done;
 
@@ -77,23 +108,18 @@ public static unsafe class Torch
         {
             if (done) return;
             done = true;
-            threadGenerators--;
-            if (outer is null)
-            {
-                Check(vit_thread_generator_set(0, 0));
-                return;
-            }
-            Check(vit_thread_generator_set(1, 0));
-            SetRngState(outer);
-            outer.Dispose();
+            threadGenerator?.Dispose();
+            threadGenerator = outer;
         }
     }
 
-    /// <summary>The state of libtorch's global CPU generator (torch.get_rng_state): a new uint8 tensor the caller owns.</summary>
+    /// <summary>The state of this thread's generator (<see cref="UseThreadGenerator"/>) or of libtorch's global CPU
+    /// generator (torch.get_rng_state): a new uint8 tensor the caller owns.</summary>
     public static Tensor GetRngState()
     {
         EnsureLoaded();
-        return Tensor.Wrap(vit_rng_get_state(out var o), o);
+        var g = threadGenerator;
+        return Tensor.Run(() => g is null ? TS.random.get_rng_state() : g.get_state());
     }
 
     /// <summary>Restores a state from <see cref="GetRngState"/> (torch.set_rng_state), so that dropout continues as if uninterrupted.</summary>
@@ -101,22 +127,24 @@ public static unsafe class Torch
     {
         ArgumentNullException.ThrowIfNull(state);
         EnsureLoaded();
-        Check(vit_rng_set_state(state.Handle));
+        var s = state.Native;
+        var g = threadGenerator;
+        Tensor.Do(() =>
+        {
+            if (g is null) TS.random.set_rng_state(s);
+            else g.set_state(s);
+        });
     }
 
     /// <summary>
-    /// The one knob for intra-op threads: sets libtorch's pool and OpenBLAS's pool together so that they do not
-    /// oversubscribe the cores. By default OpenBLAS gets one thread: libtorch already runs its parallel regions on
-    /// every core, and a second pool of spinning BLAS threads on top measured 5-30% slower on this project's
-    /// 2-core machines (see eng/bench.sh). Applied at start-up with <see cref="Environment.ProcessorCount"/>
-    /// threads, or the VIT_THREADS environment variable when set.
+    /// Sets libtorch's intra-op threads (its OpenMP pool, which its BLAS and oneDNN use too). Applied at start-up
+    /// with <see cref="Environment.ProcessorCount"/> threads, or the VIT_THREADS environment variable when set.
     /// </summary>
-    public static void SetThreads(int threads, int blasThreads = 1)
+    public static void SetThreads(int threads)
     {
         if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, "thread count must be at least 1");
-        if (blasThreads < 1) throw new ArgumentOutOfRangeException(nameof(blasThreads), blasThreads, "BLAS thread count must be at least 1");
         EnsureLoaded();
-        Check(vit_threads_set(threads, blasThreads));
+        TS.set_num_threads(threads);
     }
 
     /// <summary>
@@ -128,7 +156,8 @@ public static unsafe class Torch
     {
         if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, "thread count must be at least 1");
         EnsureLoaded();
-        Check(vit_threads_local_set(threads, out var previous));
+        int previous = TS.get_num_threads();  // also ATen's lazy per-thread initialisation
+        OpenMp.SetThreads(threads);
         return new RestoreThreads(previous);
     }
 
@@ -142,41 +171,65 @@ public static unsafe class Torch
             // The count belongs to the thread that set it: restoring it on another (after an await, say) would be wrong twice.
             if (Environment.CurrentManagedThreadId != thread)
                 throw new InvalidOperationException("a Torch.LocalThreads scope must end on the thread that began it");
-            if (Interlocked.Exchange(ref done, 1) == 0) Check(vit_threads_local_set(previous, out _));
+            if (Interlocked.Exchange(ref done, 1) == 0) OpenMp.SetThreads(previous);
         }
     }
 
-    /// <summary>Current (libtorch, OpenBLAS) thread counts; OpenBLAS is -1 when it is not the BLAS in use.</summary>
-    public static (int Torch, int Blas) Threads
+    /// <summary>The OpenMP runtime libtorch was loaded with (TorchSharp's packages bundle their own libgomp).</summary>
+    private static class OpenMp
+    {
+        private static readonly Lazy<IntPtr> SetNumThreads = new(Find);
+
+        internal static void SetThreads(int n)
+        {
+            var f = SetNumThreads.Value;
+            if (f == IntPtr.Zero) return;  // no OpenMP: libtorch's own pool, whose count is process-wide
+            unsafe
+            {
+                ((delegate* unmanaged<int, void>)f)(n);
+            }
+        }
+
+        private static IntPtr Find()
+        {
+            if (!OperatingSystem.IsLinux()) return IntPtr.Zero;
+            // The libgomp libtorch_cpu.so linked, as mapped into this process (its name carries a hash).
+            foreach (var line in File.ReadLines("/proc/self/maps"))
+            {
+                int slash = line.IndexOf('/');
+                if (slash < 0) continue;
+                var path = line[slash..];
+                if (!Path.GetFileName(path).StartsWith("libgomp", StringComparison.Ordinal)) continue;
+                if (NativeLibrary.TryLoad(path, out var lib) && NativeLibrary.TryGetExport(lib, "omp_set_num_threads", out var f)) return f;
+            }
+            return IntPtr.Zero;
+        }
+    }
+
+    /// <summary>libtorch's intra-op thread count on this thread.</summary>
+    public static int Threads
     {
         get
         {
             EnsureLoaded();
-            Check(vit_threads_get(out var t, out var b));
-            return (t, b);
+            return TS.get_num_threads();
         }
     }
 
-    /// <summary>libtorch's description of its parallel set-up (OpenMP, BLAS, threads).</summary>
-    public static string ParallelInfo
-    {
-        get
-        {
-            EnsureLoaded();
-            var buf = new byte[4096];
-            fixed (byte* p = buf) Check(vit_parallel_info(p, buf.Length));
-            return Marshal.PtrToStringUTF8((IntPtr)Unsafe.AsPointer(ref buf[0]))!;
-        }
-    }
-
-    /// <summary>Number of usable CUDA devices (0 when libtorch has no CUDA support).</summary>
+    /// <summary>Number of usable CUDA devices (0 when the referenced TorchSharp package has no CUDA support or no GPU is visible).</summary>
     public static int CudaDeviceCount
     {
         get
         {
             EnsureLoaded();
-            Check(vit_cuda_device_count(out var n));
-            return n;
+            try
+            {
+                return TS.cuda.is_available() ? TS.cuda.device_count() : 0;
+            }
+            catch (Exception e) when (e is ExternalException or NotSupportedException or InvalidOperationException)
+            {
+                return 0;
+            }
         }
     }
 
@@ -191,15 +244,16 @@ public static unsafe class Torch
         if (requested.Index >= 0 && requested.Index < n) return requested;
         if (fallbackToCpu) return Device.Cpu;
         throw new TorchException(n == 0
-            ? $"device {requested} was requested, but the linked libtorch ({Version}, Debian's CPU build) has no CUDA support or no GPU is visible; use Device.Cpu"
+            ? $"device {requested} was requested, but no GPU is usable: the application references TorchSharp-cpu (libtorch {Version}, CPU only), or no GPU is visible. Reference TorchSharp-cuda-linux or TorchSharp-cuda-windows instead of TorchSharp-cpu, or use Device.Cpu"
             : $"device {requested} was requested, but only {n} CUDA device(s) are visible");
     }
 
     /// <summary>Turns autograd recording off on this thread until the returned object is disposed (torch.no_grad).</summary>
-    public static IDisposable NoGrad() => new GradMode(false);
-
-    /// <summary>Turns autograd recording on on this thread until disposed (torch.enable_grad).</summary>
-    public static IDisposable EnableGrad() => new GradMode(true);
+    public static IDisposable NoGrad()
+    {
+        EnsureLoaded();
+        return TS.no_grad();
+    }
 
     /// <summary>
     /// Inference mode on this thread until the returned object is disposed (torch.inference_mode): no autograd recording
@@ -209,52 +263,21 @@ public static unsafe class Torch
     public static IDisposable InferenceMode()
     {
         EnsureLoaded();
-        Check(vit_inference_mode_enter(out var guard));
-        return new NativeGuard(guard, vit_inference_mode_exit);
+        return new SameThread(TS.inference_mode(true));
     }
 
-    /// <summary>
-    /// Times every libtorch op run on this thread (forward and backward) until the returned object is disposed, then
-    /// writes them to <paramref name="path"/> as a Chrome trace (open in chrome://tracing or Perfetto).
-    /// </summary>
-    public static IDisposable Profile(string path)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        EnsureLoaded();
-        Check(vit_profile_begin(Path.GetFullPath(path), out var guard));
-        return new NativeGuard(guard, vit_profile_end);
-    }
-
-    private sealed class NativeGuard(IntPtr guard, Action<IntPtr> free) : IDisposable
+    private sealed class SameThread(IDisposable inner) : IDisposable
     {
         private readonly int threadId = Environment.CurrentManagedThreadId;
+        private bool done;
 
         public void Dispose()
         {
-            if (guard == IntPtr.Zero) return;
+            if (done) return;
             if (Environment.CurrentManagedThreadId != threadId)
                 throw new InvalidOperationException("this per-thread mode must be left on the thread that entered it");
-            free(guard);
-            guard = IntPtr.Zero;
-        }
-    }
-
-    private sealed class GradMode : IDisposable
-    {
-        private readonly int previous;
-        private bool disposed;
-
-        public GradMode(bool enabled)
-        {
-            EnsureLoaded();
-            Check(vit_grad_set_enabled(enabled ? 1 : 0, out previous));
-        }
-
-        public void Dispose()
-        {
-            if (disposed) return;
-            disposed = true;
-            Check(vit_grad_set_enabled(previous, out _));
+            done = true;
+            inner.Dispose();
         }
     }
 }

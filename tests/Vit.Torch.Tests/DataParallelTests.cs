@@ -59,7 +59,7 @@ public sealed class DataParallelTests : TempDirectoryTests
     /// </summary>
     public static int Worker(string store, int rank, int world, string output, string mode)
     {
-        Torch.SetThreads(1, 1);
+        Torch.SetThreads(1);
         // "tcp:HOST:PORT": rendezvous with rank 0 at HOST over TCP; anything else is a file store's path.
         var group = ProcessGroup.Create(store.Split(':') is ["tcp", var host, var port]
             ? new DistributedOptions { Rank = rank, WorldSize = world, MasterAddress = host, MasterPort = int.Parse(port, CultureInfo.InvariantCulture), Timeout = TimeSpan.FromSeconds(20) }

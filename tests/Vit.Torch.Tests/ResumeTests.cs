@@ -74,7 +74,7 @@ public sealed class ResumeTests : TempDirectoryTests
     /// when there is one; returns the final weights' SHA-256.</summary>
     internal static string TrainResumable(string directory, Action<long, int> onStep)
     {
-        Torch.SetThreads(1, 1);
+        Torch.SetThreads(1);
         Trainer.AfterStep = onStep;
         using var model = NewModel();
         new Trainer(model, Options(directory, TimeSpan.Zero, resume: true)).Fit(Batches(Data()));

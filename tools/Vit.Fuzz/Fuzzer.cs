@@ -30,7 +30,7 @@ internal static class Fuzzer
         if (Directory.Exists(work)) Directory.Delete(work, recursive: true);
         Directory.CreateDirectory(work);
         Directory.CreateDirectory(output);
-        Engine.SetThreads(1, 1);
+        Engine.SetThreads(1);
         var seeds = target.Seeds(work);
         foreach (var s in seeds) target.Read(s, work);  // every seed must load: the fuzzer starts from valid files
         var pool = new List<byte[]>(seeds);

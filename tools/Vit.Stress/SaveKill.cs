@@ -132,7 +132,7 @@ internal static class SaveKill
         }
         // Checkpoints: a small ViT trained on random images, a checkpoint after every step; before each checkpoint is
         // written, the hash of the weights it will hold.
-        Engine.SetThreads(1, 1);
+        Engine.SetThreads(1);
         Engine.ManualSeed(1);
         using var model = new VisionTransformer(new VitConfig { ImageSize = 16, PatchSize = 8, Channels = 3, Dim = 64, Depth = 2, Heads = 2, MlpDim = 128, NumClasses = 3 });
         var rng = new Random(1);

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
-using static Vit.Torch.Native.NativeMethods;
+using TS = TorchSharp.torch;
 
 namespace Vit.Torch.Distributed;
 
@@ -74,78 +74,71 @@ public enum ReduceOp
 /// with an error naming the operation instead of hanging. Create one per process with the same options except the
 /// rank; every rank must make the same calls in the same order.
 /// </summary>
-public sealed unsafe class ProcessGroup : IDisposable
+public sealed class ProcessGroup : IDisposable
 {
-    private IntPtr group;
+    private GlooGroup? group;
 
-    private ProcessGroup(IntPtr group, int rank, int size)
+    private ProcessGroup(GlooGroup group)
     {
         this.group = group;
-        Rank = rank;
-        WorldSize = size;
+        Rank = group.Rank;
+        WorldSize = group.WorldSize;
     }
 
-    /// <summary>This process's rank.</summary>
+    /// <summary>This process's rank, 0..<see cref="WorldSize"/>-1.</summary>
     public int Rank { get; }
 
-    /// <summary>The number of processes.</summary>
+    /// <summary>Number of processes in the group.</summary>
     public int WorldSize { get; }
 
-    /// <summary>Forms the group: waits (up to the timeout) until all <see cref="DistributedOptions.WorldSize"/> processes have joined.</summary>
-    /// <exception cref="ArgumentException">Options out of range.</exception>
-    /// <exception cref="TorchException">The rendezvous failed or timed out (libtorch's message).</exception>
-    public static ProcessGroup Create(DistributedOptions options)
+    /// <summary>Joins the group described by <paramref name="options"/>, waiting up to its timeout for every rank.</summary>
+    public static ProcessGroup Create(DistributedOptions options) => new(GlooGroup.Create(options));
+
+    private GlooGroup Group => group ?? throw new ObjectDisposedException(nameof(ProcessGroup));
+
+    private static GlooElement ElementOf(Tensor t) => t.DType switch
     {
-        ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        EnsureLoaded();
-        var bind = options.BindAddress ?? (options.StoreFile is null ? LocalAddressTowards(options.MasterAddress, options.MasterPort) : null);
-        if (bind is null && options.StoreFile is null && options.WorldSize > 1)
-            throw new ArgumentException($"cannot tell which local address reaches the master {options.MasterAddress}:{options.MasterPort}; set DistributedOptions.BindAddress");
-        Check(options.StoreFile is { } file
-            ? vit_dist_init(2, Path.GetFullPath(file), 0, options.Rank, options.WorldSize, (long)options.Timeout.TotalMilliseconds, bind, out var g)
-            : vit_dist_init(1, options.MasterAddress, options.MasterPort, options.Rank, options.WorldSize, (long)options.Timeout.TotalMilliseconds, bind, out g));
-        return new ProcessGroup(g, options.Rank, options.WorldSize);
-    }
+        DType.Float32 => GlooElement.Float32,
+        DType.Float64 => GlooElement.Float64,
+        DType.Int64 => GlooElement.Int64,
+        DType.Int32 => GlooElement.Int32,
+        _ => throw new ArgumentException($"a collective reduces float32, float64, int32 and int64 tensors, not {t.DType}"),
+    };
 
-    /// <summary>The local address a connection to the master would leave from (no packet is sent): the interface the
-    /// other ranks can reach this one on.</summary>
-    private static string? LocalAddressTowards(string host, int port)
+    private static void CheckCollectible(Tensor t, string what)
     {
-        try
-        {
-            var target = IPAddress.TryParse(host, out var ip) ? ip : Dns.GetHostAddresses(host).First(a => a.AddressFamily == AddressFamily.InterNetwork);
-            using var probe = new Socket(target.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
-            probe.Connect(target, port);
-            return ((IPEndPoint)probe.LocalEndPoint!).Address.ToString();
-        }
-        catch (Exception e) when (e is SocketException or InvalidOperationException)
-        {
-            return null;  // libtorch's own choice (this host's name)
-        }
+        if (t.Device.Type != DeviceType.Cpu) throw new ArgumentException($"{what}: tensors must be on the CPU, got {t.Device}");
+        if (!t.Native.is_contiguous()) throw new ArgumentException($"{what}: tensors must be contiguous");
     }
-
-    private IntPtr Handle => group != IntPtr.Zero ? group : throw new ObjectDisposedException(nameof(ProcessGroup));
-
-    private static long Ms(TimeSpan? t) => t is not { } v ? 0
-        : v > TimeSpan.Zero ? Math.Max(1, (long)v.TotalMilliseconds)
-        : throw new ArgumentOutOfRangeException(nameof(t), t, "a timeout must be positive (null: the group's)");
 
     /// <summary>Reduces each tensor over all ranks in place (every rank ends with the result). Tensors must be contiguous
-    /// CPU tensors; Gloo reduces float32, float64 and the integer types (not bfloat16).</summary>
+    /// CPU tensors of float32, float64, int32 or int64.</summary>
     public void AllReduce(IReadOnlyList<Tensor> tensors, ReduceOp op = ReduceOp.Sum, TimeSpan? timeout = null)
     {
         ArgumentNullException.ThrowIfNull(tensors);
-        using var h = new HandleArray(tensors);
-        Check(vit_dist_allreduce(Handle, h.Pointer, tensors.Count, (int)op, Ms(timeout)));
+        foreach (var t in tensors)
+        {
+            CheckCollectible(t, "allreduce");
+            ElementOf(t);
+        }
+        foreach (var t in tensors)
+        {
+            using var lease = t.LeaseData();
+            Group.AllReduce(lease.Pointer, t.NumElements, ElementOf(t), op, timeout);
+        }
     }
 
     /// <summary>Copies each tensor of rank <paramref name="root"/> into the same tensors of the other ranks.</summary>
     public void Broadcast(IReadOnlyList<Tensor> tensors, int root = 0, TimeSpan? timeout = null)
     {
         ArgumentNullException.ThrowIfNull(tensors);
-        using var h = new HandleArray(tensors);
-        Check(vit_dist_broadcast(Handle, h.Pointer, tensors.Count, root, Ms(timeout)));
+        if (root < 0 || root >= WorldSize) throw new ArgumentOutOfRangeException(nameof(root), root, $"root must be a rank in 0..{WorldSize - 1}");
+        foreach (var t in tensors) CheckCollectible(t, "broadcast");
+        foreach (var t in tensors)
+        {
+            using var lease = t.LeaseData();
+            Group.Broadcast(lease.Pointer, t.NumElements * t.DType.ElementSize(), root, timeout);
+        }
     }
 
     /// <summary>The default size of a gradient bucket: 25 MB, as DistributedDataParallel's.</summary>
@@ -158,17 +151,67 @@ public sealed unsafe class ProcessGroup : IDisposable
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentOutOfRangeException.ThrowIfLessThan(bucketBytes, 4L, nameof(bucketBytes));
-        using var h = new HandleArray(parameters);
-        Check(vit_dist_allreduce_grads(Handle, h.Pointer, parameters.Count, bucketBytes, Ms(timeout)));
+        // The layout first: every rank's element count and parameter count, so that different models fail clearly
+        // instead of summing unrelated numbers. One MAX over (total, n, -total, -n) gives each one's largest and smallest.
+        long total = 0;
+        foreach (var p in parameters) total += p.NumElements;
+        long n = parameters.Count;
+        var layout = new long[] { total, n, -total, -n };
+        unsafe
+        {
+            fixed (long* l = layout) Group.AllReduce((IntPtr)l, 4, GlooElement.Int64, ReduceOp.Max, timeout);
+        }
+        if (layout[0] != -layout[2] || layout[1] != -layout[3])
+            throw new ArgumentException(
+                $"gradient allreduce: the ranks' models differ (parameter elements {-layout[2]}..{layout[0]}, tensors {-layout[3]}..{layout[1]})");
+        long perBucket = Math.Max(1, bucketBytes / 4);
+        using var noGrad = TS.no_grad();
+        int i = 0;
+        while (i < parameters.Count)
+        {
+            int j = i;
+            long elements = 0;
+            var grads = new List<TS.Tensor>();
+            try
+            {
+                while (j < parameters.Count && (j == i || elements + parameters[j].NumElements <= perBucket))
+                {
+                    var p = parameters[j].Native;
+                    var g = p.grad;
+                    if (g is null)
+                    {
+                        using var zeros = TS.zeros_like(p, TS.ScalarType.Float32);
+                        p.grad = zeros;
+                        g = p.grad!;
+                    }
+                    grads.Add(g);
+                    elements += p.NumberOfElements;
+                    j++;
+                }
+                var flats = grads.Select(g => g.reshape(-1)).ToArray();
+                using var flat = TS.cat(flats, 0).to_type(TS.ScalarType.Float32);
+                foreach (var f in flats) f.Dispose();
+                Group.AllReduce(TorchSharpNative.DataPointer(flat), elements, GlooElement.Float32, ReduceOp.Sum, timeout);
+                long at = 0;
+                foreach (var g in grads)
+                {
+                    long count = g.NumberOfElements;
+                    using var part = flat.narrow(0, at, count).view_as(g);
+                    g.copy_(part);
+                    at += count;
+                }
+            }
+            finally
+            {
+                foreach (var g in grads) g.Dispose();
+            }
+            i = j;
+        }
     }
 
     /// <summary>Waits until every rank has reached this call.</summary>
-    public void Barrier(TimeSpan? timeout = null) => Check(vit_dist_barrier(Handle, Ms(timeout)));
+    public void Barrier(TimeSpan? timeout = null) => Group.Barrier(timeout);
 
     /// <summary>Leaves the group (closes its connections).</summary>
-    public void Dispose()
-    {
-        var g = Interlocked.Exchange(ref group, IntPtr.Zero);
-        if (g != IntPtr.Zero) Check(vit_dist_free(g));
-    }
+    public void Dispose() => Interlocked.Exchange(ref group, null)?.Dispose();
 }

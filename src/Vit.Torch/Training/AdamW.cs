@@ -1,4 +1,3 @@
-using static Vit.Torch.Native.NativeMethods;
 
 namespace Vit.Torch.Training;
 
@@ -7,7 +6,7 @@ namespace Vit.Torch.Training;
 /// Following the ViT/DeiT recipe, biases, norms, the position embedding and the class token get no decay
 /// (see <see cref="DecaysByDefault"/>). The update math runs in libtorch, in place, in one native call per step.
 /// </summary>
-public sealed unsafe class AdamW : IDisposable
+public sealed class AdamW : IDisposable
 {
     private readonly Tensor[] parameters;
     private readonly Tensor[] expAvg;
@@ -155,16 +154,32 @@ public sealed unsafe class AdamW : IDisposable
     public void Step()
     {
         StepCount++;
-        using var p = new HandleArray(parameters);
-        using var m = new HandleArray(expAvg);
-        using var v = new HandleArray(expAvgSq);
-        fixed (double* wd = weightDecay)
-        fixed (double* scale = learningRateScale)
-            Check(vit_optim_adamw_step(p.Pointer, m.Pointer, v.Pointer, wd, scale, parameters.Length,
-                LearningRate, Betas.Beta1, Betas.Beta2, Eps, StepCount));
+        double bc1 = 1.0 - Math.Pow(Betas.Beta1, StepCount), bc2Sqrt = Math.Sqrt(1.0 - Math.Pow(Betas.Beta2, StepCount));
+        Tensor.Do(() =>
+        {
+            using var noGrad = TorchSharp.torch.no_grad();
+            for (int i = 0; i < parameters.Length; i++)
+            {
+                var p = parameters[i].Native;
+                using var g = p.grad;
+                if (g is null) continue;
+                var (m, v) = (expAvg[i].Native, expAvgSq[i].Native);
+                if (!g.shape.SequenceEqual(p.shape) || !m.shape.SequenceEqual(p.shape) || !v.shape.SequenceEqual(p.shape)
+                    || g.dtype != p.dtype || m.dtype != p.dtype || v.dtype != p.dtype)
+                    throw new TorchException($"AdamW: the gradient or a moment of parameter {i} differs from it in shape or dtype");
+                double lr = LearningRate * learningRateScale[i];
+                // Decoupled weight decay (Loshchilov & Hutter 2019), then Adam's moments and bias-corrected step.
+                p.mul_(1.0 - lr * weightDecay[i]);
+                m.mul_(Betas.Beta1).add_(g, 1.0 - Betas.Beta1);
+                v.mul_(Betas.Beta2).addcmul_(g, g, 1.0 - Betas.Beta2);
+                using var denom = v.sqrt();
+                denom.div_(bc2Sqrt).add_(Eps);
+                p.addcdiv_(m, denom, -lr / bc1);
+            }
+        });
     }
 
-    /// <summary>Drops all gradients.</summary>
+    /// <summary>Drops every parameter's gradient (set to none, as PyTorch's default).</summary>
     public void ZeroGrad()
     {
         foreach (var p in parameters) p.ZeroGrad();
@@ -176,12 +191,37 @@ public sealed unsafe class AdamW : IDisposable
     /// </summary>
     public double ClipGradNorm(double maxNorm)
     {
-        using var p = new HandleArray(parameters);
-        Check(vit_optim_clip_grad_norm(p.Pointer, parameters.Length, maxNorm, out var norm));
-        return norm;
+        double total = 0;
+        Tensor.Do(() =>
+        {
+            using var noGrad = TorchSharp.torch.no_grad();
+            var grads = new List<TorchSharp.torch.Tensor>();
+            try
+            {
+                foreach (var p in parameters)
+                    if (p.Native.grad is { } g) grads.Add(g);
+                if (grads.Count == 0) return;
+                var norms = grads.Select(g => g.norm(2).to_type(TorchSharp.torch.ScalarType.Float64, disposeAfter: true)).ToArray();
+                using (var stacked = TorchSharp.torch.stack(norms))
+                using (var norm = stacked.norm(2))
+                    total = norm.item<double>();
+                foreach (var n in norms) n.Dispose();
+                if (maxNorm > 0 && double.IsFinite(total))
+                {
+                    double coef = maxNorm / (total + 1e-6);
+                    if (coef < 1.0)
+                        foreach (var g in grads) g.mul_(coef);
+                }
+            }
+            finally
+            {
+                foreach (var g in grads) g.Dispose();
+            }
+        });
+        return total;
     }
 
-    /// <summary>Frees the optimizer state.</summary>
+    /// <summary>Frees the moment buffers.</summary>
     public void Dispose()
     {
         foreach (var t in expAvg) t.Dispose();
