@@ -201,9 +201,9 @@ public sealed class AdamW : IDisposable
                 foreach (var p in parameters)
                     if (p.Native.grad is { } g) grads.Add(g);
                 if (grads.Count == 0) return;
-                var norms = grads.Select(g => g.norm(2).to_type(TorchSharp.torch.ScalarType.Float64, disposeAfter: true)).ToArray();
+                var norms = grads.Select(g => g.norm(2f).to_type(TorchSharp.torch.ScalarType.Float64, disposeAfter: true)).ToArray();
                 using (var stacked = TorchSharp.torch.stack(norms))
-                using (var norm = stacked.norm(2))
+                using (var norm = stacked.norm(2f))
                     total = norm.item<double>();
                 foreach (var n in norms) n.Dispose();
                 if (maxNorm > 0 && double.IsFinite(total))

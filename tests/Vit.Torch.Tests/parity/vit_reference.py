@@ -15,6 +15,8 @@ OUTPUT   safetensors written here. For each precision s in (f32, f64) the model 
            logits_s           (B, classes)
            grad_pos_embed_s   d sum(logits * w) / d pos_embed
            grad_qkv0_s        d sum(logits * w) / d blocks.0.attn.qkv.weight
+         and the same three for s = bf16: float32 weights and inputs under PyTorch's CPU autocast to bfloat16
+         (torch.autocast("cpu", dtype=torch.bfloat16)), written as float32.
 
 Safetensors is read and written by safetensors_io.py (json + struct only: the `safetensors` package is not a
 dependency).
@@ -94,6 +96,14 @@ def main(argv):
         out["logits_" + suffix] = logits.detach()
         out["grad_pos_embed_" + suffix] = p["pos_embed"].grad
         out["grad_qkv0_" + suffix] = p["blocks.0.attn.qkv.weight"].grad
+    wanted = ("pos_embed", "blocks.0.attn.qkv.weight")
+    p = {k: v.float().detach().requires_grad_(k in wanted) for k, v in weights.items()}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = vit(p, inputs["images"].float(), heads, eps, pooling)
+    (logits.float() * inputs["w"].float()).sum().backward()
+    out["logits_bf16"] = logits.detach().float()
+    out["grad_pos_embed_bf16"] = p["pos_embed"].grad.float()
+    out["grad_qkv0_bf16"] = p["blocks.0.attn.qkv.weight"].grad.float()
     write_safetensors(argv[3], out)
 
 
