@@ -33,7 +33,11 @@ public readonly record struct Device(DeviceType Type, int Index = 0)
     /// <inheritdoc />
     public override string ToString() => Type == DeviceType.Cpu ? "cpu" : $"cuda:{Index}";
 
-    /// <summary>The same device as TorchSharp names it.</summary>
-    internal TorchSharp.torch.Device ToTorchSharp() =>
-        Type == DeviceType.Cpu ? TorchSharp.torch.CPU : new TorchSharp.torch.Device(TorchSharp.DeviceType.CUDA, Index);
+    /// <summary>The same device as TorchSharp names it; a CUDA device must be usable (see <see cref="Torch.ResolveDevice"/>).</summary>
+    internal TorchSharp.torch.Device ToTorchSharp()
+    {
+        if (Type == DeviceType.Cpu) return TorchSharp.torch.CPU;
+        Torch.ResolveDevice(this, fallbackToCpu: false);  // no usable GPU: our error, which says what to reference
+        return new TorchSharp.torch.Device(TorchSharp.DeviceType.CUDA, Index);
+    }
 }

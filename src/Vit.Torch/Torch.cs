@@ -244,7 +244,7 @@ public static class Torch
         if (requested.Index >= 0 && requested.Index < n) return requested;
         if (fallbackToCpu) return Device.Cpu;
         throw new TorchException(n == 0
-            ? $"device {requested} was requested, but no GPU is usable: the application references TorchSharp-cpu (libtorch {Version}, CPU only), or no GPU is visible. Reference TorchSharp-cuda-linux or TorchSharp-cuda-windows instead of TorchSharp-cpu, or use Device.Cpu"
+            ? $"device {requested} was requested, but no CUDA device is usable: the application references TorchSharp-cpu (libtorch {Version}, CPU only), or no GPU is visible. Reference TorchSharp-cuda-linux or TorchSharp-cuda-windows instead of TorchSharp-cpu, or use Device.Cpu"
             : $"device {requested} was requested, but only {n} CUDA device(s) are visible");
     }
 

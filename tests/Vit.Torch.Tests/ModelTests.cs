@@ -139,4 +139,33 @@ public sealed class ModelTests
     {
         ImageSize = 8, PatchSize = 4, Channels = 1, Dim = 16, Depth = 2, Heads = 2, MlpDim = 32, NumClasses = 3,
     };
+
+    /// <summary>
+    /// On a GPU (the application references TorchSharp-cuda-linux or -windows instead of TorchSharp-cpu): a training
+    /// step's loss and gradients on Device.Cuda(0) equal the CPU's on the same weights and inputs. Skipped, with the
+    /// reason, where no CUDA device is usable (as on this project's CI, which references TorchSharp-cpu).
+    /// </summary>
+    [TestMethod]
+    public void CudaTrainingStepMatchesTheCpu()
+    {
+        if (Torch.CudaDeviceCount == 0)
+            Assert.Inconclusive("no CUDA device is usable: the tests reference TorchSharp-cpu; reference TorchSharp-cuda-linux on a machine with an NVIDIA GPU to run this");
+        var cfg = new VitConfig { ImageSize = 16, PatchSize = 4, Channels = 3, Dim = 32, Depth = 2, Heads = 4, MlpDim = 64, NumClasses = 5 };
+        Torch.ManualSeed(5);
+        using var cpu = new VisionTransformer(cfg);
+        using var gpu = VisionTransformer.ForWeights(cfg);
+        foreach (var ((_, from), (_, to)) in cpu.NamedParameters().Zip(gpu.NamedParameters())) to.CopyFrom(from);
+        gpu.To(Device.Cuda(0));
+        using var scope = TensorScope.Begin();
+        var x = Tensor.Randn([4, 3, 16, 16]);
+        var y = Tensor.FromArray(new long[] { 0, 1, 2, 3 }, 4);
+        var lossCpu = F.CrossEntropy(cpu.Forward(x), y);
+        lossCpu.Backward();
+        var lossGpu = F.CrossEntropy(gpu.Forward(x.To(Device.Cuda(0))), y.To(Device.Cuda(0)));
+        lossGpu.Backward();
+        Assert.AreEqual(lossCpu.Item(), lossGpu.Item(), 1e-4);
+        var gCpu = cpu.PosEmbed.Grad()!.ToArray<float>();
+        var gGpu = gpu.PosEmbed.Grad()!.To(Device.Cpu).ToArray<float>();
+        for (int i = 0; i < gCpu.Length; i++) Assert.AreEqual(gCpu[i], gGpu[i], 1e-4, $"pos_embed gradient {i}");
+    }
 }
