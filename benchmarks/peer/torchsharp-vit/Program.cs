@@ -57,10 +57,11 @@ double TrainSteps()
 {
     model.train();
     var parameters = model.named_parameters().ToList();
+    static bool Decays((string name, TorchSharp.Modules.Parameter parameter) p) => p.parameter.dim() > 1 && p.name != "pos_embed";
     using var optimizer = torch.optim.AdamW(
     [
-        new TorchSharp.Modules.AdamW.ParamGroup(parameters.Where(p => p.parameter.dim() > 1 && p.name != "pos_embed").Select(p => p.parameter), weight_decay: 0.05),
-        new TorchSharp.Modules.AdamW.ParamGroup(parameters.Where(p => !(p.parameter.dim() > 1 && p.name != "pos_embed")).Select(p => p.parameter), weight_decay: 0.0),
+        new TorchSharp.Modules.AdamW.ParamGroup(parameters.Where(Decays).Select(p => p.parameter), weight_decay: 0.05),
+        new TorchSharp.Modules.AdamW.ParamGroup(parameters.Where(p => !Decays(p)).Select(p => p.parameter), weight_decay: 0.0),
     ], lr: 1e-3);
     var clock = new Stopwatch();
     for (int s = 0; s < warmup + timed; s++)
