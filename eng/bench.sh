@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Speed of Vit for .NET next to PyTorch eager (Debian's python3-torch 1.13) on this machine, in one run: the same
-# models, sizes and data, each measurement repeated ROUNDS times with ours and PyTorch's interleaved, medians
-# compared as ratios (a shared VM's timing drifts; only ratios measured in the same run mean anything).
+# Speed of Vit for .NET next to PyTorch eager (Debian's python3-torch 1.13) and, for ViT-Ti/16@224's training step and
+# batch scoring, the plain TorchSharp ViT a .NET user would write (benchmarks/peer/torchsharp-vit), on this machine, in
+# one run: the same models, sizes and data, each measurement repeated ROUNDS times with ours and the peers' interleaved,
+# medians compared as ratios (a shared VM's timing drifts; only ratios measured in the same run mean anything).
 #   bash eng/bench.sh               # everything (~15 minutes on 2 cores)
 #   ROUNDS=5 bash eng/bench.sh      # more rounds, steadier medians
 # Sections: training step; batch scoring; training through the pipeline; single-image latency and scoring through the
@@ -11,9 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash eng/install-deps.sh >/dev/null
 dotnet build benchmarks/Vit.Benchmarks -c Release -nologo -v q >/dev/null
+# The plain TorchSharp ViT a .NET user would write (TorchSharp-cpu only; not in Vit.sln, so built here).
+dotnet build benchmarks/peer/torchsharp-vit -c Release -nologo -v q >/dev/null
 py=/usr/bin/python3
 rounds=${ROUNDS:-3}
 bench="dotnet benchmarks/Vit.Benchmarks/bin/Release/net10.0/Vit.Benchmarks.dll"
+torchsharp="dotnet benchmarks/peer/torchsharp-vit/bin/Release/net10.0/torchsharp-vit.dll"
 export OPENBLAS_NUM_THREADS=1   # both sides: 2 intra-op threads, single-threaded BLAS inside them (no oversubscription)
 threads="--threads $(nproc) --blas-threads 1"
 
@@ -29,39 +33,46 @@ fm="--image 28 --channels 1 --patch 7 --dim 96 --depth 4 --heads 4 --mlp 192 --c
 ti="--image 224 --channels 3 --patch 16 --dim 192 --depth 12 --heads 3 --mlp 768 --classes 1000"
 declare -A med   # "<what> <model> <who> <precision>" -> median images/s
 
-# One measurement, ROUNDS times, ours and PyTorch's in fp32 and bf16 interleaved; medians into med[].
-measure() {  # what(train-step|score) model-name peer-script "args"
-  local what=$1 name=$2 script=$3 args=$4 r who p
+# One measurement, ROUNDS times, ours and PyTorch's (and the plain TorchSharp ViT's, when given its arguments: it is
+# ViT-Ti/16@224 only) in fp32 and bf16 interleaved; medians into med[].
+measure() {  # what(train-step|score) model-name peer-script "args" ["torchsharp-vit args"]
+  local what=$1 name=$2 script=$3 args=$4 ts=${5:-} r who p
   declare -A runs=()
   for ((r = 0; r < rounds; r++)); do
     for p in float32 bfloat16; do
       runs[ours $p]+=" $($bench "$what" $args $threads --precision $p | ips)"
       runs[pytorch $p]+=" $($py "benchmarks/peer/$script" $args $threads --precision $p | ips)"
+      [[ -z $ts ]] || runs[torchsharp $p]+=" $($torchsharp "$what" $ts --threads "$(nproc)" --precision $p | ips)"
     done
   done
-  for who in ours pytorch; do for p in float32 bfloat16; do
+  for who in ours pytorch ${ts:+torchsharp}; do for p in float32 bfloat16; do
     med[$what $name $who $p]=$(median <<<"${runs[$who $p]}")
   done; done
 }
 
-table() {  # what title model-names...
-  local what=$1 title=$2; shift 2
+# One row per "model peer": peer pytorch is PyTorch eager (bf16: its autocast), peer torchsharp the plain TorchSharp
+# ViT of benchmarks/peer/torchsharp-vit (bf16: casts in each Linear and the patch Conv2d, fp32 master weights).
+table() {  # what title "model peer"...
+  local what=$1 title=$2 row name peer; shift 2
   echo
   echo "## $title (images/s, median of $rounds)"
-  printf '%-16s %9s %9s %9s %9s | %-13s %-13s %-13s\n' model "ours fp32" "ours bf16" "pt fp32" "pt bf16" \
-    "ours/pt fp32" "ours bf16/pt" "ours bf16/pt"
-  printf '%-16s %9s %9s %9s %9s | %-13s %-13s %-13s\n' "" "" "" "" "" "" "fp32" "bf16 autocast"
-  for name in "$@"; do
+  printf '%-16s %-10s %9s %9s %9s %9s | %-14s %-14s %-14s\n' model peer "ours fp32" "ours bf16" "peer fp32" "peer bf16" \
+    "ours/peer fp32" "ours bf16/peer" "ours bf16/peer"
+  printf '%-16s %-10s %9s %9s %9s %9s | %-14s %-14s %-14s\n' "" "" "" "" "" "" "" "fp32" "bf16"
+  for row in "$@"; do
+    read -r name peer <<<"$row"
     local of=${med[$what $name ours float32]} ob=${med[$what $name ours bfloat16]}
-    local pf=${med[$what $name pytorch float32]} pb=${med[$what $name pytorch bfloat16]}
-    printf '%-16s %9s %9s %9s %9s | %-13s %-13s %-13s\n' "$name" "$of" "$ob" "$pf" "$pb" \
+    local pf=${med[$what $name $peer float32]} pb=${med[$what $name $peer bfloat16]}
+    printf '%-16s %-10s %9s %9s %9s %9s | %-14s %-14s %-14s\n' "$name" "$peer" "$of" "$ob" "$pf" "$pb" \
       "$(ratio "$of" "$pf")" "$(ratio "$ob" "$pf")" "$(ratio "$ob" "$pb")"
   done
 }
 
 measure train-step fashion-mnist train_step.py "$fm --batch 128 --steps 20"
-measure train-step vit-ti16@224 train_step.py "$ti --batch 32 --steps 5"
-table train-step "Training step: forward, loss, backward, clipping, AdamW, on ready tensors" fashion-mnist vit-ti16@224
+measure train-step vit-ti16@224 train_step.py "$ti --batch 32 --steps 5" "--batch 32 --steps 5"
+table train-step "Training step: forward, loss, backward, clipping, AdamW, on ready tensors" "fashion-mnist pytorch" \
+  "vit-ti16@224 pytorch" "vit-ti16@224 torchsharp"
+echo "(issue 21: ours bf16 / the plain TorchSharp ViT's bf16 needs >= 1.5x)"
 
 # Thread settings: above, both sides run 2 libtorch threads over single-threaded BLAS. PyTorch's own default lets
 # OpenBLAS start a thread per core too; float32 is where that matters (bf16 products run in oneDNN's threads).
@@ -79,8 +90,10 @@ best=$(awk -v a="$pm" -v b="${med[train-step vit-ti16@224 pytorch float32]}" 'BE
 echo "ours bf16 / PyTorch fp32 at its better thread setting: $(ratio "${med[train-step vit-ti16@224 ours bfloat16]}" "$best")"
 
 measure score fashion-mnist score.py "$fm --batch 500 --runs 20"
-measure score vit-ti16@224 score.py "$ti --batch 64 --runs 4"
-table score "Batch scoring: forward + softmax without autograd (PyTorch: no_grad), on ready tensors" fashion-mnist vit-ti16@224
+measure score vit-ti16@224 score.py "$ti --batch 64 --runs 4" "--batch 64 --runs 4"
+table score "Batch scoring: forward + softmax without autograd (PyTorch: no_grad; TorchSharp: inference_mode), on ready tensors" \
+  "fashion-mnist pytorch" "vit-ti16@224 pytorch" "vit-ti16@224 torchsharp"
+echo "(issue 21: ours bf16 / the plain TorchSharp ViT's bf16 needs >= 1.5x)"
 
 # Training as users run it, on the same folder of JPEGs: ours LoadImages -> ResizeImages -> VitEstimator (its loader
 # decoding and augmenting on the same cores); PyTorch's ImageFolder + DataLoader (one worker) + the same step.
