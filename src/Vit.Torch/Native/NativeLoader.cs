@@ -5,14 +5,15 @@ using System.Runtime.InteropServices;
 namespace Vit.Torch.Native;
 
 /// <summary>
-/// Finds and loads one of our own native libraries (<c>libvit_imaging.so</c>): the file named by
+/// Finds and loads one of our own native libraries (<c>libvit_imaging.so</c>, <c>libvit_gloo.so</c>): the file named by
 /// its environment override if that is set (then nothing else), else the copy next to the application
 /// (<see cref="AppContext.BaseDirectory"/>) or next to this assembly. A failure lists every path tried, why each did not
 /// load, and what to install.
 /// </summary>
 /// <remarks>
 /// .NET allows one <see cref="NativeLibrary.SetDllImportResolver"/> per assembly, so the classes that declare imports
-/// (<see cref="ImagingNative"/>) each register their loader here and one resolver dispatches by library name.
+/// (<see cref="ImagingNative"/>, <see cref="GlooNative"/>) each register their loader here and one resolver dispatches
+/// by library name.
 /// </remarks>
 internal sealed class NativeLoader
 {
@@ -103,7 +104,7 @@ internal sealed class NativeLoader
                 tried.Add($"{path} (not found)");
                 continue;
             }
-            // The file is there but does not load: almost always a missing dependency (OpenCV), named here.
+            // The file is there but does not load: almost always a missing dependency (OpenCV, libgloo), named here.
             var (h, error) = open(path);
             if (h != IntPtr.Zero) return h;
             tried.Add($"{path} ({error})");
