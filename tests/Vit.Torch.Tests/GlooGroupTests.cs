@@ -142,6 +142,9 @@ public sealed class GlooGroupTests : TempDirectoryTests
         long[] s = [(1L << 40) + rank, -rank];
         fixed (long* p = s) group.AllReduce((IntPtr)p, s.Length, GlooElement.Int64, ReduceOp.Sum, OpTimeout);
         Console.Out.WriteLine($"lsum {Text(s)}");
+        int[] n = [rank + 1, -7 * rank, 12345];  // the last element is outside the count: a sum would double it
+        fixed (int* p = n) group.AllReduce((IntPtr)p, n.Length - 1, GlooElement.Int32, ReduceOp.Sum, OpTimeout);
+        Console.Out.WriteLine($"isum {Text(n)}");
 
         var b = rank == 0 ? RootBytes() : new byte[BroadcastBytes];
         fixed (byte* p = b) group.Broadcast((IntPtr)p, b.Length, root: 0, OpTimeout);
@@ -168,6 +171,7 @@ public sealed class GlooGroupTests : TempDirectoryTests
             $"min {Text(new[] { 0.5, -1e300, double.Epsilon })}",
             $"max {Text(new[] { 1L, long.MinValue + 1, long.MaxValue })}",
             $"lsum {Text(new[] { (1L << 41) + 1, -1L })}",
+            $"isum {Text(new[] { 3, -7, 12345 })}",
             $"broadcast {Hash(RootBytes())}",
             $"broadcast1 {Convert.ToHexString(Enumerable.Range(0, 17).Select(i => (byte)(i * 3 + 1)).ToArray())}",
         ];

@@ -14,6 +14,8 @@ internal enum GlooElement
     Float64 = 1,
     /// <summary>64-bit integer (<see cref="long"/>).</summary>
     Int64 = 2,
+    /// <summary>32-bit integer (<see cref="int"/>).</summary>
+    Int32 = 3,
 }
 
 /// <summary>

@@ -20,7 +20,7 @@ internal static unsafe partial class GlooNative
     internal const string Lib = "vit_gloo";
 
     /// <summary>The ABI version this assembly was written against; the library must report the same.</summary>
-    internal const int ExpectedAbiVersion = 1;
+    internal const int ExpectedAbiVersion = 2;
 
     internal const string InstallHint =
         "Training in several processes needs libvit_gloo.so, which `dotnet build` builds only when Debian's Gloo is " +
@@ -122,7 +122,7 @@ internal static unsafe partial class GlooNative
     [LibraryImport(Lib)] internal static partial int vit_gloo_info(GlooHandle group, out int rank, out int size);
 
     // ---- collectives (buffers borrowed for the call; timeoutMs 0: the group's) ----
-    // element 0 float32, 1 float64, 2 int64; op 0 sum, 1 min, 2 max.
+    // element 0 float32, 1 float64, 2 int64, 3 int32; op 0 sum, 1 min, 2 max.
     [LibraryImport(Lib)] internal static partial int vit_gloo_allreduce(GlooHandle group, IntPtr data, long count, int element, int op, long timeoutMs);
     [LibraryImport(Lib)] internal static partial int vit_gloo_broadcast(GlooHandle group, IntPtr data, long bytes, int root, long timeoutMs);
     [LibraryImport(Lib)] internal static partial int vit_gloo_barrier(GlooHandle group, long timeoutMs);

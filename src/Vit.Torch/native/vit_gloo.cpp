@@ -161,7 +161,7 @@ void allreduce_as(gloo::AllreduceOptions& o, void* data, size_t count, int op) {
 // ---- library ----------------------------------------------------------------------------------------------
 
 // Bumped whenever an export's signature or meaning changes; checked by the C# loader (GlooNative).
-VIT_API int vit_gloo_abi_version() { return 1; }
+VIT_API int vit_gloo_abi_version() { return 2; }  // 2: int32 allreduce
 
 // Copies this thread's last error text into buf (cap bytes, NUL-terminated, truncated) when buf is not NULL;
 // returns the text's full length in bytes. Never fails.
@@ -252,17 +252,18 @@ VIT_API int vit_gloo_info(VitGloo* g, int* rank, int* size) {
 // timeout_ms <= 0: the group's timeout. Buffers are borrowed for the call and must not be touched by the caller
 // until it returns.
 
-// Reduces `count` elements at `data` over all ranks in place: element 0 float32, 1 float64, 2 int64; op 0 sum,
-// 1 minimum, 2 maximum. Every rank ends with the same result. Float sums run in Gloo's ring order, so with more
+// Reduces `count` elements at `data` over all ranks in place: element 0 float32, 1 float64, 2 int64, 3 int32; op 0
+// sum, 1 minimum, 2 maximum. Every rank ends with the same result. Float sums run in Gloo's ring order, so with more
 // than two ranks they may differ in the last bit from a sum in another order.
 VIT_API int vit_gloo_allreduce(VitGloo* g, void* data, int64_t count, int element, int op, int64_t timeout_ms) {
   VIT_TRY
   auto& group = group_of(g);
   if (count < 0) throw std::invalid_argument("allreduce: negative element count " + std::to_string(count));
   if (count > 0 && data == nullptr) throw std::invalid_argument("allreduce: null buffer");
-  if (element < 0 || element > 2) throw std::invalid_argument("allreduce: unknown element type " + std::to_string(element) + " (0 float32, 1 float64, 2 int64)");
+  if (element < 0 || element > 3)
+    throw std::invalid_argument("allreduce: unknown element type " + std::to_string(element) + " (0 float32, 1 float64, 2 int64, 3 int32)");
   if (op < 0 || op > 2) throw std::invalid_argument("allreduce: unknown reduce op " + std::to_string(op) + " (0 sum, 1 min, 2 max)");
-  const int64_t size = element == 0 ? 4 : 8;
+  const int64_t size = element == 0 || element == 3 ? 4 : 8;
   if (count > INT64_MAX / size) throw std::invalid_argument("allreduce: " + std::to_string(count) + " elements overflow a byte count");
   if (count == 0) return 0;
   collective(group, "allreduce", timeout_ms, [&](milliseconds timeout, uint32_t tag) {
@@ -270,7 +271,8 @@ VIT_API int vit_gloo_allreduce(VitGloo* g, void* data, int64_t count, int elemen
     switch (element) {
       case 0: allreduce_as<float>(o, data, static_cast<size_t>(count), op); break;
       case 1: allreduce_as<double>(o, data, static_cast<size_t>(count), op); break;
-      default: allreduce_as<int64_t>(o, data, static_cast<size_t>(count), op); break;
+      case 2: allreduce_as<int64_t>(o, data, static_cast<size_t>(count), op); break;
+      default: allreduce_as<int32_t>(o, data, static_cast<size_t>(count), op); break;
     }
     o.setAlgorithm(gloo::AllreduceOptions::Algorithm::RING);
     o.setTag(tag);
