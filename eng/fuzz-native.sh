@@ -51,8 +51,7 @@ fi
 # --- build -----------------------------------------------------------------------------------------------
 mkdir -p "$build/obj"
 opencv_cflags=$(pkg-config --cflags opencv4 2>/dev/null || echo -I/usr/include/opencv4)
-# The stub directory first: its c10/util/Exception.h stands in for libtorch's (see the file).
-cflags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -D_GLIBCXX_ASSERTIONS -I"$src/stub" -I"$native" $opencv_cflags)
+cflags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -D_GLIBCXX_ASSERTIONS -I"$native" $opencv_cflags)
 san=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
 
 echo "fuzz-native: building the harness in $build"

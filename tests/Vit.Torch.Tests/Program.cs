@@ -28,6 +28,8 @@ internal static class Program
         }
         if (args is ["dist-worker", var store, var rank, var world, var mode])
             return DistributedTests.Worker(store, int.Parse(rank, CultureInfo.InvariantCulture), int.Parse(world, CultureInfo.InvariantCulture), mode);
+        if (args is ["gloo-worker", var glooStore, var glooRank, var glooWorld, var glooMode])
+            return GlooGroupTests.Worker(glooStore, int.Parse(glooRank, CultureInfo.InvariantCulture), int.Parse(glooWorld, CultureInfo.InvariantCulture), glooMode);
         if (args is ["settings"])
         {
             // What the library set on its first use in this process (the test sets the opt-outs in the environment).
@@ -41,7 +43,7 @@ internal static class Program
             return AtomicFileTests.WriteAndHang(hangPath);
         if (args is ["dist-train", var trainStore, var trainRank, var trainWorld, var output, var trainMode])
             return DataParallelTests.Worker(trainStore, int.Parse(trainRank, CultureInfo.InvariantCulture), int.Parse(trainWorld, CultureInfo.InvariantCulture), output, trainMode);
-        Console.Error.WriteLine("usage: dotnet Vit.Torch.Tests.dll loader-fingerprint SEED | train-resumable DIR | dist-worker STORE RANK WORLD MODE | dist-train STORE RANK WORLD DIR MODE | atomic-write-hang PATH (tests run through dotnet test)");
+        Console.Error.WriteLine("usage: dotnet Vit.Torch.Tests.dll loader-fingerprint SEED | train-resumable DIR | dist-worker STORE RANK WORLD MODE | gloo-worker STORE RANK WORLD MODE | dist-train STORE RANK WORLD DIR MODE | atomic-write-hang PATH (tests run through dotnet test)");
         return args.Length == 0 ? 0 : 2;
     }
 }

@@ -42,7 +42,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "vit_common.h"  // vit::g_last_error (a std::string or a char buffer: both convert to std::string)
+#include "vit_status.h"  // vit::g_last_error (a char buffer)
 
 struct VitImage;
 struct VitBlob;

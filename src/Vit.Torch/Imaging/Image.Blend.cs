@@ -1,7 +1,7 @@
 // Usage: using var heat = Image.FromPixels(rgb, w, h, 3);
 //        using var overlay = photo.Blend(heat, 0.5);   // (1 - 0.5) photo + 0.5 heat, by OpenCV (cv::addWeighted)
 // Blending of two images of one size, e.g. attention maps over pictures (Vit.Torch.Reports).
-using static Vit.Torch.Native.NativeMethods;
+using static Vit.Torch.Native.ImagingNative;
 
 namespace Vit.Torch.Imaging;
 

@@ -1,4 +1,4 @@
-using static Vit.Torch.Native.NativeMethods;
+using static Vit.Torch.Native.ImagingNative;
 
 namespace Vit.Torch.Imaging;
 

@@ -1,12 +1,12 @@
 using System.Runtime.CompilerServices;
 using Vit.Torch.Native;
-using static Vit.Torch.Native.NativeMethods;
+using static Vit.Torch.Native.ImagingNative;
 
 namespace Vit.Torch.Imaging;
 
 /// <summary>
 /// A decoded image in native memory: height × width × channels bytes (HWC), 1 (gray), 3 (RGB) or 4 (RGBA)
-/// channels, as decoded by OpenCV in the shim. Images are immutable: every operation returns a new image that
+/// channels, as decoded by OpenCV in libvit_imaging.so. Images are immutable: every operation returns a new image that
 /// the caller owns and disposes, so one image can be read from several threads at once.
 /// </summary>
 public sealed unsafe partial class Image : IDisposable

@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using static Vit.Torch.Native.NativeMethods;
+using static Vit.Torch.Native.ImagingNative;
 
 namespace Vit.Torch.Imaging;
 
@@ -8,7 +8,7 @@ public static unsafe class ImageBatch
 {
     /// <summary>
     /// Writes <paramref name="images"/> into <paramref name="destination"/>[firstIndex, firstIndex + count) as
-    /// (v/255 − mean[c]) / std[c], planar CHW: the loop runs in the native shim, straight into the tensor's memory.
+    /// (v/255 − mean[c]) / std[c], planar CHW: the loop runs in libvit_imaging.so, straight into the tensor's memory.
     /// <paramref name="destination"/> must be a contiguous float32 CPU tensor (B, C, H, W) and every image
     /// W × H with C channels.
     /// </summary>

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace Vit.Torch.Native;
 
 /// <summary>
-/// Owns one native image handle (a <c>cv::Mat</c> in the shim) and frees it exactly once with
+/// Owns one native image handle (a <c>cv::Mat</c> in libvit_imaging.so) and frees it exactly once with
 /// <c>vit_image_free</c>, on Dispose or, failing that, on finalisation.
 /// </summary>
 internal sealed class ImageHandle : SafeHandle
@@ -21,7 +21,7 @@ internal sealed class ImageHandle : SafeHandle
     /// <inheritdoc />
     protected override bool ReleaseHandle()
     {
-        NativeMethods.vit_image_free(handle);
+        ImagingNative.vit_image_free(handle);
         return true;
     }
 }

@@ -1,6 +1,9 @@
-// vit_imaging: decoding, resizing, augmentation ops and batch normalisation over OpenCV, for Vit.Torch.Imaging.
+// vit_imaging (libvit_imaging.so): decoding, resizing, augmentation ops and batch normalisation over OpenCV,
+// for Vit.Torch.Imaging. It links OpenCV only (core, imgproc, imgcodecs): no libtorch.
 //
-// Same rules as vit_native.cpp (statuses, VIT_TRY/VIT_CATCH, errors via vit_last_error, out-parameters).
+// Rules (vit_status.h): every export returns a status (0 ok, 1 error) and catches every C++ exception; the
+// error text of the last failed call on this thread is read with vit_imaging_last_error; results come back
+// through out-parameters.
 //  - An image handle (VitImage*) owns one cv::Mat: HWC, 8-bit, 1, 3 or 4 channels in RGB(A) order (OpenCV's
 //    BGR is converted at decode and encode), continuous. It is released with exactly one vit_image_free;
 //    vit_image_free(NULL) is a no-op. Every op returns a new handle and never changes its input, so handles
@@ -11,7 +14,7 @@
 //    (decompression bombs), and checks that the data is complete (libjpeg would silently gray-fill a
 //    truncated JPEG). Only those four formats are accepted: for the others OpenCV reads, the size could not
 //    be checked first.
-#include "vit_common.h"
+#include "vit_status.h"
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -561,6 +564,17 @@ void check_factor(int op, double amount) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------------------
+// Library: version, errors
+// ---------------------------------------------------------------------------------------------------------
+
+// Bumped whenever an export's signature or meaning changes; checked by the C# loader (ImagingNative).
+VIT_API int vit_imaging_abi_version() { return 1; }
+
+// Copies this thread's last error text into buf (cap bytes, NUL-terminated, truncated) when buf is not NULL;
+// returns the text's full length in bytes. Never fails.
+VIT_API int vit_imaging_last_error(char* buf, int cap) { return vit::copy_last_error(buf, cap); }
 
 // ---------------------------------------------------------------------------------------------------------
 // Lifetime, threads

@@ -1,20 +1,80 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Vit.Torch.Native;
 
-// The imaging exports of libvit_native.so (native/vit_imaging.cpp), kept in their own file of the one
-// NativeMethods class. Image arguments are borrowed; an image out-parameter is a new handle owned by the
-// caller (wrap it in an ImageHandle); a blob out-parameter is owned by the caller and freed with vit_blob_free.
-internal static unsafe partial class NativeMethods
+/// <summary>
+/// The exports of <c>libvit_imaging.so</c> (native/vit_imaging.cpp): image decoding, resizing, augmentation and batch
+/// normalisation over OpenCV, no libtorch. Every function returns a status (0 ok); a failure's text is read with
+/// <see cref="Check"/> or <see cref="LastErrorText"/>. Image arguments are borrowed; an image out-parameter is a new
+/// handle owned by the caller (wrap it in an <see cref="ImageHandle"/>); a blob out-parameter is owned by the caller
+/// and freed with <c>vit_blob_free</c>. <c>VIT_IMAGING_PATH</c> names the library file to load instead of the copy
+/// next to the application.
+/// </summary>
+internal static unsafe partial class ImagingNative
 {
-    /// <summary>The text of this thread's last native error, without throwing.</summary>
+    internal const string Lib = "vit_imaging";
+
+    /// <summary>The ABI version this assembly was written against; the library must report the same.</summary>
+    internal const int ExpectedAbiVersion = 1;
+
+    internal const string InstallHint =
+        "libvit_imaging.so is built by `dotnet build` (src/Vit.Torch/native) and needs OpenCV 4.6 with its codecs: " +
+        "run `sudo apt-get install libopencv-dev` (or `sudo bash eng/install-deps.sh` from the repository root), then `dotnet build`.";
+
+    private static readonly NativeLoader Loader = NativeLoader.Register(Lib, "VIT_IMAGING_PATH", InstallHint);
+
+    // An explicit static constructor makes the type initialise (and register its loader above) before the first call
+    // of any import below, not merely before the first field access.
+    static ImagingNative()
+    {
+    }
+
+    /// <summary>Loads the library and checks its ABI version once; throws a <see cref="TorchException"/> saying what
+    /// to install or rebuild if that fails.</summary>
+    internal static void EnsureLoaded() => _ = Loaded.Value;
+
+    private static readonly Lazy<bool> Loaded = new(() =>
+    {
+        int abi;
+        try
+        {
+            abi = vit_imaging_abi_version();
+        }
+        catch (DllNotFoundException e)
+        {
+            throw new TorchException(e.Message);
+        }
+        if (abi != ExpectedAbiVersion)
+            throw new TorchException(
+                $"{Loader.FileName} has ABI version {abi} but Vit.Torch expects {ExpectedAbiVersion}: the library is stale. " +
+                "Rebuild with `dotnet build` (it rebuilds the native libraries).");
+        return true;
+    }, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    /// <summary>Throws a <see cref="TorchException"/> carrying the library's message when status is non-zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Check(int status)
+    {
+        if (status != 0) ThrowLastError();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowLastError() => throw new TorchException(LastErrorText());
+
+    /// <summary>The text of this thread's last error in the imaging library, without throwing.</summary>
     internal static string LastErrorText()
     {
-        int n = vit_last_error(null, 0);
+        int n = vit_imaging_last_error(null, 0);
         var buf = new byte[n + 1];
-        fixed (byte* p = buf) vit_last_error(p, buf.Length);
+        fixed (byte* p = buf) vit_imaging_last_error(p, buf.Length);
         return System.Text.Encoding.UTF8.GetString(buf, 0, n);
     }
+
+    // ---- library ----
+    [LibraryImport(Lib)] internal static partial int vit_imaging_abi_version();
+    // Copies this thread's last error text into buf (truncated to cap - 1 bytes) and returns its full length.
+    [LibraryImport(Lib)] internal static partial int vit_imaging_last_error(byte* buf, int cap);
 
     // ---- lifetime, threads ----
     [LibraryImport(Lib)] internal static partial void vit_image_free(IntPtr img);
