@@ -162,7 +162,7 @@ public sealed class ProcessGroup : IDisposable
             fixed (long* l = layout) Group.AllReduce((IntPtr)l, 4, GlooElement.Int64, ReduceOp.Max, timeout);
         }
         if (layout[0] != -layout[2] || layout[1] != -layout[3])
-            throw new ArgumentException(
+            throw new TorchException(
                 $"gradient allreduce: the ranks' models differ (parameter elements {-layout[2]}..{layout[0]}, tensors {-layout[3]}..{layout[1]})");
         long perBucket = Math.Max(1, bucketBytes / 4);
         using var noGrad = TS.no_grad();
@@ -189,8 +189,9 @@ public sealed class ProcessGroup : IDisposable
                     j++;
                 }
                 var flats = grads.Select(g => g.reshape(-1)).ToArray();
-                using var flat = TS.cat(flats, 0).to_type(TS.ScalarType.Float32);
+                using var joined = TS.cat(flats, 0);
                 foreach (var f in flats) f.Dispose();
+                using var flat = joined.to_type(TS.ScalarType.Float32);
                 Group.AllReduce(TorchSharpNative.DataPointer(flat), elements, GlooElement.Float32, ReduceOp.Sum, timeout);
                 long at = 0;
                 foreach (var g in grads)
