@@ -127,7 +127,7 @@ public static class F
     /// The mask is drawn from this thread's generator (see <see cref="Torch.UseThreadGenerator"/>).</summary>
     public static Tensor Dropout(Tensor x, double p, bool training)
     {
-        if (p < 0 || p > 1) throw new TorchException($"dropout probability has to be between 0 and 1, but got {p}");
+        if (!(p >= 0 && p <= 1)) throw new TorchException($"dropout probability has to be between 0 and 1, but got {p}");
         var xs = x.Native;
         return Run(() => training && p > 0 ? DropoutOf(xs, p) : xs.alias());
     }
@@ -176,6 +176,8 @@ public static class F
     /// </summary>
     public static Tensor CrossEntropy(Tensor logits, Tensor target, double labelSmoothing = 0, Reduction reduction = Reduction.Mean)
     {
+        if (!(labelSmoothing >= 0 && labelSmoothing <= 1))
+            throw new TorchException($"label smoothing must be between 0.0 and 1.0, got {labelSmoothing}");
         var (l, t) = (logits.Native, target.Native);
         var r = reduction switch
         {

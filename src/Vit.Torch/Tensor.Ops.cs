@@ -44,7 +44,31 @@ public sealed partial class Tensor
     public static Tensor operator /(Tensor a, double s) => Unary(a, x => x.div(s));
 
     /// <summary>Matrix product with numpy/torch broadcasting rules (torch.matmul).</summary>
-    public Tensor MatMul(Tensor other) => Autocast.Binary(this, other, static (x, y) => x.matmul(y));
+    public Tensor MatMul(Tensor other)
+    {
+        CheckMatMulShapes(Shape, other.Shape);
+        return Autocast.Binary(this, other, static (x, y) => x.matmul(y));
+    }
+
+    /// <summary>torch.matmul's shape rules, checked here: TorchSharp 0.107's matmul does not catch libtorch's error, which
+    /// would end the process.</summary>
+    private static void CheckMatMulShapes(long[] a, long[] b)
+    {
+        static string Text(long[] s) => string.Join("x", s);
+        if (a.Length == 0 || b.Length == 0)
+            throw new TorchException($"both arguments to matmul need to be at least 1D, but they are {a.Length}D and {b.Length}D");
+        long inner = a[^1], other = b.Length == 1 ? b[0] : b[^2];
+        if (inner != other)
+            throw new TorchException($"mat1 and mat2 shapes cannot be multiplied ({Text(a)} and {Text(b)})");
+        // Batch dimensions broadcast (those before the last two; a 1-D argument has none).
+        int na = Math.Max(0, a.Length - 2), nb = Math.Max(0, b.Length - 2);
+        for (int i = 1; i <= Math.Min(na, nb); i++)
+        {
+            long x = a[na - i], y = b[nb - i];
+            if (x != y && x != 1 && y != 1)
+                throw new TorchException($"matmul: the batch dimensions of {Text(a)} and {Text(b)} do not broadcast ({x} against {y})");
+        }
+    }
 
     /// <summary>Batched matrix product of (B, n, m) and (B, m, p).</summary>
     public Tensor Bmm(Tensor other) => Autocast.Binary(this, other, static (x, y) => x.bmm(y));

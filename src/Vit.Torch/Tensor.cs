@@ -208,7 +208,7 @@ public sealed partial class Tensor : IDisposable
 
     /// <summary>1 with probability <paramref name="p"/>, else 0.</summary>
     public static Tensor Bernoulli(long[] shape, double p, DType dtype = DType.Float32, Device? device = null) =>
-        Run(() => TS.empty(shape, dtype.ToScalarType(), DeviceOf(device)).bernoulli_(p, Torch.Generator));
+        !(p >= 0 && p <= 1) ? throw new TorchException($"bernoulli expects a probability in [0, 1], got {p}") : Run(() => TS.empty(shape, dtype.ToScalarType(), DeviceOf(device)).bernoulli_(p, Torch.Generator));
 
     /// <summary>A CPU tensor holding a copy of <paramref name="data"/> with the given shape.</summary>
     public static unsafe Tensor FromArray<T>(ReadOnlySpan<T> data, params long[] shape) where T : unmanaged
