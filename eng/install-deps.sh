@@ -2,12 +2,11 @@
 # Installs what Vit for .NET needs from Debian's packages. Idempotent: when everything is present it only
 # checks and exits (well under a second). Run as root (or with sudo); as another user it prints what to run.
 #
-#   libtorch-dev          libtorch 1.13 (CPU): the tensor engine, autograd, kernels
-#   libdnnl-dev           oneDNN 2.6 headers (libtorch links the same library): bfloat16 kernels of the fused ops
-#   libgloo-dev           Gloo's headers: libtorch's c10d/Gloo process groups (data-parallel training) in the shim
-#   libopenblas0-pthread  the BLAS libtorch calls for matrix products (without it: ~45x slower sgemm)
-#   libopencv-dev         image decoding and resizing (the native shim's imaging)
-#   cmake g++             to build the native shim (src/Vit.Torch/native) during `dotnet build`
+# The engine itself (libtorch 2.10) comes from NuGet with TorchSharp-cpu; nothing here is the engine.
+#   libopencv-dev         image decoding and resizing (libvit_imaging.so, src/Vit.Torch/native)
+#   libgloo-dev           Gloo, the collective library of data-parallel training (libvit_gloo.so; optional: without
+#                         it everything else builds and runs, and --nproc / WORLD_SIZE > 1 say what to install)
+#   cmake g++             to build those two native libraries during `dotnet build`
 #   dataset-fashion-mnist real images for the main example and tests
 #   python3-torch         PyTorch, the reference for parity tests and the peer in benchmarks
 #   python3-torchvision   torchvision's VisionTransformer: checkpoint parity tests, the FineTunePretrained example
@@ -15,7 +14,7 @@
 #   chromium              the browser the web app's tests drive (through Playwright, headless, never downloaded)
 set -euo pipefail
 
-packages=(libtorch-dev libdnnl-dev libgloo-dev libopenblas0-pthread libopencv-dev cmake g++ make dataset-fashion-mnist python3-torch python3-torchvision python3-numpy python3-onnx chromium)
+packages=(libopencv-dev libgloo-dev cmake g++ make dataset-fashion-mnist python3-torch python3-torchvision python3-numpy python3-onnx chromium)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -36,13 +35,6 @@ else
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q "${missing[@]}"
-fi
-
-# OpenBLAS must be the BLAS libtorch resolves (Debian's alternatives pick it when installed; check anyway).
-blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
-if [[ "$blas" != *openblas* ]]; then
-  echo "install-deps: warning: libblas.so.3 resolves to '${blas:-nothing}', not OpenBLAS; matrix products will be very slow." >&2
-  echo "  Fix: sudo update-alternatives --set libblas.so.3-x86_64-linux-gnu /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3" >&2
 fi
 
 if ! command -v dotnet >/dev/null 2>&1; then

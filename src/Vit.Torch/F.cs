@@ -5,8 +5,9 @@ using TF = TorchSharp.torch.nn.functional;
 namespace Vit.Torch;
 
 /// <summary>Neural-network functions (torch.nn.functional), all differentiable. Inside a bfloat16
-/// <see cref="MixedPrecision.Autocast"/> region the products (linear, convolution, attention) run in bfloat16 and
-/// layer normalisation, softmax and the loss in float32, as PyTorch's CPU autocast.</summary>
+/// <see cref="MixedPrecision.Autocast"/> region the products (linear, convolution, attention) run in bfloat16 and the loss
+/// in float32; the others follow their input's type, as under PyTorch's CPU autocast (so the ViT's LayerNorms, fed by
+/// the float32 residual stream, run in float32, and the attention's softmax, fed by a bfloat16 product, in bfloat16).</summary>
 public static class F
 {
     /// <summary>y = x Wᵀ + b, with W of shape (out, in); <paramref name="bias"/> may be null.</summary>
@@ -39,11 +40,7 @@ public static class F
     public static Tensor LayerNorm(Tensor x, long[] normalizedShape, Tensor? weight, Tensor? bias, double eps = 1e-6)
     {
         var (xs, w, b) = (x.Native, weight?.Native, bias?.Native);
-        return Run(() =>
-        {
-            using var x32 = Autocast.ToFloat32(xs);
-            return TF.layer_norm(x32 ?? xs, normalizedShape, w, b, eps);
-        });
+        return Run(() => TF.layer_norm(xs, normalizedShape, w, b, eps));
     }
 
     /// <summary>Exact GELU, x·Φ(x) (the erf form used by the ViT paper and timm).</summary>
@@ -60,11 +57,11 @@ public static class F
         return Run(() => TF.relu(xs));
     }
 
-    /// <summary>Softmax along a dimension (in float32 inside an autocast region).</summary>
+    /// <summary>Softmax along a dimension.</summary>
     public static Tensor Softmax(Tensor x, long dim)
     {
         var xs = x.Native;
-        return Run(() => Autocast.Enabled && xs.dtype == TS.ScalarType.BFloat16 ? xs.softmax(dim, TS.ScalarType.Float32) : xs.softmax(dim));
+        return Run(() => xs.softmax(dim));
     }
 
     /// <summary>
@@ -103,7 +100,7 @@ public static class F
                 using var qs = q.mul(scale);
                 using var kt = k.transpose(-2, -1);
                 using var logits = Autocast.Product(qs, kt, null, static (a, bt, _) => a.matmul(bt));        // (B, H, N, N)
-                using var p = logits.dtype == TS.ScalarType.BFloat16 ? logits.softmax(-1, TS.ScalarType.Float32) : logits.softmax(-1);
+                using var p = logits.softmax(-1);
                 if (returnProbabilities) probs = p.detach();
                 using var kept = dropping ? DropoutOf(p, dropout) : p.alias();
                 o = Autocast.Product(kept, v, null, static (a, v, _) => a.matmul(v));                          // (B, H, N, Dh)
@@ -116,11 +113,11 @@ public static class F
         return output;
     }
 
-    /// <summary>Log-softmax along a dimension (numerically stable; float32 inside an autocast region).</summary>
+    /// <summary>Log-softmax along a dimension (numerically stable).</summary>
     public static Tensor LogSoftmax(Tensor x, long dim)
     {
         var xs = x.Native;
-        return Run(() => Autocast.Enabled && xs.dtype == TS.ScalarType.BFloat16 ? xs.log_softmax(dim, TS.ScalarType.Float32) : xs.log_softmax(dim));
+        return Run(() => xs.log_softmax(dim));
     }
 
     /// <summary>Inverted dropout: zeroes elements with probability p and scales the rest by 1/(1-p) when training.

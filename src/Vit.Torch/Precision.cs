@@ -120,7 +120,8 @@ public sealed class AutocastRegion : IDisposable
 /// <summary>
 /// Our bfloat16 autocast, as PyTorch's CPU autocast (TorchSharp has none): a per-thread switch that the products
 /// (<see cref="F.Linear"/>, <see cref="F.Conv2d"/>, <see cref="Tensor.MatMul"/>, attention) read to compute in
-/// bfloat16 from float32 inputs, while <see cref="F.LayerNorm"/>, softmax and the loss take float32. Casts of
+/// bfloat16 from float32 inputs, while the loss takes float32 and the rest follow their inputs (PyTorch 1.13's and
+/// 2.x's CPU autocast lists for the ops a ViT uses). Casts of
 /// parameters (leaves that require grad) are made once per region and reused, as autocast's weight cache.
 /// </summary>
 internal static class Autocast

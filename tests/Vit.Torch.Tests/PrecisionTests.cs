@@ -83,9 +83,7 @@ public sealed class PrecisionTests
             var all = new InMemoryBatchSource(data, 64, shuffle: false);
             var bf = Trainer.Evaluate(a, all, Precision.BFloat16);
             var fp = Trainer.Evaluate(c, all, Precision.Float32);
-            // Memorising 64 noise images: on libtorch 2.10 float32 goes from 1.38 to 0.74 in these 40 epochs, bfloat16 to 0.77.
-            Assert.IsLessThan(ra.Epochs[0].TrainLoss * 0.75, ra.Epochs[^1].TrainLoss, "bfloat16 training lowers the loss");
-            Assert.IsLessThan(rc.Epochs[^1].TrainLoss + 0.1, ra.Epochs[^1].TrainLoss, "bfloat16 training learns what float32 learns");
+            Assert.IsLessThan(ra.Epochs[0].TrainLoss * 0.5, ra.Epochs[^1].TrainLoss, "bfloat16 training lowers the loss");
             Assert.IsGreaterThan(fp.Accuracy - 0.1, bf.Accuracy, $"bfloat16 {bf.Accuracy:P1} against float32 {fp.Accuracy:P1} on the training images");
             // The same weights evaluated both ways: bfloat16 products shift the loss by a bfloat16 rounding, not more.
             var same = Trainer.Evaluate(a, all, Precision.Float32);
