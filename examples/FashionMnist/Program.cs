@@ -92,7 +92,7 @@ if (count > 0)
 WritePictures(model, result, test, testBatches, preprocessing, args2.OutDir);
 var weightsPath = Path.Combine(args2.OutDir, "weights.safetensors");
 // With the config, preprocessing and labels in its metadata: PretrainedVit.Load and VitEstimator's StartFrom read it back exactly.
-model.Save(weightsPath, new VitPreprocessing(model.Config.ImageSize, model.Config.Channels, FashionMnist.Normalization),
+VitSafetensors.Save(weightsPath, model, new VitPreprocessing(model.Config.ImageSize, model.Config.Channels, FashionMnist.Normalization),
     FashionMnist.ClassNames, new Dictionary<string, string>
     {
         ["dataset"] = "fashion-mnist",

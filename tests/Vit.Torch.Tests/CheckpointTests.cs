@@ -45,7 +45,7 @@ public sealed class CheckpointTests : TempDirectoryTests
         {
             ResizeMode = ResizeMode.Pad, Interpolation = Interpolation.Area, CropFraction = 0.8,
         };
-        model.Save(PathOf("ours.safetensors"), pre, ["a", "b", "c"]);
+        VitSafetensors.Save(PathOf("ours.safetensors"), model, pre, ["a", "b", "c"]);
         using var loaded = PretrainedVit.Load(PathOf("ours.safetensors"));
         Assert.AreEqual(FourHeads with { ClassToken = true }, loaded.Model.Config);
         Assert.AreEqual(pre, loaded.Preprocessing);
@@ -434,7 +434,7 @@ public sealed class CheckpointTests : TempDirectoryTests
     public void ImageSizeThatIsNotAMultipleOfThePatchIsRefused()
     {
         using var model = Randomized(FourHeads);
-        model.Save(PathOf("m.safetensors"));
+        VitSafetensors.Save(PathOf("m.safetensors"), model);
         var e = Assert.Throws<ArgumentException>(() => PretrainedVit.Load(PathOf("m.safetensors"), new PretrainedVitOptions { ImageSize = 18 }));
         StringAssert.Contains(e.Message, "image size 18 is not divisible by patch size 4");
     }
