@@ -274,7 +274,7 @@ public sealed partial class Trainer
             state.Batch = batch;
             rng.Dispose();
             rng = Torch.GetRngState();
-            AfterStep?.Invoke(state.Step, epoch + 1);
+            trainer.hooks?.AfterStep?.Invoke(state.Step, epoch + 1);
             if (progress is not null && lead)
             {
                 double ips = state.Seen / Math.Max(1e-9, EpochTime().TotalSeconds);
@@ -297,7 +297,7 @@ public sealed partial class Trainer
                 group!.AllReduceGradients(optimizer.Parameters);
                 syncTime.Stop();
             }
-            BeforeOptimizerStep?.Invoke(model);
+            trainer.hooks?.BeforeOptimizerStep?.Invoke(model);
             double norm = optimizer.ClipGradNorm(o.ClipGradNorm);
             if (!double.IsFinite(norm))
             {

@@ -12,6 +12,7 @@ namespace Vit.Torch.Training;
 public sealed partial class Trainer
 {
     private readonly VisionTransformer model;
+    private readonly TrainerHooks? hooks;
 
     /// <summary>The options in use.</summary>
     public TrainerOptions Options { get; }
@@ -20,17 +21,17 @@ public sealed partial class Trainer
     public List<double> StepLosses { get; } = new();
 
     /// <summary>Creates a trainer for <paramref name="model"/>.</summary>
-    public Trainer(VisionTransformer model, TrainerOptions? options = null)
+    public Trainer(VisionTransformer model, TrainerOptions? options = null) : this(model, options, hooks: null)
+    {
+    }
+
+    /// <summary>Creates a trainer whose runs call <paramref name="hooks"/> (tests: failure injection, watching the steps).</summary>
+    internal Trainer(VisionTransformer model, TrainerOptions? options, TrainerHooks? hooks)
     {
         this.model = model ?? throw new ArgumentNullException(nameof(model));
         Options = (options ?? new TrainerOptions()).Validate();
+        this.hooks = hooks;
     }
-
-    /// <summary>Test hook: called after every optimizer step with the step count and the epoch (a test injects a failure).</summary>
-    internal static Action<long, int>? AfterStep;
-
-    /// <summary>Test hook: called with the model once its gradients are summed, before they are clipped and applied.</summary>
-    internal static Action<VisionTransformer>? BeforeOptimizerStep;
 
     /// <summary>
     /// Runs the training. Reports every epoch through <paramref name="onEpoch"/> and every optimizer step through
