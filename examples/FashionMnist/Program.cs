@@ -46,10 +46,11 @@ var config = new VitConfig
     Pooling = VitPooling.ClassToken,
 }.Validate();
 var preprocessing = new VitPreprocessing(config.ImageSize, config.Channels, FashionMnist.Normalization);
+// The recipe of the measured 91%: its own warmup, minimum learning rate and seed, not TrainerOptions.Defaults.
 var options = new TrainerOptions
 {
     Epochs = args2.Epochs, LearningRate = args2.LearningRate, WeightDecay = 0.05,
-    WarmupFraction = 0.05, LabelSmoothing = args2.Smoothing, ClipGradNorm = 1.0, EmaDecay = args2.Ema > 0 ? args2.Ema : null, Seed = args2.Seed,
+    WarmupFraction = 0.05, MinLearningRate = 1e-5, LabelSmoothing = args2.Smoothing, ClipGradNorm = 1.0, EmaDecay = args2.Ema > 0 ? args2.Ema : null, Seed = args2.Seed,
     CheckpointDirectory = args2.OutDir, Resume = args2.Resume, Precision = args2.Precision, CheckpointMetadata = VitMetadata.Of(config, preprocessing, FashionMnist.ClassNames),
 }.Validate();
 
@@ -91,7 +92,7 @@ if (count > 0)
 WritePictures(model, result, test, testBatches, preprocessing, args2.OutDir);
 var weightsPath = Path.Combine(args2.OutDir, "weights.safetensors");
 // With the config, preprocessing and labels in its metadata: PretrainedVit.Load and VitEstimator's StartFrom read it back exactly.
-model.Save(weightsPath, new VitPreprocessing(model.Config.ImageSize, model.Config.Channels, FashionMnist.Normalization),
+VitSafetensors.Save(weightsPath, model, new VitPreprocessing(model.Config.ImageSize, model.Config.Channels, FashionMnist.Normalization),
     FashionMnist.ClassNames, new Dictionary<string, string>
     {
         ["dataset"] = "fashion-mnist",

@@ -40,13 +40,16 @@ internal static class TrainCommand
         var headOnly = new Option<bool>("--head-only") { Description = "With --from: freeze the backbone and train only a new head." };
         var epochs = new Option<int?>("--epochs") { Description = $"Epochs (default: from the data's size, enough for {VitEstimator.Options.Defaults.MinimumSteps} steps, at least {VitEstimator.Options.Defaults.Epochs})." };
         var batch = new Option<int>("--batch-size") { Description = "Images per step.", DefaultValueFactory = _ => VitEstimator.Options.Defaults.BatchSize };
-        var lr = new Option<double?>("--lr") { Description = "Peak learning rate (default 1e-3 from scratch, 1e-4 fine-tuning)." };
+        var lr = new Option<double?>("--lr")
+        {
+            Description = $"Peak learning rate (default {VitEstimator.Options.Defaults.LearningRate} from scratch, {VitEstimator.Options.Defaults.FineTuneLearningRate} fine-tuning).",
+        };
         var imageSize = new Option<int?>("--image-size") { Description = "Image side in pixels (default: the checkpoint's with --from, else 224)." };
         var precision = VitCli.PrecisionOption("Arithmetic of training and of the saved model's scoring");
         var validation = new Option<double?>("--validation-fraction") { Description = "Share of the data held out to report accuracy on each epoch (default 0.1 with at least 10 images per class, else 0)." };
         var checkpointDir = new Option<string?>("--checkpoint-dir") { Description = "Where checkpoints go (default: <out>.checkpoints beside the model file)." };
         var resume = new Option<bool>("--resume") { Description = "Continue from the checkpoint folder's last checkpoint, as if never interrupted." };
-        var seed = new Option<int>("--seed") { Description = "Random seed.", DefaultValueFactory = _ => 1 };
+        var seed = new Option<int>("--seed") { Description = "Random seed.", DefaultValueFactory = _ => VitEstimator.Options.Defaults.Seed };
         var command = new Command("train", "Train an image classifier and save it as a model file. Ctrl+C saves a checkpoint and exits 130.")
         {
             data, output, arch, dim, depth, heads, patch, mlp, from, headOnly, epochs, batch, lr, imageSize, precision, validation, checkpointDir, resume, seed,

@@ -51,13 +51,19 @@ public static class VitCatalog
     /// and renamed over it, so a crash or an error while saving leaves any previous file as it was, and a process watching
     /// the file (a prediction-engine pool with hot reload) never reads half a file.
     /// </summary>
-    public static void SaveAtomic(this ModelOperationsCatalog catalog, ITransformer model, DataViewSchema inputSchema, string filePath)
+    public static void SaveAtomic(this ModelOperationsCatalog catalog, ITransformer model, DataViewSchema inputSchema, string filePath) =>
+        SaveAtomicThrough(catalog, model, inputSchema, filePath, wrapStream: null);
+
+    /// <summary>As <see cref="SaveAtomic"/>, writing through <paramref name="wrapStream"/>'s stream over the temporary file
+    /// (a test's failing disk).</summary>
+    internal static void SaveAtomicThrough(this ModelOperationsCatalog catalog, ITransformer model, DataViewSchema inputSchema, string filePath,
+        Func<Stream, Stream>? wrapStream)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         ArgumentNullException.ThrowIfNull(model);
         ArgumentException.ThrowIfNullOrEmpty(filePath);
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(filePath))!);
-        AtomicFile.Write(filePath, stream => catalog.Save(model, inputSchema, stream));
+        AtomicFile.Write(filePath, stream => catalog.Save(model, inputSchema, wrapStream is null ? stream : wrapStream(stream)));
     }
 
     /// <summary>

@@ -64,7 +64,8 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
     /// <summary>All options, each with a default in <see cref="Defaults"/>.</summary>
     public sealed class Options
     {
-        /// <summary>Default values.</summary>
+        /// <summary>Default values. The training ones are <see cref="TrainerOptions.Defaults"/>, the one set the trainer, this
+        /// estimator and the <c>vit</c> tool share; the rest are the estimator's own.</summary>
         public static class Defaults
         {
             /// <summary>Preset.</summary>
@@ -80,20 +81,26 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
             /// <summary>Images per step (on 500 Fashion-MNIST images, 1,000 steps of 64 gave 92.1% where steps of 32 gave 90.7%).</summary>
             public const int BatchSize = 64;
             /// <summary>Peak learning rate from scratch, and for a new head on a frozen backbone (HeadOnly).</summary>
-            public const double LearningRate = 1e-3;
+            public const double LearningRate = TrainerOptions.Defaults.LearningRate;
             /// <summary>Peak learning rate when every weight starts from a checkpoint (Full, Continue): ten times lower, so
             /// that the pretrained features are adjusted rather than overwritten.</summary>
             public const double FineTuneLearningRate = 1e-4;
             /// <summary>AdamW weight decay.</summary>
-            public const double WeightDecay = 0.05;
+            public const double WeightDecay = TrainerOptions.Defaults.WeightDecay;
             /// <summary>Warmup share of all steps.</summary>
-            public const double WarmupFraction = 0.1;
+            public const double WarmupFraction = TrainerOptions.Defaults.WarmupFraction;
+            /// <summary>Learning rate at the end of the schedule (lowered to the peak learning rate when that is lower).</summary>
+            public const double MinLearningRate = TrainerOptions.Defaults.MinLearningRate;
             /// <summary>Label smoothing.</summary>
-            public const double LabelSmoothing = 0.1;
+            public const double LabelSmoothing = TrainerOptions.Defaults.LabelSmoothing;
+            /// <summary>Gradient clipping norm.</summary>
+            public const double ClipGradNorm = TrainerOptions.Defaults.ClipGradNorm;
+            /// <summary>Seed when neither <see cref="Options.Seed"/> nor the MLContext has one.</summary>
+            public const int Seed = (int)TrainerOptions.Defaults.Seed;
             /// <summary>Images per forward pass when scoring.</summary>
             public const int ScoringBatchSize = 64;
             /// <summary>bfloat16 mixed precision where the hardware computes bfloat16 natively.</summary>
-            public const Precision Precision = Vit.Torch.Precision.Auto;
+            public const Precision Precision = TrainerOptions.Defaults.Precision;
         }
 
         /// <summary>The preset (ignored when <see cref="CustomConfig"/> is set).</summary>
@@ -181,6 +188,10 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         /// <summary>Share of the steps with linear warmup.</summary>
         public double WarmupFraction { get; set; } = Defaults.WarmupFraction;
 
+        /// <summary>Learning rate at the end of the decay. Null: <see cref="Defaults.MinLearningRate"/>, or the peak
+        /// learning rate when that is lower.</summary>
+        public double? MinLearningRate { get; set; }
+
         /// <summary>Learning-rate shape after warmup.</summary>
         public ScheduleKind Schedule { get; set; } = ScheduleKind.Cosine;
 
@@ -188,7 +199,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         public double LabelSmoothing { get; set; } = Defaults.LabelSmoothing;
 
         /// <summary>Gradient clipping norm (0 = off).</summary>
-        public double ClipGradNorm { get; set; } = 1.0;
+        public double ClipGradNorm { get; set; } = Defaults.ClipGradNorm;
 
         /// <summary>Per-image augmentation while training: None (resize only), Light (random resized crop, flip,
         /// colour jitter) or Standard (DeiT's: crop, flip, RandAugment, random erasing).</summary>
@@ -245,7 +256,8 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         /// <summary>What to do with an unreadable training image.</summary>
         public BadImagePolicy OnBadImage { get; set; } = BadImagePolicy.Skip;
 
-        /// <summary>Seed (default: the MLContext's seed, else 0).</summary>
+        /// <summary>Seed of initialisation, dropout, shuffling, augmentation and the validation split. Null (the default):
+        /// the MLContext's seed, else <see cref="Defaults.Seed"/>.</summary>
         public int? Seed { get; set; }
 
         /// <summary>
@@ -340,11 +352,18 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         if (o.EarlyStopping is not null && o.ValidationSet is null && o.ValidationFraction == 0)
             throw new ArgumentException("EarlyStopping needs a ValidationSet or a ValidationFraction > 0");
         if (o.LearningRate is { } lr && !(lr > 0)) throw new ArgumentException($"LearningRate must be positive, got {lr}");
+        if (o.MinLearningRate is { } min && !(min >= 0 && min <= PeakLearningRate()))
+            throw new ArgumentException($"MinLearningRate must be in [0, {PeakLearningRate()}] (the peak learning rate), got {min}");
         if (o.AccumulationSteps < 1) throw new ArgumentException($"AccumulationSteps must be at least 1, got {o.AccumulationSteps}");
         if (o.EmaDecay is { } ema && !(ema > 0 && ema < 1)) throw new ArgumentException($"EmaDecay must be in (0, 1), got {ema}");
         if (o.Resume && o.CheckpointDirectory is null) throw new ArgumentException("Resume needs a CheckpointDirectory to resume from");
         if (o.LayerDecay is { } ld && !(ld > 0 && ld <= 1)) throw new ArgumentException($"LayerDecay must be in (0, 1], got {ld}");
     }
+
+    /// <summary>The peak learning rate: <see cref="Options.LearningRate"/>, else the default for where training starts.</summary>
+    private double PeakLearningRate() => TrainingOptions.LearningRate
+        ?? (TrainingOptions.StartFrom is not null && TrainingOptions.FineTune != FineTuneMode.HeadOnly
+            ? Options.Defaults.FineTuneLearningRate : Options.Defaults.LearningRate);
 
     /// <summary>Trains the model and returns the fitted transformer.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A column is missing or mistyped (checked before anything is read).</exception>
@@ -355,7 +374,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
         ValidateOptions();
         GetOutputSchema(SchemaShape.Create(input.Schema));
         var o = TrainingOptions;
-        int seed = o.Seed ?? (env as IHostEnvironmentInternal)?.Seed ?? 0;
+        int seed = o.Seed ?? (env as IHostEnvironmentInternal)?.Seed ?? Options.Defaults.Seed;
         using var ch = env.Start("VitEstimator");
 
         // The classes: the label's key values, or the distinct texts (one pass over the label column only).
@@ -404,8 +423,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
             if (!keyed && labels.Where((_, i) => !present.Contains(i)).ToList() is { Count: > 0 } missing)
                 throw new ArgumentException($"ValidationFraction {o.ValidationFraction} leaves no training rows for: {string.Join(", ", missing)}; lower it or add images");
 
-            double learningRate = o.LearningRate
-                ?? (o.StartFrom is not null && o.FineTune != FineTuneMode.HeadOnly ? Options.Defaults.FineTuneLearningRate : Options.Defaults.LearningRate);
+            double learningRate = PeakLearningRate();
             // The stored images are already at the model's size: the loader only augments and normalises them.
             var loaderOptions = new ImageLoaderOptions
             {
@@ -429,7 +447,7 @@ public sealed class VitEstimator : IEstimator<VitTransformer>
             var trainer = new Trainer(model, new TrainerOptions
             {
                 Epochs = Math.Max(1, epochs), LearningRate = learningRate, WeightDecay = o.WeightDecay, WarmupFraction = o.WarmupFraction,
-                MinLearningRate = Math.Min(1e-6, learningRate), Schedule = o.Schedule, LabelSmoothing = o.LabelSmoothing,
+                MinLearningRate = o.MinLearningRate ?? Math.Min(Options.Defaults.MinLearningRate, learningRate), Schedule = o.Schedule, LabelSmoothing = o.LabelSmoothing,
                 ClipGradNorm = o.ClipGradNorm, Seed = (ulong)seed, EarlyStopping = o.EarlyStopping, LayerDecay = o.LayerDecay,
                 Mixing = o.MixupAlpha > 0 || o.CutMixAlpha > 0
                     ? new BatchMixing { MixupAlpha = o.MixupAlpha, CutMixAlpha = o.CutMixAlpha, LabelSmoothing = o.LabelSmoothing }

@@ -287,45 +287,20 @@ public sealed class ModelFileTests
         var ml = new MLContext(seed: 7);
         var data = ml.Data.LoadFromImageFolder(Fixtures.Folder);
         using var other = Fixtures.Pipeline(ml, Fixtures.TinyOptions(epochs: 1)).Fit(data);  // other weights than keep.zip's
-        int saver = Environment.CurrentManagedThreadId;  // the hook is process-wide: count only this thread's saves
 
-        // A fault-free save elsewhere: how many tensors it writes (ML.NET buffers each entry and adds it to the zip whole,
-        // so the failure below is placed by tensor, not by the size of the file on disk).
+        // A fault-free save elsewhere: its size, and the weights' share of it. They are most of the file, so its middle byte
+        // is one of theirs.
         var probe = Path.Combine(Directory.CreateTempSubdirectory().FullName, "probe.zip");
-        int tensors = 0;
-        Safetensors.BeforeTensorDataWritten = _ =>
-        {
-            if (Environment.CurrentManagedThreadId == saver) tensors++;
-        };
-        try
-        {
-            ml.Model.SaveAtomic(other, data.Schema, probe);
-        }
-        finally
-        {
-            Safetensors.BeforeTensorDataWritten = null;
-        }
-        Assert.IsGreaterThan(10, tensors);
-        int failAt = tensors / 2;
+        ml.Model.SaveAtomic(other, data.Schema, probe);
+        long size = new FileInfo(probe).Length;
+        using (var zip = ZipFile.OpenRead(probe))
+            Assert.IsGreaterThan(size / 2, zip.GetEntry(VitFolder + VitModelZip.WeightsEntry)!.CompressedLength, "the weights are most of the file");
 
-        // The same save over keep.zip, failing midway through the weights.
+        // The same save over keep.zip, on a disk that fills up halfway through the file: midway through the weights.
         string[]? beside = null;
-        int calls = 0;
-        Safetensors.BeforeTensorDataWritten = _ =>
-        {
-            if (Environment.CurrentManagedThreadId != saver || calls++ != failAt) return;
-            beside = Directory.GetFiles(dir);
-            throw new IOException("simulated disk failure");
-        };
-        try
-        {
-            var e = Assert.Throws<Exception>(() => ml.Model.SaveAtomic(other, data.Schema, p));
-            Assert.IsTrue(Chain(e).Any(x => x is IOException { Message: "simulated disk failure" }), Messages(e));
-        }
-        finally
-        {
-            Safetensors.BeforeTensorDataWritten = null;
-        }
+        var e = Assert.Throws<Exception>(() => ml.Model.SaveAtomicThrough(other, data.Schema, p,
+            stream => new FillingDisk(stream, size / 2, () => beside ??= Directory.GetFiles(dir))));
+        Assert.IsTrue(Chain(e).Any(x => x is IOException { Message: "simulated disk failure" }), Messages(e));
         Assert.IsNotNull(beside, "the failure came midway through the weights");
         Assert.HasCount(2, beside, "keep.zip and the temporary file being written: " + string.Join(", ", beside));
         Assert.IsTrue(beside.Any(f => f != p && f.EndsWith(".tmp", StringComparison.Ordinal)), string.Join(", ", beside));
@@ -341,5 +316,32 @@ public sealed class ModelFileTests
         var replaced = ScoresOf(p);
         Assert.IsTrue(replaced.Zip(ScoresOf(probe)).All(x => x.First.SequenceEqual(x.Second)), "the file now holds the other model");
         Assert.IsFalse(replaced.Zip(expected).All(x => x.First.SequenceEqual(x.Second)), "the other model scores differently");
+    }
+
+    /// <summary>A file's stream on a disk with room for <paramref name="capacity"/> bytes: a write that would reach past them
+    /// throws an <see cref="IOException"/>, after <paramref name="onFull"/> runs; the rest goes to <paramref name="file"/>.</summary>
+    private sealed class FillingDisk(Stream file, long capacity, Action onFull) : Stream
+    {
+        public override bool CanRead => false;
+        public override bool CanSeek => file.CanSeek;
+        public override bool CanWrite => true;
+        public override long Length => file.Length;
+        public override long Position { get => file.Position; set => file.Position = value; }
+        public override void Flush() => file.Flush();
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => file.Seek(offset, origin);
+        public override void SetLength(long value) => file.SetLength(value);
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            if (file.Position + buffer.Length > capacity)
+            {
+                onFull();
+                throw new IOException("simulated disk failure");
+            }
+            file.Write(buffer);
+        }
     }
 }

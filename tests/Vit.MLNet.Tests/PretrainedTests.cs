@@ -33,7 +33,7 @@ public sealed class PretrainedTests
         var zip = Path.Combine(dir, "model.zip");
         ml.Model.Save(trained, data.Schema, zip);
         var st = Path.Combine(dir, "weights.safetensors");
-        vit.Model.Save(st, vit.Preprocessing, vit.Labels);
+        VitSafetensors.Save(st, vit.Model, vit.Preprocessing, vit.Labels);
 
         foreach (var source in new[] { zip, st })
         {

@@ -45,7 +45,7 @@ public sealed class CheckpointTests : TempDirectoryTests
         {
             ResizeMode = ResizeMode.Pad, Interpolation = Interpolation.Area, CropFraction = 0.8,
         };
-        model.Save(PathOf("ours.safetensors"), pre, ["a", "b", "c"]);
+        VitSafetensors.Save(PathOf("ours.safetensors"), model, pre, ["a", "b", "c"]);
         using var loaded = PretrainedVit.Load(PathOf("ours.safetensors"));
         Assert.AreEqual(FourHeads with { ClassToken = true }, loaded.Model.Config);
         Assert.AreEqual(pre, loaded.Preprocessing);
@@ -259,7 +259,7 @@ public sealed class CheckpointTests : TempDirectoryTests
         var huge = (FourHeads with { Dim = 16384, Heads = 16, Depth = 256, MlpDim = 65536 }).ToJson();
         huge["dim"] = 1 << 30;
         Safetensors.Save(PathOf("huge.safetensors"), model.NamedParameters(), new Dictionary<string, string> { [VitMetadata.Config] = huge.ToJsonString() });
-        var e = AssertNothingBuilt(() => PretrainedVit.Load(PathOf("huge.safetensors")));
+        var e = AssertNothingBuilt(watched => PretrainedVit.Load(PathOf("huge.safetensors"), watched));
         StringAssert.Contains(e.Message, "hidden size 1073741824 is larger than the limit 16384");
     }
 
@@ -273,7 +273,7 @@ public sealed class CheckpointTests : TempDirectoryTests
         var tensors = model.NamedParameters().ToList();
         for (int i = 1; i < 100; i++) tensors.Add(($"blocks.{i}.norm1.weight", norm));
         Safetensors.Save(PathOf("hollow.safetensors"), tensors);
-        var e = AssertNothingBuilt(() => PretrainedVit.Load(PathOf("hollow.safetensors")));
+        var e = AssertNothingBuilt(watched => PretrainedVit.Load(PathOf("hollow.safetensors"), watched));
         StringAssert.Contains(e.Message, "parameters but the file holds only");
     }
 
@@ -284,7 +284,7 @@ public sealed class CheckpointTests : TempDirectoryTests
     {
         var dir2 = PathOf("hollow");
         Python.RunScript(Python.Script("hollow_checkpoints.py"), dir2);
-        var e = AssertNothingBuilt(() => PretrainedVit.Load(Path.Combine(dir2, name)));
+        var e = AssertNothingBuilt(watched => PretrainedVit.Load(Path.Combine(dir2, name), watched));
         StringAssert.Contains(e.Message, "304,326,632 parameters but the file holds only");
     }
 
@@ -338,21 +338,15 @@ public sealed class CheckpointTests : TempDirectoryTests
         return ms.ToArray();
     }
 
-    /// <summary>Runs a load that must fail with an InvalidDataException before any model is allocated.</summary>
-    private static InvalidDataException AssertNothingBuilt(Action load)
+    /// <summary>Runs a load, with options that see any model being built, that must fail with an InvalidDataException
+    /// before any model is allocated.</summary>
+    private static InvalidDataException AssertNothingBuilt(Action<PretrainedVitOptions> load)
     {
         VitConfig? built = null;
-        PretrainedVit.BeforeBuilding = c => built = c;
-        try
-        {
-            var e = Assert.Throws<InvalidDataException>(load);
-            Assert.IsNull(built, $"a model of {built?.Dim} x {built?.Depth} was allocated before the file was refused");
-            return e;
-        }
-        finally
-        {
-            PretrainedVit.BeforeBuilding = null;
-        }
+        var watched = new PretrainedVitOptions { BeforeBuilding = c => built = c };
+        var e = Assert.Throws<InvalidDataException>(() => load(watched));
+        Assert.IsNull(built, $"a model of {built?.Dim} x {built?.Depth} was allocated before the file was refused");
+        return e;
     }
 
     [TestMethod]
@@ -367,7 +361,7 @@ public sealed class CheckpointTests : TempDirectoryTests
 
         // A few KB of model.json asking for a big model: the weights' shapes say otherwise, and nothing is built.
         RewriteModelJson(zip, j => j["architecture"]!["depth"] = 200);
-        var e = AssertNothingBuilt(() => VitModelZip.Load(zip, null, out _, out _));
+        var e = AssertNothingBuilt(watched => VitModelZip.Load(zip, watched, out _, out _));
         StringAssert.Contains(e.Message, "says depth 200, but the weights have 2");
         RewriteModelJson(zip, j => j["architecture"]!["mlp_dim"] = 1 << 20);
         StringAssert.Contains(Assert.Throws<InvalidDataException>(() => VitModelZip.Load(zip, null, out _, out _)).Message, "MLP size 1048576 is larger than the limit");
@@ -434,7 +428,7 @@ public sealed class CheckpointTests : TempDirectoryTests
     public void ImageSizeThatIsNotAMultipleOfThePatchIsRefused()
     {
         using var model = Randomized(FourHeads);
-        model.Save(PathOf("m.safetensors"));
+        VitSafetensors.Save(PathOf("m.safetensors"), model);
         var e = Assert.Throws<ArgumentException>(() => PretrainedVit.Load(PathOf("m.safetensors"), new PretrainedVitOptions { ImageSize = 18 }));
         StringAssert.Contains(e.Message, "image size 18 is not divisible by patch size 4");
     }

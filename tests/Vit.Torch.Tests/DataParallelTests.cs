@@ -17,9 +17,6 @@ namespace Vit.Torch.Tests;
 [TestClass]
 public sealed class DataParallelTests : TempDirectoryTests
 {
-    [TestCleanup]
-    public void ResetHooks() => Trainer.AfterStep = null;
-
     /// <summary>No dropout: one forward of 16 draws the generator otherwise than two of 8. Everything else that has state
     /// is on: augmentation, accumulation, an EMA, an evaluation set.</summary>
     private static readonly VitConfig Config = new()
@@ -64,16 +61,20 @@ public sealed class DataParallelTests : TempDirectoryTests
         var group = ProcessGroup.Create(store.Split(':') is ["tcp", var host, var port]
             ? new DistributedOptions { Rank = rank, WorldSize = world, MasterAddress = host, MasterPort = int.Parse(port, CultureInfo.InvariantCulture), Timeout = TimeSpan.FromSeconds(20) }
             : new DistributedOptions { Rank = rank, WorldSize = world, StoreFile = store, Timeout = TimeSpan.FromSeconds(20) });
-        if (mode == "kill" && rank == 1)
-            Trainer.AfterStep = (step, _) =>
+        var hooks = mode == "kill" && rank == 1
+            ? new TrainerHooks
             {
-                if (step == 5) System.Diagnostics.Process.GetCurrentProcess().Kill();  // SIGKILL: nothing runs after it
-            };
+                AfterStep = (step, _) =>
+                {
+                    if (step == 5) System.Diagnostics.Process.GetCurrentProcess().Kill();  // SIGKILL: nothing runs after it
+                },
+            }
+            : null;
         try
         {
             using var model = NewModel(rank == 0 ? 1UL : 77UL);
             string? checkpoints = mode == "run" ? null : Path.Combine(output, "run");
-            var trainer = new Trainer(model, Options(group, checkpoints, resume: mode == "resume"));
+            var trainer = new Trainer(model, Options(group, checkpoints, resume: mode == "resume"), hooks);
             var result = trainer.Fit(Train((rank, world)), Evaluation((rank, world)));
             var eval = result.Epochs[^1].Evaluation!;
             File.WriteAllBytes(Path.Combine(output, $"weights-{rank}.bin"), System.Runtime.InteropServices.MemoryMarshal.AsBytes(Weights(model).AsSpan()).ToArray());

@@ -4,7 +4,7 @@ namespace Vit.Torch.Tests;
 
 /// <summary>
 /// The fused attention node (F.SelfAttention, used by <see cref="Attention"/>) against the chain of tensor ops it
-/// replaces (<see cref="Attention.ComposedAttention"/>), on the same weights: outputs and every parameter's gradient,
+/// replaces (<see cref="ComposedAttention"/>), on the same weights: outputs and every parameter's gradient,
 /// in float32 and under bfloat16 autocast (where the fused node's softmax runs on oneDNN).
 /// </summary>
 [TestClass]
@@ -13,12 +13,35 @@ public sealed class FusedAttentionTests
     private static VitConfig Config(int dim = 24, int heads = 3) =>
         new() { ImageSize = 8, PatchSize = 4, Channels = 1, Dim = dim, Depth = 1, Heads = heads, MlpDim = 2 * dim, NumClasses = 3 };
 
-    private static (double[] Output, Dictionary<string, double[]> Grads) Run(Attention attn, Tensor x, bool fused, Precision precision)
+    /// <summary>
+    /// The layer's attention (ViT eq. 5-8) written as the chain of plain tensor ops the fused node replaces, with the
+    /// layer's own projections: softmax(q kᵀ / √Dh) v per head, heads concatenated, projected. Evaluation mode only (no
+    /// dropout), as the comparisons run.
+    /// </summary>
+    private static Tensor ComposedAttention(Attention attn, Tensor x, int heads)
+    {
+        Assert.IsFalse(attn.Training, "the composed chain has no dropout: compare in evaluation mode");
+        var s = x.Shape;
+        long b = s[0], n = s[1], d = s[2], dh = d / heads;
+        var qkv = attn.Qkv.Forward(x)                  // (B, N, 3D)
+            .Reshape(b, n, 3, heads, dh)               // (B, N, 3, H, Dh)
+            .Permute(2, 0, 3, 1, 4);                   // (3, B, H, N, Dh)
+        var q = qkv.Select(0, 0);                      // (B, H, N, Dh)
+        var k = qkv.Select(0, 1);
+        var v = qkv.Select(0, 2);
+        var logits = (q * (1.0 / Math.Sqrt(dh))).MatMul(k.Transpose(-2, -1));  // (B, H, N, N)
+        var o = F.Softmax(logits, -1).MatMul(v)        // (B, H, N, Dh)
+            .Transpose(1, 2)                           // (B, N, H, Dh)
+            .Reshape(b, n, d);                         // (B, N, D): heads concatenated
+        return attn.Proj.Forward(o);
+    }
+
+    private static (double[] Output, Dictionary<string, double[]> Grads) Run(Attention attn, Tensor x, int heads, bool fused, Precision precision)
     {
         using var scope = TensorScope.Begin();
         attn.ZeroGrad();
         Tensor y;
-        using (MixedPrecision.Autocast(precision, Device.Cpu)) y = fused ? attn.Forward(x) : attn.ComposedAttention(x);
+        using (MixedPrecision.Autocast(precision, Device.Cpu)) y = fused ? attn.Forward(x) : ComposedAttention(attn, x, heads);
         var w = Tensor.Randn(y.Shape);  // same draw in both runs: the caller reseeds
         (y.To(DType.Float32) * w).Sum().Backward();
         var grads = attn.NamedParameters().ToDictionary(p => p.Name, p => ReferenceMath.ToDouble(p.Parameter.Grad()!.To(DType.Float32).ToArray<float>()));
@@ -35,9 +58,9 @@ public sealed class FusedAttentionTests
         attn.Eval();
         using var x = Tensor.Randn([2, n, dim]).DetachFromScope();
         Torch.ManualSeed(4);
-        var fused = Run(attn, x, fused: true, precision);
+        var fused = Run(attn, x, heads, fused: true, precision);
         Torch.ManualSeed(4);
-        var composed = Run(attn, x, fused: false, reference);
+        var composed = Run(attn, x, heads, fused: false, reference);
         ReferenceMath.AssertClose(composed.Output, fused.Output, tol, tol, $"{precision} attention output");
         foreach (var (name, g) in composed.Grads)
         {

@@ -62,7 +62,12 @@ public sealed class PrecisionTests
     {
         Torch.ManualSeed(5);
         var model = new VisionTransformer(Small);
-        var result = new Trainer(model, new TrainerOptions { Epochs = 40, LearningRate = 3e-3, WeightDecay = 0, Precision = precision, Seed = 2 })
+        // The schedule this test was tuned with, pinned: it does not follow TrainerOptions.Defaults.
+        var options = new TrainerOptions
+        {
+            Epochs = 40, LearningRate = 3e-3, WeightDecay = 0, WarmupFraction = 0.05, MinLearningRate = 1e-5, Precision = precision, Seed = 2,
+        };
+        var result = new Trainer(model, options)
             .Fit(new InMemoryBatchSource(data, 16, shuffle: true, seed: 1));
         return (model, result);
     }

@@ -16,13 +16,6 @@ namespace Vit.Torch.Tests;
 [TestClass]
 public sealed class ResumeTests : TempDirectoryTests
 {
-    [TestCleanup]
-    public void ResetHooks()
-    {
-        Trainer.AfterStep = null;
-        Trainer.BeforeOptimizerStep = null;
-    }
-
     /// <summary>Dropout, drop path, augmentation, mixup, an EMA and accumulation: every source of randomness and state.</summary>
     private static readonly VitConfig Config = new()
     {
@@ -75,9 +68,8 @@ public sealed class ResumeTests : TempDirectoryTests
     internal static string TrainResumable(string directory, Action<long, int> onStep)
     {
         Torch.SetThreads(1);
-        Trainer.AfterStep = onStep;
         using var model = NewModel();
-        new Trainer(model, Options(directory, TimeSpan.Zero, resume: true)).Fit(Batches(Data()));
+        new Trainer(model, Options(directory, TimeSpan.Zero, resume: true), new TrainerHooks { AfterStep = onStep }).Fit(Batches(Data()));
         return Convert.ToHexString(Weights(model));
     }
 
@@ -100,31 +92,32 @@ public sealed class ResumeTests : TempDirectoryTests
         var checkpoints = Path.Combine(Dir, "run");
         // 3 steps per epoch: step 8 is epoch 3's second. After a step the state is whole, and the failure writes it; inside
         // one it may not be, and the last periodic checkpoint (here the end of epoch 2) is the last good one.
-        if (everyStep)
-            Trainer.AfterStep = (step, epoch) =>
-            {
-                if (epoch == 3 && step == 8) throw new IOException("the disk went away");
-            };
         long steps = 0;
-        if (!everyStep)
-        {
-            Trainer.AfterStep = (step, _) => steps = step;
-            Trainer.BeforeOptimizerStep = _ =>
+        var failure = everyStep
+            ? new TrainerHooks
             {
-                if (steps == 7) throw new IOException("the disk went away");
+                AfterStep = (step, epoch) =>
+                {
+                    if (epoch == 3 && step == 8) throw new IOException("the disk went away");
+                },
+            }
+            : new TrainerHooks
+            {
+                AfterStep = (step, _) => steps = step,
+                BeforeOptimizerStep = _ =>
+                {
+                    if (steps == 7) throw new IOException("the disk went away");
+                },
             };
-        }
         using (var model = NewModel())
         {
-            var e = Assert.Throws<TrainingFailedException>(() => new Trainer(model, Options(checkpoints, everyStep ? TimeSpan.Zero : null)).Fit(Batches(data)));
+            var e = Assert.Throws<TrainingFailedException>(() => new Trainer(model, Options(checkpoints, everyStep ? TimeSpan.Zero : null), failure).Fit(Batches(data)));
             TestContext.WriteLine(e.Message);
             StringAssert.Contains(e.Message, "the disk went away");
             Assert.IsInstanceOfType<IOException>(e.InnerException);
             Assert.AreEqual(Path.Combine(checkpoints, "last.safetensors"), e.LastGoodCheckpoint);
             StringAssert.Contains(e.Message, e.LastGoodCheckpoint!);
         }
-        Trainer.AfterStep = null;
-        Trainer.BeforeOptimizerStep = null;
         using (var model = NewModel(seed: 99))  // other initial weights: everything comes from the checkpoint
         {
             var trainer = new Trainer(model, Options(checkpoints, everyStep ? TimeSpan.Zero : null, resume: true));
@@ -210,8 +203,8 @@ public sealed class ResumeTests : TempDirectoryTests
     {
         using var model = NewModel(config: Deterministic);
         long steps = 0;
-        Trainer.AfterStep = (s, _) => steps = s;
-        new Trainer(model, Options(null) with { Mixing = null, EmaDecay = null, Epochs = 2 }).Fit(new LeavingOut(Batches(Data()), left));
+        new Trainer(model, Options(null) with { Mixing = null, EmaDecay = null, Epochs = 2 }, new TrainerHooks { AfterStep = (s, _) => steps = s })
+            .Fit(new LeavingOut(Batches(Data()), left));
         Assert.AreEqual(6, steps, "3 groups of 2 batches per epoch, the one short of a batch included");
         Assert.IsTrue(model.Parameters().All(p => p.Grad() is null || p.Grad()!.Abs().Sum().Item() == 0), "no gradient is left over");
     }
@@ -309,18 +302,21 @@ public sealed class ResumeTests : TempDirectoryTests
         var checkpoints = Path.Combine(Dir, "run");
         byte[]? good = null;
         long steps = 0;
-        Trainer.AfterStep = (step, _) => steps = step;
-        Trainer.BeforeOptimizerStep = model =>
+        var infinity = new TrainerHooks
         {
-            if (good is null && steps >= 4)
+            AfterStep = (step, _) => steps = step,
+            BeforeOptimizerStep = model =>
             {
-                good = Weights(model);
-                using var scope = TensorScope.Begin();
-                model.Blocks[0].Mlp.Fc1.Weight.Grad()!.Fill(double.PositiveInfinity);  // a finite loss, an infinite gradient
-            }
+                if (good is null && steps >= 4)
+                {
+                    good = Weights(model);
+                    using var scope = TensorScope.Begin();
+                    model.Blocks[0].Mlp.Fc1.Weight.Grad()!.Fill(double.PositiveInfinity);  // a finite loss, an infinite gradient
+                }
+            },
         };
         using var run = NewModel();
-        var e = Assert.Throws<TrainingDivergedException>(() => new Trainer(run, Options(checkpoints)).Fit(Batches(Data())));
+        var e = Assert.Throws<TrainingDivergedException>(() => new Trainer(run, Options(checkpoints), infinity).Fit(Batches(Data())));
         StringAssert.Contains(e.Message, "gradient norm became");
         Assert.IsNotNull(good);
         CollectionAssert.AreEqual(good, Weights(run), "the bad step was not applied");
@@ -404,16 +400,19 @@ public sealed class ResumeTests : TempDirectoryTests
         const double decay = 0.8;
         using var model = NewModel();
         var ema = model.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter.ToArray<float>().Select(v => (double)v).ToArray());
-        Trainer.AfterStep = (_, _) =>
+        var byFormula = new TrainerHooks
         {
-            foreach (var (name, p) in model.NamedParameters())
+            AfterStep = (_, _) =>
             {
-                var w = p.ToArray<float>();
-                var e = ema[name];
-                for (int i = 0; i < w.Length; i++) e[i] = decay * e[i] + (1 - decay) * w[i];
-            }
+                foreach (var (name, p) in model.NamedParameters())
+                {
+                    var w = p.ToArray<float>();
+                    var e = ema[name];
+                    for (int i = 0; i < w.Length; i++) e[i] = decay * e[i] + (1 - decay) * w[i];
+                }
+            },
         };
-        new Trainer(model, Options(null) with { Epochs = 2, EmaDecay = decay }).Fit(Batches(Data()));
+        new Trainer(model, Options(null) with { Epochs = 2, EmaDecay = decay }, byFormula).Fit(Batches(Data()));
         double diff = 0;
         foreach (var (name, p) in model.NamedParameters())
             diff = Math.Max(diff, p.ToArray<float>().Zip(ema[name], (a, b) => Math.Abs(a - b)).Max());

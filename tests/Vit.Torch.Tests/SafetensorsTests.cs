@@ -29,7 +29,6 @@ public sealed class SafetensorsTests
     [TestCleanup]
     public void Cleanup()
     {
-        Safetensors.BeforeTensorDataWritten = null;
         Directory.Delete(dir, recursive: true);
     }
 
@@ -381,21 +380,20 @@ public sealed class SafetensorsTests
 
         // 2) A crash midway through the data: the header and the first tensor are already on disk.
         long partialSize = -1;
-        Safetensors.BeforeTensorDataWritten = name =>
+        void DiskFailsAtTheSecondTensor(string name)
         {
             if (name != "second") return;
             var temp = Directory.GetFiles(dir).Single(f => f != path);
             partialSize = new FileInfo(temp).Length;
             throw new IOException("simulated disk failure");
-        };
-        e = Assert.ThrowsExactly<IOException>(() => Safetensors.Save(path, [("first", big), ("second", big)]));
+        }
+        e = Assert.ThrowsExactly<IOException>(() => Safetensors.SaveObserved(path, [("first", big), ("second", big)], null, DiskFailsAtTheSecondTensor));
         Assert.AreEqual("simulated disk failure", e.Message);
         Assert.IsGreaterThan(64 * 64 * 4, partialSize, "the failure happened after the first tensor's data was written");
         CollectionAssert.AreEqual(original, File.ReadAllBytes(path));
         CollectionAssert.AreEqual(new[] { path }, Directory.GetFiles(dir), "no temporary file is left behind");
 
         // 3) The same save without the fault replaces the file.
-        Safetensors.BeforeTensorDataWritten = null;
         Safetensors.Save(path, [("first", big), ("second", big)]);
         CollectionAssert.AreEqual(new[] { "first", "second" }, Safetensors.ReadHeader(path).Entries.Select(x => x.Name).ToArray());
     }

@@ -24,6 +24,10 @@ public sealed record PretrainedVitOptions
 
     /// <summary>Input normalisation to use instead of the checkpoint's (or the layout's default).</summary>
     public Normalization? Normalization { get; init; }
+
+    /// <summary>Called with the config just before the model is allocated: a test's way to see that a bad file is
+    /// refused before anything large is built.</summary>
+    internal Action<VitConfig>? BeforeBuilding { get; init; }
 }
 
 /// <summary>
@@ -45,9 +49,6 @@ public sealed class PretrainedVit : IDisposable
     private static readonly Dictionary<int, int> PublishedHeads = new() { [192] = 3, [384] = 6, [768] = 12, [1024] = 16, [1280] = 16 };
 
     private VisionTransformer? model;
-
-    /// <summary>Test hook: called with the config just before a model is allocated.</summary>
-    internal static Action<VitConfig>? BeforeBuilding;
 
     private PretrainedVit(VisionTransformer model, IReadOnlyList<string>? labels, VitPreprocessing preprocessing, CheckpointLayout layout, string source)
     {
@@ -173,7 +174,7 @@ public sealed class PretrainedVit : IDisposable
         if (needed > index.DataLength + (1 << 20))
             throw new InvalidDataException(
                 $"'{index.Source}': the config needs {needed:N0} parameters but the file holds only {index.DataLength:N0} bytes of tensor data");
-        BeforeBuilding?.Invoke(fileConfig);
+        options.BeforeBuilding?.Invoke(fileConfig);
         var config = fileConfig;
         if (options.ImageSize is { } size && size != fileConfig.ImageSize)
         {

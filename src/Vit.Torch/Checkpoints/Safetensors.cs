@@ -58,12 +58,6 @@ public static unsafe class Safetensors
     // Reads and writes go through spans over tensor memory in pieces of at most this many bytes.
     private const int Chunk = 1 << 30;
 
-    /// <summary>
-    /// Fault injection for tests: called with a tensor's name just before its bytes are written, so a test can
-    /// fail a save midway and check that the previous file survives.
-    /// </summary>
-    internal static Action<string>? BeforeTensorDataWritten;
-
     private static readonly (string Code, DType DType)[] DTypeCodes =
     [
         ("F32", DType.Float32), ("F64", DType.Float64), ("F16", DType.Float16), ("BF16", DType.BFloat16),
@@ -100,12 +94,18 @@ public static unsafe class Safetensors
     /// file at <paramref name="path"/> untouched.
     /// </summary>
     /// <exception cref="ArgumentException">A name is empty, reserved (<c>__metadata__</c>) or used twice, or a tensor is null.</exception>
-    public static void Save(string path, IEnumerable<(string Name, Tensor Tensor)> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    public static void Save(string path, IEnumerable<(string Name, Tensor Tensor)> tensors, IReadOnlyDictionary<string, string>? metadata = null) =>
+        SaveObserved(path, tensors, metadata, beforeTensorData: null);
+
+    /// <summary>As <see cref="Save"/>, calling <paramref name="beforeTensorData"/> with each tensor's name just before its
+    /// bytes are written (a test fails a save midway there and checks that the previous file survives).</summary>
+    internal static void SaveObserved(string path, IEnumerable<(string Name, Tensor Tensor)> tensors, IReadOnlyDictionary<string, string>? metadata,
+        Action<string>? beforeTensorData)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         var (items, entries, header) = Prepare(tensors, metadata);
         // Unbuffered: tensor bytes go from tensor memory straight to the file.
-        AtomicFile.Write(path, fs => WriteTo(fs, items, entries, header), bufferSize: 0);
+        AtomicFile.Write(path, fs => WriteTo(fs, items, entries, header, beforeTensorData), bufferSize: 0);
     }
 
     /// <summary>Writes <paramref name="tensors"/> as a safetensors file to <paramref name="stream"/> (e.g. an entry of a
@@ -115,7 +115,7 @@ public static unsafe class Safetensors
         ArgumentNullException.ThrowIfNull(stream);
         if (!stream.CanWrite) throw new ArgumentException("the stream is not writable", nameof(stream));
         var (items, entries, header) = Prepare(tensors, metadata);
-        WriteTo(stream, items, entries, header);
+        WriteTo(stream, items, entries, header, beforeTensorData: null);
     }
 
     // Everything that can be checked is checked before a byte is written.
@@ -162,7 +162,8 @@ public static unsafe class Safetensors
     /// <summary>The metadata key of the data section's CRC-32 (8 hex digits), written by <see cref="Save"/> and checked on reading.</summary>
     public const string CrcKey = "vit.crc32";
 
-    private static void WriteTo(Stream fs, List<(string Name, Tensor Tensor)> items, List<SafetensorsEntry> entries, byte[] header)
+    private static void WriteTo(Stream fs, List<(string Name, Tensor Tensor)> items, List<SafetensorsEntry> entries, byte[] header,
+        Action<string>? beforeTensorData)
     {
         Span<byte> prefix = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)header.Length);
@@ -170,7 +171,7 @@ public static unsafe class Safetensors
         fs.Write(header);
         for (int i = 0; i < items.Count; i++)
         {
-            BeforeTensorDataWritten?.Invoke(items[i].Name);
+            beforeTensorData?.Invoke(items[i].Name);
             WriteData(fs, items[i].Tensor, entries[i].ByteLength);
         }
     }

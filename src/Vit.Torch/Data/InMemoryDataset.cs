@@ -53,17 +53,4 @@ public sealed class InMemoryDataset
 
     /// <summary>The label of image <paramref name="index"/>.</summary>
     public long Label(int index) => labels[index];
-
-    /// <summary>A subset by indices (copies the pixels).</summary>
-    public InMemoryDataset Subset(IReadOnlyList<int> indices)
-    {
-        var px = new float[(long)indices.Count * ImageSize];
-        var lb = new long[indices.Count];
-        for (int i = 0; i < indices.Count; i++)
-        {
-            Image(indices[i]).CopyTo(px.AsSpan(i * ImageSize, ImageSize));
-            lb[i] = labels[indices[i]];
-        }
-        return new InMemoryDataset(px, lb, ImageShape, NumClasses, ClassNames);
-    }
 }

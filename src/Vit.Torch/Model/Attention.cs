@@ -36,29 +36,9 @@ public sealed class Attention : Module
     /// </summary>
     public Tensor Forward(Tensor x, bool returnAttention, out Tensor? attentionMap)
     {
-        // softmax(q kᵀ / √Dh) v per head, heads concatenated: one fused node (see F.SelfAttention), the same
-        // mathematics as ComposedAttention below.
+        // softmax(q kᵀ / √Dh) v per head, heads concatenated: one fused node (see F.SelfAttention; FusedAttentionTests
+        // compares it with the chain of plain tensor ops it replaces).
         var o = F.SelfAttention(Qkv.Forward(x), heads, scale, attentionDropout, Training, out attentionMap, returnAttention);  // (B, N, D)
-        return F.Dropout(Proj.Forward(o), projDropout, Training);
-    }
-
-    /// <summary>The attention of <see cref="Forward(Tensor, bool, out Tensor?)"/> written as the chain of tensor ops it
-    /// fuses (for tests that compare the two).</summary>
-    internal Tensor ComposedAttention(Tensor x)
-    {
-        var s = x.Shape;
-        long b = s[0], n = s[1], d = s[2], dh = d / heads;
-        var qkv = Qkv.Forward(x)                       // (B, N, 3D)
-            .Reshape(b, n, 3, heads, dh)               // (B, N, 3, H, Dh)
-            .Permute(2, 0, 3, 1, 4);                   // (3, B, H, N, Dh)
-        var q = qkv.Select(0, 0);                      // (B, H, N, Dh)
-        var k = qkv.Select(0, 1);
-        var v = qkv.Select(0, 2);
-        var logits = (q * scale).MatMul(k.Transpose(-2, -1));  // (B, H, N, N)
-        var attn = F.Dropout(F.Softmax(logits, -1), attentionDropout, Training);
-        var o = attn.MatMul(v)                         // (B, H, N, Dh)
-            .Transpose(1, 2)                           // (B, N, H, Dh)
-            .Reshape(b, n, d);                         // (B, N, D): heads concatenated
         return F.Dropout(Proj.Forward(o), projDropout, Training);
     }
 

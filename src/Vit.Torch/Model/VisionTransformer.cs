@@ -1,5 +1,4 @@
 using Vit.Torch.Checkpoints;
-using Vit.Torch.Imaging;
 using Vit.Torch.Modules;
 
 namespace Vit.Torch.Model;
@@ -75,21 +74,6 @@ public sealed class VisionTransformer : Module
     /// <inheritdoc />
     protected internal override void DescribeInto(IDictionary<string, string> metadata) =>
         metadata[VitMetadata.Config] = Config.ToJson().ToJsonString();
-
-    /// <summary>
-    /// Saves the weights (timm names) with the config and, when given, the preprocessing and labels in the file's
-    /// metadata (plus <paramref name="metadata"/>'s own entries), atomically: <see cref="PretrainedVit.Load"/> reads
-    /// it back exactly, with nothing to guess.
-    /// </summary>
-    public void Save(string path, VitPreprocessing? preprocessing = null, IReadOnlyList<string>? labels = null,
-        IReadOnlyDictionary<string, string>? metadata = null)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        var all = VitMetadata.Of(Config, preprocessing, labels);
-        if (metadata is not null)
-            foreach (var (k, v) in metadata) all.TryAdd(k, v);
-        this.SaveSafetensors(path, all);
-    }
 
     /// <summary>Replaces the head (or gives a headless model one) with a freshly initialised head for
     /// <paramref name="numClasses"/> classes (fine-tuning).</summary>

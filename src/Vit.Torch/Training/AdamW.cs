@@ -83,8 +83,8 @@ public sealed class AdamW : IDisposable
     /// the learning rate (default 1; e.g. <see cref="LayerDecay"/>), which scales its weight decay too, as a
     /// torch.optim parameter group's own lr does.
     /// </summary>
-    public AdamW(IEnumerable<(string Name, Tensor Parameter)> namedParameters, double learningRate = 1e-3,
-        double weightDecay = 0.05, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
+    public AdamW(IEnumerable<(string Name, Tensor Parameter)> namedParameters, double learningRate = TrainerOptions.Defaults.LearningRate,
+        double weightDecay = TrainerOptions.Defaults.WeightDecay, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
         Func<string, Tensor, bool>? decays = null, Func<string, double>? learningRateScale = null)
     {
         if (!(learningRate >= 0)) throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, "learning rate must be >= 0");

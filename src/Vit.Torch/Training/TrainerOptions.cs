@@ -3,7 +3,11 @@ namespace Vit.Torch.Training;
 /// <summary>Options of a training run. Every field has a default in <see cref="Defaults"/>.</summary>
 public sealed record TrainerOptions
 {
-    /// <summary>Default values.</summary>
+    /// <summary>
+    /// Default values: the one set of training defaults, shared by <see cref="Trainer"/>, the ML.NET estimator
+    /// (<c>VitEstimator.Options.Defaults</c> refers to these) and the <c>vit</c> tool. They are the estimator's
+    /// measured settings (see the README's few-image figures); a recipe such as the Fashion-MNIST job sets its own.
+    /// </summary>
     public static class Defaults
     {
         /// <summary>Passes over the training set.</summary>
@@ -13,9 +17,9 @@ public sealed record TrainerOptions
         /// <summary>AdamW decoupled weight decay.</summary>
         public const double WeightDecay = 0.05;
         /// <summary>Fraction of all steps spent warming up.</summary>
-        public const double WarmupFraction = 0.05;
+        public const double WarmupFraction = 0.1;
         /// <summary>Learning rate at the end of the schedule.</summary>
-        public const double MinLearningRate = 1e-5;
+        public const double MinLearningRate = 1e-6;
         /// <summary>Label smoothing ε.</summary>
         public const double LabelSmoothing = 0.1;
         /// <summary>Maximum gradient norm (0 = no clipping).</summary>
