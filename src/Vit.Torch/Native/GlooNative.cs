@@ -39,19 +39,7 @@ internal static unsafe partial class GlooNative
     internal static void EnsureLoaded()
     {
         if (loaded) return;
-        int abi;
-        try
-        {
-            abi = vit_gloo_abi_version();
-        }
-        catch (DllNotFoundException e)
-        {
-            throw new TorchException(e.Message);
-        }
-        if (abi != ExpectedAbiVersion)
-            throw new TorchException(
-                $"{Loader.FileName} has ABI version {abi} but Vit.Torch expects {ExpectedAbiVersion}: the library is stale. " +
-                "Rebuild with `dotnet build` (it rebuilds the native libraries).");
+        Loader.CheckAbi(vit_gloo_abi_version, ExpectedAbiVersion);
         loaded = true;
     }
 
@@ -78,13 +66,7 @@ internal static unsafe partial class GlooNative
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void ThrowLastError()
-    {
-        int n = vit_gloo_last_error(null, 0);
-        var buf = new byte[n + 1];
-        fixed (byte* p = buf) vit_gloo_last_error(p, buf.Length);
-        throw new TorchException(System.Text.Encoding.UTF8.GetString(buf, 0, n));
-    }
+    private static void ThrowLastError() => throw new TorchException(NativeLoader.LastError(&vit_gloo_last_error));
 
     // dlopen's flags (glibc, <dlfcn.h>).
     private const int RtldNow = 0x2;

@@ -36,19 +36,7 @@ internal static unsafe partial class ImagingNative
 
     private static readonly Lazy<bool> Loaded = new(() =>
     {
-        int abi;
-        try
-        {
-            abi = vit_imaging_abi_version();
-        }
-        catch (DllNotFoundException e)
-        {
-            throw new TorchException(e.Message);
-        }
-        if (abi != ExpectedAbiVersion)
-            throw new TorchException(
-                $"{Loader.FileName} has ABI version {abi} but Vit.Torch expects {ExpectedAbiVersion}: the library is stale. " +
-                "Rebuild with `dotnet build` (it rebuilds the native libraries).");
+        Loader.CheckAbi(vit_imaging_abi_version, ExpectedAbiVersion);
         return true;
     }, LazyThreadSafetyMode.ExecutionAndPublication);
 
@@ -63,13 +51,7 @@ internal static unsafe partial class ImagingNative
     private static void ThrowLastError() => throw new TorchException(LastErrorText());
 
     /// <summary>The text of this thread's last error in the imaging library, without throwing.</summary>
-    internal static string LastErrorText()
-    {
-        int n = vit_imaging_last_error(null, 0);
-        var buf = new byte[n + 1];
-        fixed (byte* p = buf) vit_imaging_last_error(p, buf.Length);
-        return System.Text.Encoding.UTF8.GetString(buf, 0, n);
-    }
+    internal static string LastErrorText() => NativeLoader.LastError(&vit_imaging_last_error);
 
     // ---- library ----
     [LibraryImport(Lib)] internal static partial int vit_imaging_abi_version();

@@ -126,6 +126,35 @@ internal sealed class NativeLoader
         }
     }
 
+    /// <summary>Calls the library's ABI-version export (which loads it) and checks the version; a library that cannot
+    /// load or is stale is a <see cref="TorchException"/> saying what to install or rebuild.</summary>
+    public void CheckAbi(Func<int> abiVersion, int expected)
+    {
+        int abi;
+        try
+        {
+            abi = abiVersion();
+        }
+        catch (DllNotFoundException e)
+        {
+            throw new TorchException(e.Message);
+        }
+        if (abi != expected)
+            throw new TorchException(
+                $"{FileName} has ABI version {abi} but Vit.Torch expects {expected}: the library is stale. " +
+                "Rebuild with `dotnet build` (it rebuilds the native libraries).");
+    }
+
+    /// <summary>This thread's last error text of a library whose export copies it into (buffer, capacity) and returns
+    /// its full length.</summary>
+    public static unsafe string LastError(delegate*<byte*, int, int> lastError)
+    {
+        int n = lastError(null, 0);
+        var buf = new byte[n + 1];
+        fixed (byte* p = buf) lastError(p, buf.Length);
+        return System.Text.Encoding.UTF8.GetString(buf, 0, n);
+    }
+
     private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? searchPath) =>
         Loaders.TryGetValue(name, out var loader) ? loader.Handle : IntPtr.Zero;
 }
