@@ -117,8 +117,6 @@ public sealed partial class Tensor
     /// <summary>Elementwise a &lt; s (bool).</summary>
     public Tensor Lt(double s) => Unary(this, x => x.lt(s));
 
-    /// <summary>Elementwise a &gt; s (bool).</summary>
-    public Tensor Gt(double s) => Unary(this, x => x.gt(s));
 
     /// <summary>Elementwise finiteness (bool).</summary>
     public Tensor IsFinite() => Unary(this, static x => x.isfinite());
@@ -253,8 +251,6 @@ public sealed partial class Tensor
         return Run(() => stack ? TorchSharp.torch.stack(natives, dim) : TorchSharp.torch.cat(natives, dim));
     }
 
-    /// <summary>One-hot encoding of int64 class indices: (N) -> (N, classes).</summary>
-    public Tensor OneHot(long classes, DType dtype = DType.Float32) => Unary(this, x => TorchSharp.torch.nn.functional.one_hot(x, classes).to_type(dtype.ToScalarType(), disposeAfter: true));
 
     // ------------------------------------------------------------------ wrapping TorchSharp ops
 
