@@ -1,6 +1,6 @@
 namespace Vit.Torch;
 
-/// <summary>Element types. The numeric values are part of the native ABI (see vit_native.cpp).</summary>
+/// <summary>Element types (each maps to one of TorchSharp's ScalarType values; see DTypes).</summary>
 public enum DType
 {
     /// <summary>32-bit float (torch.float32).</summary>
