@@ -97,7 +97,7 @@ public static class F
             }
             else
             {
-                using var qs = q.mul(scale);
+                using var qs = WithScalar(scale, v => q.mul(v));
                 using var kt = k.transpose(-2, -1);
                 using var logits = Autocast.Product(qs, kt, null, static (a, bt, _) => a.matmul(bt));        // (B, H, N, N)
                 using var p = logits.softmax(-1);
@@ -134,7 +134,7 @@ public static class F
         if (p >= 1) return TS.zeros_like(x);
         using var mask = TS.empty_like(x).bernoulli_(1 - p, Torch.Generator);
         using var kept = x.mul(mask);
-        return kept.div(1 - p);
+        return WithScalar(1 - p, v => kept.div(v));
     }
 
     /// <summary>

@@ -192,7 +192,10 @@ internal static class Autocast
     internal static Tensor Binary(Tensor a, Tensor b, Func<TS.Tensor, TS.Tensor, TS.Tensor> op)
     {
         var (x, y) = (a.Native, b.Native);
-        return Tensor.Run(() => Product(x, y, null, (p, q, _) => op(p, q)));
+        var result = Tensor.Run(() => Product(x, y, null, (p, q, _) => op(p, q)));
+        GC.KeepAlive(a);
+        GC.KeepAlive(b);
+        return result;
     }
 
     /// <summary>libtorch's fused scaled-dot-product attention (scale 1/√Dh), in bfloat16 inside a region.</summary>

@@ -8,7 +8,7 @@ public sealed partial class Tensor
     // ------------------------------------------------------------------ arithmetic (broadcasting)
 
     /// <summary>Elementwise sum.</summary>
-    public static Tensor operator +(Tensor a, Tensor b) => Binary(a, b, static (x, y) => x.add(y));
+    public static Tensor operator +(Tensor a, Tensor b) => Binary(a, b, static (x, y) => x.add(y, One));
 
     /// <summary>Elementwise difference.</summary>
     public static Tensor operator -(Tensor a, Tensor b) => Binary(a, b, static (x, y) => x.sub(y));
@@ -23,25 +23,25 @@ public sealed partial class Tensor
     public static Tensor operator -(Tensor a) => Unary(a, static x => x.neg());
 
     /// <summary>Adds a scalar.</summary>
-    public static Tensor operator +(Tensor a, double s) => Unary(a, x => x.add(s));
+    public static Tensor operator +(Tensor a, double s) => Unary(a, x => WithScalar(s, v => x.add(v, One)));
 
     /// <summary>Adds a scalar.</summary>
     public static Tensor operator +(double s, Tensor a) => a + s;
 
     /// <summary>Subtracts a scalar.</summary>
-    public static Tensor operator -(Tensor a, double s) => Unary(a, x => x.sub(s));
+    public static Tensor operator -(Tensor a, double s) => Unary(a, x => WithScalar(s, v => x.sub(v)));
 
     /// <summary>s - a.</summary>
-    public static Tensor operator -(double s, Tensor a) => Unary(a, x => TorchSharp.torch.sub(s, x));
+    public static Tensor operator -(double s, Tensor a) => Unary(a, x => WithScalar(s, v => x.neg().add_(v, One)));
 
     /// <summary>Multiplies by a scalar.</summary>
-    public static Tensor operator *(Tensor a, double s) => Unary(a, x => x.mul(s));
+    public static Tensor operator *(Tensor a, double s) => Unary(a, x => WithScalar(s, v => x.mul(v)));
 
     /// <summary>Multiplies by a scalar.</summary>
     public static Tensor operator *(double s, Tensor a) => a * s;
 
     /// <summary>Divides by a scalar.</summary>
-    public static Tensor operator /(Tensor a, double s) => Unary(a, x => x.div(s));
+    public static Tensor operator /(Tensor a, double s) => Unary(a, x => WithScalar(s, v => x.div(v)));
 
     /// <summary>Matrix product with numpy/torch broadcasting rules (torch.matmul).</summary>
     public Tensor MatMul(Tensor other)
@@ -74,7 +74,7 @@ public sealed partial class Tensor
     public Tensor Bmm(Tensor other) => Autocast.Binary(this, other, static (x, y) => x.bmm(y));
 
     /// <summary>Elementwise power.</summary>
-    public Tensor Pow(double exponent) => Unary(this, x => x.pow(exponent));
+    public Tensor Pow(double exponent) => Unary(this, x => WithScalar(exponent, v => x.pow(v)));
 
     /// <summary>Elementwise e^x.</summary>
     public Tensor Exp() => Unary(this, static x => x.exp());
@@ -98,7 +98,7 @@ public sealed partial class Tensor
     public Tensor Floor() => Unary(this, static x => x.floor());
 
     /// <summary>Clamps into [lo, hi].</summary>
-    public Tensor Clamp(double lo, double hi) => Unary(this, x => x.clamp(lo, hi));
+    public Tensor Clamp(double lo, double hi) => Unary(this, x => WithScalars(lo, hi, (a, b) => x.clamp(a, b)));
 
     /// <summary>Elementwise maximum.</summary>
     public Tensor Maximum(Tensor other) => Binary(this, other, static (x, y) => x.maximum(y));
@@ -109,13 +109,13 @@ public sealed partial class Tensor
     public Tensor Eq(Tensor other) => Binary(this, other, static (x, y) => x.eq(y));
 
     /// <summary>Elementwise equality with a scalar (bool).</summary>
-    public Tensor Eq(double s) => Unary(this, x => x.eq(s));
+    public Tensor Eq(double s) => Unary(this, x => WithScalar(s, v => x.eq(v)));
 
     /// <summary>Elementwise a &lt; b (bool).</summary>
     public Tensor Lt(Tensor other) => Binary(this, other, static (x, y) => x.lt(y));
 
     /// <summary>Elementwise a &lt; s (bool).</summary>
-    public Tensor Lt(double s) => Unary(this, x => x.lt(s));
+    public Tensor Lt(double s) => Unary(this, x => WithScalar(s, v => x.lt(v)));
 
 
     /// <summary>Elementwise finiteness (bool).</summary>
@@ -254,16 +254,23 @@ public sealed partial class Tensor
 
     // ------------------------------------------------------------------ wrapping TorchSharp ops
 
+    // The operands are kept reachable until the native call returns: a wrapper nobody references afterwards could
+    // otherwise be finalized, freeing its tensor, while libtorch still reads it.
     private static Tensor Unary(Tensor a, Func<TS.Tensor, TS.Tensor> op)
     {
         var x = a.Native;
-        return Run(() => op(x));
+        var result = Run(() => op(x));
+        GC.KeepAlive(a);
+        return result;
     }
 
     private static Tensor Binary(Tensor a, Tensor b, Func<TS.Tensor, TS.Tensor, TS.Tensor> op)
     {
         var (x, y) = (a.Native, b.Native);
-        return Run(() => op(x, y));
+        var result = Run(() => op(x, y));
+        GC.KeepAlive(a);
+        GC.KeepAlive(b);
+        return result;
     }
 
     private static (Tensor, Tensor) Pair(Func<(TS.Tensor, TS.Tensor)> op)

@@ -113,6 +113,34 @@ public sealed partial class Tensor : IDisposable
     /// <summary>Number of tensors this library holds alive in this process (for leak tests).</summary>
     public static long LiveCount => Interlocked.Read(ref live);
 
+    // ------------------------------------------------------------------ scalars
+
+    /// <summary>The Scalar 1, made once and never collected (the alpha of tensor additions).</summary>
+    internal static readonly TorchSharp.Scalar One = 1.0;
+
+    /// <summary>
+    /// Runs <paramref name="op"/> with <paramref name="value"/> as a TorchSharp Scalar made here and disposed after the
+    /// call. TorchSharp 0.107 passes a Scalar's native handle on without keeping the Scalar alive, so one made implicitly
+    /// from a double for a single call can be finalized by the GC during that call (seen: libtorch's "toFloat" check
+    /// failing inside an addition after 265 steps of the main job). The dispose after the call keeps it alive until then.
+    /// </summary>
+    internal static T WithScalar<T>(double value, Func<TorchSharp.Scalar, T> op)
+    {
+        var s = (TorchSharp.Scalar)value;
+        try
+        {
+            return op(s);
+        }
+        finally
+        {
+            s.Dispose();
+        }
+    }
+
+    /// <summary><see cref="WithScalar{T}(double, Func{TorchSharp.Scalar, T})"/> with two scalars.</summary>
+    internal static T WithScalars<T>(double a, double b, Func<TorchSharp.Scalar, TorchSharp.Scalar, T> op) =>
+        WithScalar(a, sa => WithScalar(b, sb => op(sa, sb)));
+
     // ------------------------------------------------------------------ metadata
 
     /// <summary>The sizes of the dimensions.</summary>
@@ -184,7 +212,7 @@ public sealed partial class Tensor : IDisposable
 
     /// <summary>A tensor filled with <paramref name="value"/>.</summary>
     public static Tensor Full(long[] shape, double value, DType dtype = DType.Float32, Device? device = null) =>
-        Run(() => TS.full(shape, value, dtype.ToScalarType(), DeviceOf(device)));
+        Run(() => WithScalar(value, v => TS.full(shape, v, dtype.ToScalarType(), DeviceOf(device))));
 
     /// <summary>Zeros.</summary>
     public static Tensor Zeros(long[] shape, DType dtype = DType.Float32, Device? device = null) =>
@@ -418,17 +446,17 @@ public sealed partial class Tensor : IDisposable
     }
 
     /// <summary>Sets every element.</summary>
-    public void Fill(double value) => InPlace(t => t.fill_(value));
+    public void Fill(double value) => InPlace(t => WithScalar(value, v => t.fill_(v)));
 
     /// <summary>this += alpha * other.</summary>
     public void AddInPlace(Tensor other, double alpha = 1)
     {
         var o = other.Native;
-        InPlace(t => t.add_(o, alpha));
+        InPlace(t => WithScalar(alpha, a => t.add_(o, a)));
     }
 
     /// <summary>this *= s.</summary>
-    public void MulInPlace(double s) => InPlace(t => t.mul_(s));
+    public void MulInPlace(double s) => InPlace(t => WithScalar(s, v => t.mul_(v)));
 
     /// <summary>Fills with normal samples from this thread's generator.</summary>
     public void NormalInit(double mean, double std) => InPlace(t => t.normal_(mean, std, Torch.Generator));
@@ -444,7 +472,8 @@ public sealed partial class Tensor : IDisposable
         // through erfinv. (TorchSharp 0.107's own trunc_normal_ fills the tensor with std.)
         static double Cdf(double x) => 0.5 * (1 + Erf(x / Math.Sqrt(2)));
         double l = Cdf((lo - mean) / std), u = Cdf((hi - mean) / std);
-        InPlace(t => t.uniform_(2 * l - 1, 2 * u - 1, Torch.Generator).erfinv_().mul_(std * Math.Sqrt(2)).add_(mean).clamp_(lo, hi));
+        InPlace(t => WithScalars(std * Math.Sqrt(2), mean, (scale, shift) => WithScalars(lo, hi, (a, b) =>
+            t.uniform_(2 * l - 1, 2 * u - 1, Torch.Generator).erfinv_().mul_(scale).add_(shift, One).clamp_(a, b))));
     }
 
     // The error function (Abramowitz and Stegun 7.1.26 is too coarse for the bounds' CDF; this is the series/continued

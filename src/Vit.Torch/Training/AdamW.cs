@@ -169,12 +169,13 @@ public sealed class AdamW : IDisposable
                     throw new TorchException($"AdamW: the gradient or a moment of parameter {i} differs from it in shape or dtype");
                 double lr = LearningRate * learningRateScale[i];
                 // Decoupled weight decay (Loshchilov & Hutter 2019), then Adam's moments and bias-corrected step.
-                p.mul_(1.0 - lr * weightDecay[i]);
-                m.mul_(Betas.Beta1).add_(g, 1.0 - Betas.Beta1);
-                v.mul_(Betas.Beta2).addcmul_(g, g, 1.0 - Betas.Beta2);
+                // Every Scalar made and kept alive across its call (see Tensor.WithScalar).
+                Tensor.WithScalar(1.0 - lr * weightDecay[i], decay => p.mul_(decay));
+                Tensor.WithScalars(Betas.Beta1, 1.0 - Betas.Beta1, (b, rest) => m.mul_(b).add_(g, rest));
+                Tensor.WithScalars(Betas.Beta2, 1.0 - Betas.Beta2, (b, rest) => v.mul_(b).addcmul_(g, g, rest));
                 using var denom = v.sqrt();
-                denom.div_(bc2Sqrt).add_(Eps);
-                p.addcdiv_(m, denom, -lr / bc1);
+                Tensor.WithScalars(bc2Sqrt, Eps, (c, e) => denom.div_(c).add_(e, Tensor.One));
+                Tensor.WithScalar(-lr / bc1, size => p.addcdiv_(m, denom, size));
             }
         });
     }
@@ -210,7 +211,11 @@ public sealed class AdamW : IDisposable
                 {
                     double coef = maxNorm / (total + 1e-6);
                     if (coef < 1.0)
-                        foreach (var g in grads) g.mul_(coef);
+                        Tensor.WithScalar(coef, c =>
+                        {
+                            foreach (var g in grads) g.mul_(c);
+                            return 0;
+                        });
                 }
             }
             finally
