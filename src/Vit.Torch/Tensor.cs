@@ -470,44 +470,15 @@ public sealed partial class Tensor : IDisposable
         if (!(std > 0) || !(lo < hi)) throw new ArgumentException($"a truncated normal needs std > 0 and lo < hi, got std {std}, [{lo}, {hi}]");
         // Inverse-CDF sampling, as timm's and PyTorch's trunc_normal_: uniform between the bounds' CDF values, mapped back
         // through erfinv. (TorchSharp 0.107's own trunc_normal_ fills the tensor with std.)
-        static double Cdf(double x) => 0.5 * (1 + Erf(x / Math.Sqrt(2)));
+        static double Cdf(double x)
+        {
+            using var t = TS.tensor(x / Math.Sqrt(2), TS.ScalarType.Float64);
+            using var e = t.erf();
+            return 0.5 * (1 + e.item<double>());
+        }
         double l = Cdf((lo - mean) / std), u = Cdf((hi - mean) / std);
         InPlace(t => WithScalars(std * Math.Sqrt(2), mean, (scale, shift) => WithScalars(lo, hi, (a, b) =>
             t.uniform_(2 * l - 1, 2 * u - 1, Torch.Generator).erfinv_().mul_(scale).add_(shift, One).clamp_(a, b))));
-    }
-
-    // The error function (Abramowitz and Stegun 7.1.26 is too coarse for the bounds' CDF; this is the series/continued
-    // fraction pair, accurate to ~1e-15), for TruncNormalInit's bounds only.
-    private static double Erf(double x)
-    {
-        double ax = Math.Abs(x);
-        double r;
-        if (ax < 2.5)
-        {
-            // Maclaurin series: erf(x) = 2/√π Σ (-1)^n x^(2n+1) / (n! (2n+1)).
-            double term = ax, sum = ax;
-            for (int n = 1; n < 60; n++)
-            {
-                term *= -ax * ax / n;
-                sum += term / (2 * n + 1);
-            }
-            r = 2 / Math.Sqrt(Math.PI) * sum;
-        }
-        else
-        {
-            // Continued fraction for erfc (Lentz), converging fast for |x| >= 2.5.
-            double f = ax, c = ax, d = 0;
-            for (int k = 1; k < 200; k++)
-            {
-                double a = k / 2.0;
-                d = ax + a * d;
-                d = 1 / d;
-                c = ax + a / c;
-                f *= c * d;
-            }
-            r = 1 - Math.Exp(-ax * ax) / Math.Sqrt(Math.PI) / f;
-        }
-        return x < 0 ? -r : r;
     }
 
     private void InPlace(Func<TS.Tensor, TS.Tensor> op)
