@@ -83,7 +83,8 @@ public static class F
         TS.Tensor? probs = null;
         var output = Run(() =>
         {
-            using var parts = x.view(b, n, 3, heads, dh).permute(2, 0, 3, 1, 4);  // (3, B, H, N, Dh)
+            using var split = x.view(b, n, 3, heads, dh);
+            using var parts = split.permute(2, 0, 3, 1, 4);  // (3, B, H, N, Dh)
             var qkvParts = parts.unbind(0);
             using var q = qkvParts[0];
             using var k = qkvParts[1];

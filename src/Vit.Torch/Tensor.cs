@@ -189,12 +189,19 @@ public sealed partial class Tensor : IDisposable
                 TS.ScalarType.Int32 => t.item<int>(),
                 TS.ScalarType.Bool => t.item<bool>() ? 1 : 0,
                 TS.ScalarType.Float64 => t.item<double>(),
-                _ => t.to_type(TS.ScalarType.Float64).item<double>(),
+                TS.ScalarType.Float32 => t.item<float>(),
+                _ => AsDouble(t),
             };
         }
         catch (ExternalException e)
         {
             throw TorchException.From(e);
+        }
+
+        static double AsDouble(TS.Tensor t)
+        {
+            using var d = t.to_type(TS.ScalarType.Float64);
+            return d.item<double>();
         }
     }
 
@@ -307,7 +314,8 @@ public sealed partial class Tensor : IDisposable
         if (bytes != destination.Length)
             throw new TorchException($"the tensor has {bytes} bytes of data, but the destination holds {destination.Length}");
         if (bytes == 0) return;
-        using var cpu = t.device_type == TorchSharp.DeviceType.CPU ? t.contiguous() : t.cpu().contiguous();
+        using var moved = t.device_type == TorchSharp.DeviceType.CPU ? null : t.cpu();
+        using var cpu = (moved ?? t).contiguous();
         fixed (byte* dst = destination)
             Buffer.MemoryCopy((void*)TorchSharpNative.DataPointer(cpu), dst, bytes, bytes);
     }

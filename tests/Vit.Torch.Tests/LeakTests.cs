@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using Vit.Torch.Model;
+using Vit.Torch.Training;
 
 namespace Vit.Torch.Tests;
 
@@ -210,5 +211,54 @@ public sealed class LeakTests
     {
         Assert.IsNull(TensorScope.Current);
         _ = Tensor.Ones([4]);
+    }
+
+    /// <summary>TorchSharp's count of its tensors not yet disposed, on this thread.</summary>
+    private static long TorchSharpLive => TorchSharp.DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
+
+    /// <summary>
+    /// Every TorchSharp tensor made inside our ops is disposed, not left to its finalizer: counted by TorchSharp itself,
+    /// so an intermediate our wrappers never see (a view, a cast) is caught too. A leaked view made in the forward pass
+    /// keeps the step's whole autograd graph, and with it every saved activation, alive until a garbage collection; that
+    /// cost ViT-Ti/16 training ~300 MB of fresh pages per step and up to 4x its forward time.
+    /// </summary>
+    [TestMethod]
+    [DataRow(Precision.Float32, 0.0, DisplayName = "float32, fused attention")]
+    [DataRow(Precision.BFloat16, 0.0, DisplayName = "bfloat16, composed attention")]
+    [DataRow(Precision.Float32, 0.1, DisplayName = "float32, dropout everywhere")]
+    public void TrainingAndScoringLeaveNoTorchSharpTensorBehind(Precision precision, double dropout)
+    {
+        Torch.ManualSeed(5);
+        using var model = new VisionTransformer(TinyConfig with { Dropout = dropout, AttentionDropout = dropout, DropPath = dropout });
+        using var optimizer = new AdamW(model.NamedParameters(), 1e-3, 0.05);
+        using var images = Tensor.Randn([2, 1, 8, 8]).DetachFromScope();
+        using var labels = Tensor.FromArray(new long[] { 0, 2 }, 2).DetachFromScope();
+        void Step()
+        {
+            using var scope = TensorScope.Begin();
+            Tensor loss;
+            using (MixedPrecision.Autocast(precision, Device.Cpu)) loss = F.CrossEntropy(model.Forward(images), labels, 0.1);
+            loss.Backward();
+            optimizer.ClipGradNorm(1.0);
+            optimizer.Step();
+            optimizer.ZeroGrad();
+            Assert.IsTrue(double.IsFinite(loss.Item()));
+        }
+        void Score()
+        {
+            using var scope = TensorScope.Begin();
+            using var noGrad = Torch.NoGrad();
+            using (MixedPrecision.Autocast(precision, Device.Cpu)) _ = F.CrossEntropy(model.Forward(images), labels).Item();
+        }
+        Step();  // the optimizer's moments are made in the first step
+        Score();
+        long baseline = TorchSharpLive;
+        for (int i = 0; i < 3; i++)
+        {
+            Step();
+            Assert.AreEqual(baseline, TorchSharpLive, $"training step {i}: TorchSharp tensors left for the finalizer");
+            Score();
+            Assert.AreEqual(baseline, TorchSharpLive, $"scoring {i}: TorchSharp tensors left for the finalizer");
+        }
     }
 }

@@ -197,7 +197,8 @@ public sealed class ProcessGroup : IDisposable
                 foreach (var g in grads)
                 {
                     long count = g.NumberOfElements;
-                    using var part = flat.narrow(0, at, count).view_as(g);
+                    using var slice = flat.narrow(0, at, count);
+                    using var part = slice.view_as(g);
                     g.copy_(part);
                     at += count;
                 }
