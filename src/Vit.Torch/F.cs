@@ -23,8 +23,9 @@ public static class F
     /// sgemm. The view costs no copy: x (M, K) row-major is, read as (1, K, M, 1) channels-last, the same memory, and so
     /// is the output. Measured on ViT-Ti/16's shapes (M = 12,608, 2 cores, AMD EPYC with AVX-512): 217-350 GFLOP/s
     /// through oneDNN against 51-176 through MKL, and 263-295 against 140-166 forward and backward together. bfloat16
-    /// products stay with linear, whose oneDNN matmul was the faster there (480-520 against 360-380 GFLOP/s).
-    /// VIT_FP32_LINEAR=blas|onednn chooses.
+    /// products stay with linear, whose oneDNN matmul was the faster there (480-520 against 360-380 GFLOP/s). With one
+    /// libtorch thread linear too: libtorch then sends a 1×1 convolution of one image to NNPACK (which refuses this CPU,
+    /// with a warning per call) and its own im2col, not to oneDNN. VIT_FP32_LINEAR=blas|onednn chooses.
     /// </summary>
     private static readonly bool Float32LinearOnOneDnn =
         System.Runtime.Intrinsics.X86.X86Base.IsSupported && Environment.GetEnvironmentVariable("VIT_FP32_LINEAR") != "blas";
@@ -35,7 +36,7 @@ public static class F
     {
         if (!Float32LinearOnOneDnn || x.dtype != TS.ScalarType.Float32 || w.dtype != TS.ScalarType.Float32 ||
             x.device_type != TorchSharp.DeviceType.CPU || x.dim() < 2 || w.dim() != 2 || !x.is_contiguous() || !w.is_contiguous() ||
-            (b is not null && (b.dtype != TS.ScalarType.Float32 || b.dim() != 1)))
+            (b is not null && (b.dtype != TS.ScalarType.Float32 || b.dim() != 1)) || TS.get_num_threads() < 2)
             return TF.linear(x, w, b);
         long k = x.shape[^1], n = w.shape[0], m = x.NumberOfElements / Math.Max(k, 1);
         if (w.shape[1] != k || m == 0 || k == 0 || n == 0) return TF.linear(x, w, b);  // libtorch names a mismatch
