@@ -14,39 +14,7 @@ public static class F
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
     {
         var (xs, w, b) = (x.Native, weight.Native, bias?.Native);
-        return Run(() => Autocast.Product(xs, w, b, LinearOf));
-    }
-
-    /// <summary>
-    /// How float32 products of linear layers run on an x86 CPU: "onednn" (the default) as a 1×1 convolution over a
-    /// channels-last view of the input, which libtorch hands to oneDNN; "blas" as libtorch's linear, which calls MKL's
-    /// sgemm. The view costs no copy: x (M, K) row-major is, read as (1, K, M, 1) channels-last, the same memory, and so
-    /// is the output. Measured on ViT-Ti/16's shapes (M = 12,608, 2 cores, AMD EPYC with AVX-512): 217-350 GFLOP/s
-    /// through oneDNN against 51-176 through MKL, and 263-295 against 140-166 forward and backward together. bfloat16
-    /// products stay with linear, whose oneDNN matmul was the faster there (480-520 against 360-380 GFLOP/s). With one
-    /// libtorch thread linear too: libtorch then sends a 1×1 convolution of one image to NNPACK (which refuses this CPU,
-    /// with a warning per call) and its own im2col, not to oneDNN. VIT_FP32_LINEAR=blas|onednn chooses.
-    /// </summary>
-    private static readonly bool Float32LinearOnOneDnn =
-        System.Runtime.Intrinsics.X86.X86Base.IsSupported && Environment.GetEnvironmentVariable("VIT_FP32_LINEAR") != "blas";
-
-    /// <summary>libtorch's linear, or for float32 CPU tensors the same product as a 1×1 convolution (see
-    /// <see cref="Float32LinearOnOneDnn"/>); the result has linear's shape and row-major layout.</summary>
-    private static TS.Tensor LinearOf(TS.Tensor x, TS.Tensor w, TS.Tensor? b)
-    {
-        if (!Float32LinearOnOneDnn || x.dtype != TS.ScalarType.Float32 || w.dtype != TS.ScalarType.Float32 ||
-            x.device_type != TorchSharp.DeviceType.CPU || x.dim() < 2 || w.dim() != 2 || !x.is_contiguous() || !w.is_contiguous() ||
-            (b is not null && (b.dtype != TS.ScalarType.Float32 || b.dim() != 1)) || TS.get_num_threads() < 2)
-            return TF.linear(x, w, b);
-        long k = x.shape[^1], n = w.shape[0], m = x.NumberOfElements / Math.Max(k, 1);
-        if (w.shape[1] != k || m == 0 || k == 0 || n == 0) return TF.linear(x, w, b);  // libtorch names a mismatch
-        long[] shape = [.. x.shape[..^1], n];
-        using var rows = x.view(1, m, 1, k);
-        using var channelsLast = rows.permute(0, 3, 1, 2);      // (1, K, M, 1), channels-last: x's own memory
-        using var kernel = w.view(n, k, 1, 1);
-        using var y = TF.conv2d(channelsLast, kernel, b);       // (1, N, M, 1), channels-last
-        using var back = y.permute(0, 2, 3, 1);                 // (1, M, 1, N)
-        return back.reshape(shape);                             // a view when oneDNN kept the layout, as it does
+        return Run(() => Autocast.Product(xs, w, b, static (x, w, b) => TF.linear(x, w, b)));
     }
 
     /// <summary>GELU(x Wᵀ + b): the same as <c>Gelu(Linear(x, weight, bias))</c>.</summary>
@@ -55,7 +23,7 @@ public static class F
         var (xs, w, b) = (x.Native, weight.Native, bias?.Native);
         return Run(() =>
         {
-            using var y = Autocast.Product(xs, w, b, LinearOf);
+            using var y = Autocast.Product(xs, w, b, static (x, w, b) => TF.linear(x, w, b));
             return TF.gelu(y);
         });
     }
