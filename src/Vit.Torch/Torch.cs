@@ -63,7 +63,7 @@ public static class Torch
         // reused by the next step or batch instead of being faulted in again page by page. Any finite trim threshold
         // fails once a batch's peak exceeds it: ViT-Ti/16 float32 scoring at batch 64 (2 cores) freed more than 1 GiB at
         // the top after some batches and not after others, and ran at 14-25 images/s with 400k page faults a batch in
-        // the first case, 75-85 with a hundred in the second; untuned, 13. A small ViT's training step otherwise takes
+        // the first case, 51-55 with a hundred in the second; untuned, 13. A small ViT's training step otherwise takes
         // ~10x PyTorch's page faults. The cost: the process keeps the heap of its peak after the peak has passed.
         bool tune = OperatingSystem.IsLinux() && Environment.GetEnvironmentVariable("VIT_TUNE_MALLOC") != "0";
         if (tune && (Libc.mallopt(Libc.M_MMAP_THRESHOLD, 1 << 30) != 1 || Libc.mallopt(Libc.M_TRIM_THRESHOLD, -1) != 1))
