@@ -84,27 +84,39 @@ public static class F
         var output = Run(() =>
         {
             using var split = x.view(b, n, 3, heads, dh);
-            using var parts = split.permute(2, 0, 3, 1, 4);  // (3, B, H, N, Dh)
-            var qkvParts = parts.unbind(0);
-            using var q = qkvParts[0];
-            using var k = qkvParts[1];
-            using var v = qkvParts[2];
+            using var perm = split.permute(2, 0, 3, 1, 4);                                                      // (3, B, H, N, Dh)
             TS.Tensor o;
             bool dropping = training && dropout > 0;
             bool fused = !returnProbabilities && !dropping && Math.Abs(scale * Math.Sqrt(dh) - 1) < 1e-12 && AttentionKernel.UseFused(n);
             if (fused)
             {
-                o = Autocast.Attention(q, k, v);
+                var qkvParts = perm.unbind(0);
+                using var q = qkvParts[0];
+                using var k = qkvParts[1];
+                using var v = qkvParts[2];
+                o = Autocast.Attention(q, k, v);                                                                // (B, H, N, Dh)
             }
             else
             {
+                // One copy puts the heads side by side, (3, B·H, N, Dh): the products are then plain batched products on
+                // contiguous operands (a 4-d matmul of the permuted views copied q, k and v itself, forward and backward).
+                using var parts = perm.reshape(3, b * heads, n, dh);
+                var qkvParts = parts.unbind(0);
+                using var q = qkvParts[0];
+                using var k = qkvParts[1];
+                using var v = qkvParts[2];
                 using var qs = WithScalar(scale, v => q.mul(v));
-                using var kt = k.transpose(-2, -1);
-                using var logits = Autocast.Product(qs, kt, null, static (a, bt, _) => a.matmul(bt));        // (B, H, N, N)
+                using var kt = k.transpose(1, 2);
+                using var logits = Autocast.Product(qs, kt, null, static (a, bt, _) => a.bmm(bt));                // (B·H, N, N)
                 using var p = logits.softmax(-1);
-                if (returnProbabilities) probs = p.detach();
+                if (returnProbabilities)
+                {
+                    using var detached = p.detach();
+                    probs = detached.view(b, heads, n, n);
+                }
                 using var kept = dropping ? DropoutOf(p, dropout) : p.alias();
-                o = Autocast.Product(kept, v, null, static (a, v, _) => a.matmul(v));                          // (B, H, N, Dh)
+                using var o3 = Autocast.Product(kept, v, null, static (a, v, _) => a.bmm(v));                      // (B·H, N, Dh)
+                o = o3.view(b, heads, n, dh);
             }
             using (o)
             using (var heads1 = o.transpose(1, 2))
