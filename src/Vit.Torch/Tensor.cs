@@ -28,6 +28,20 @@ public sealed partial class Tensor : IDisposable
     /// <summary>Wraps a tensor TorchSharp just made; this wrapper owns it from now on.</summary>
     internal static Tensor Wrap(TS.Tensor t) => new(t);
 
+    /// <summary>
+    /// A tensor of this library over the same storage as a TorchSharp tensor: an alias (libtorch's <c>alias</c>, a view
+    /// that autograd follows), so gradients reach <paramref name="tensor"/> and writes through either are seen by both.
+    /// The caller keeps owning <paramref name="tensor"/>; the result is owned as any other tensor here (a scope, or a
+    /// <see cref="Dispose"/>). <see cref="Native"/> goes the other way.
+    /// </summary>
+    public static Tensor FromTorchSharp(TS.Tensor tensor)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        var t = Run(() => tensor.alias());
+        GC.KeepAlive(tensor);
+        return t;
+    }
+
     /// <summary>Runs a TorchSharp op and wraps its result; libtorch's errors become <see cref="TorchException"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Tensor Run(Func<TS.Tensor> op)
