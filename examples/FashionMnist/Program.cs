@@ -113,7 +113,7 @@ static void WritePictures(VisionTransformer model, TrainingResult result, ImageD
     VitPreprocessing preprocessing, string folder)
 {
     var names = FashionMnist.ClassNames;
-    Vit.Torch.Reports.TrainingCurves.Write(Path.Combine(folder, "curves.svg"), result.Epochs);
+    Vit.Torch.Reports.TrainingCurves.Write(Path.Combine(folder, "curves.png"), result.Epochs);
     var counts = names.Select(_ => new long[names.Count]).ToArray();
     var predictions = new List<int>();
     model.Eval();
@@ -131,7 +131,7 @@ static void WritePictures(VisionTransformer model, TrainingResult result, ImageD
                 predictions.Add(p);
             }
         }
-    Vit.Torch.Reports.ConfusionMatrixPicture.Write(Path.Combine(folder, "confusion.svg"), names, counts);
+    Vit.Torch.Reports.ConfusionMatrixPicture.Write(Path.Combine(folder, "confusion.png"), names, counts);
     var images = test.Samples.Take(12).Select(s => s.Load(new ImageDecodeOptions())).ToList();
     try
     {
@@ -144,7 +144,7 @@ static void WritePictures(VisionTransformer model, TrainingResult result, ImageD
     {
         foreach (var im in images) im.Dispose();
     }
-    Console.WriteLine($"pictures: {Path.Combine(folder, "curves.svg")}, confusion.svg, attention.svg");
+    Console.WriteLine($"pictures: {Path.Combine(folder, "curves.png")}, confusion.png, attention.svg");
 }
 
 // Random horizontal flip and (optionally) a small random translation; black (the background) fills the border.

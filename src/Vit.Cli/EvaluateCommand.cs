@@ -16,7 +16,7 @@ internal static class EvaluateCommand
         var model = new Argument<string>("model") { Description = "The model file (a zip from vit train, vit import or mlContext.Model.Save)." };
         var data = new Argument<string>("data") { Description = "Labelled images: a folder with one subfolder per class, or a CSV/TSV with ImagePath and Label." };
         var json = new Option<bool>("--json") { Description = "Write the metrics as one JSON document (see the README for its fields)." };
-        var report = new Option<string?>("--report") { Description = "A folder to write confusion.svg, attention.svg and curves.svg into." };
+        var report = new Option<string?>("--report") { Description = "A folder to write confusion.png, attention.svg and curves.png into." };
         var command = new Command("evaluate", "Measure a model on labelled images.") { model, data, json, report };
         command.SetAction(r => Run(io, r.GetValue(model)!, r.GetValue(data)!, r.GetValue(json), r.GetValue(report)));
         return command;

@@ -16,7 +16,7 @@ internal static class Pictures
         var written = new List<string>();
         if (vit.History is { Result.Epochs.Count: > 0 } h)
         {
-            written.Add(Path.Combine(folder, "curves.svg"));
+            written.Add(Path.Combine(folder, "curves.png"));
             TrainingCurves.Write(written[^1], h.Result.Epochs);
         }
         if (data is null) return written;
@@ -24,7 +24,7 @@ internal static class Pictures
         var ml = new MLContext();
         var scored = vit.Transform(data);
         var metrics = ml.MulticlassClassification.EvaluateVit(vit, data, labelColumnName);
-        written.Add(Path.Combine(folder, "confusion.svg"));
+        written.Add(Path.Combine(folder, "confusion.png"));
         var counts = metrics.ConfusionMatrix.Counts.Select(r => (IReadOnlyList<long>)r.Select(c => (long)Math.Round(c)).ToList()).ToList();
         ConfusionMatrixPicture.Write(written[^1], vit.Labels, counts);
 

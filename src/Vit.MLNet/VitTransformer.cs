@@ -123,9 +123,9 @@ public sealed class VitTransformer : VitImageTransformer
     // ------------------------------------------------------------------ pictures
 
     /// <summary>
-    /// Writes pictures of the model into <paramref name="folder"/> (created if missing): <c>curves.svg</c>, the learning
+    /// Writes pictures of the model into <paramref name="folder"/> (created if missing): <c>curves.png</c>, the learning
     /// curves of its training history (when it has one); with labelled <paramref name="data"/> (the image column and
-    /// <paramref name="labelColumnName"/>, key or text), <c>confusion.svg</c>, the confusion matrix ML.NET's evaluator
+    /// <paramref name="labelColumnName"/>, key or text), <c>confusion.png</c>, the confusion matrix ML.NET's evaluator
     /// computes from its predictions, and <c>attention.svg</c>, the attention rollout (Abnar &amp; Zuidema 2020) over the
     /// first <paramref name="samples"/> images with predicted and true labels. Returns the files written.
     /// </summary>

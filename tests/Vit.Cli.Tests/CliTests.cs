@@ -156,7 +156,7 @@ public sealed class CliTests
         var text = Cli("evaluate", model, data, "--report", report);
         Assert.AreEqual(0, text.Code, text.Err);
         StringAssert.Contains(text.Out, "precision");
-        Assert.IsTrue(File.Exists(Path.Combine(report, "confusion.svg")));
+        Assert.IsTrue(File.Exists(Path.Combine(report, "confusion.png")));
     }
 
     [TestMethod]

@@ -1,8 +1,6 @@
-// Usage (internal): var (r, g, b) = ColorRamp.Blues.At(0.3); string fill = ColorRamp.Blues.Hex(0.3);
+// Usage (internal): var (r, g, b) = ColorRamp.Heat.At(0.3);
 // byte[] lut = ColorRamp.Heat.Table();   // 256 × RGB, for colour-mapping an 8-bit heat map
 // Piecewise-linear colour maps through a few chosen stops, interpolated in sRGB.
-using System.Globalization;
-
 namespace Vit.Torch.Reports;
 
 /// <summary>A colour map t ∈ [0, 1] -> RGB, linear between stops (t outside [0, 1] is clamped, NaN maps to 0).</summary>
@@ -11,9 +9,6 @@ internal sealed class ColorRamp
     private readonly (double At, double R, double G, double B)[] stops;
 
     private ColorRamp(params (double At, double R, double G, double B)[] stops) => this.stops = stops;
-
-    /// <summary>Near-white to dark blue: the confusion matrix (a light cell is a small share, so counts stay readable).</summary>
-    public static ColorRamp Blues { get; } = new((0, 250, 251, 254), (0.3, 178, 208, 232), (0.65, 66, 134, 196), (1, 12, 44, 110));
 
     /// <summary>Dark blue, cyan, yellow, red: attention heat maps (cold = little attention, red = most).</summary>
     public static ColorRamp Heat { get; } = new((0, 20, 20, 140), (0.3, 0, 130, 230), (0.55, 40, 210, 170), (0.78, 250, 220, 30), (1, 225, 30, 20));
@@ -30,13 +25,6 @@ internal sealed class ColorRamp
         return (Mix(a.R, b.R, u), Mix(a.G, b.G, u), Mix(a.B, b.B, u));
     }
 
-    /// <summary>The colour at <paramref name="t"/> as <c>#rrggbb</c>.</summary>
-    public string Hex(double t)
-    {
-        var (r, g, b) = At(t);
-        return string.Create(CultureInfo.InvariantCulture, $"#{r:x2}{g:x2}{b:x2}");
-    }
-
     /// <summary>256 RGB triples (768 bytes): entry v is the colour at v / 255.</summary>
     public byte[] Table()
     {
@@ -49,12 +37,5 @@ internal sealed class ColorRamp
             lut[3 * v + 2] = b;
         }
         return lut;
-    }
-
-    /// <summary>Relative luminance (0 dark .. 1 light) of the colour at <paramref name="t"/>, to pick dark or light text on it.</summary>
-    public double Luminance(double t)
-    {
-        var (r, g, b) = At(t);
-        return (0.299 * r + 0.587 * g + 0.114 * b) / 255;
     }
 }

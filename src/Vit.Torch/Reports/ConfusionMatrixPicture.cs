@@ -1,26 +1,25 @@
 // Usage: var m = ctx.MulticlassClassification.Evaluate(scored);
-//        ConfusionMatrixPicture.Write("runs/photos/confusion.svg", m.Labels, m.ConfusionMatrix);
-// One SVG heat map: counts[true][predicted] written in the cells, colour = share of the true class's row.
+//        ConfusionMatrixPicture.Write("runs/photos/confusion.png", m.Labels, m.ConfusionMatrix);  // or .svg
+// One heat map drawn with ScottPlot: counts[true][predicted] written in the cells, colour = share of the true class's row.
 using System.Globalization;
-using Vit.Torch.Checkpoints;
+using ScottPlot;
+using ScottPlot.TickGenerators;
 
 namespace Vit.Torch.Reports;
 
 /// <summary>
-/// The confusion matrix as an SVG heat map: one row per true class, one column per predicted class, the count
-/// written in each cell and the cell coloured by its share of the row (so the diagonal reads as per-class recall
-/// whatever the class sizes), labels on both axes and a colour bar.
+/// The confusion matrix as a heat map (PNG or SVG, by the file's extension), drawn with ScottPlot: one row per true
+/// class, one column per predicted class, the count written in each cell and the cell coloured by its share of the
+/// row (so the diagonal reads as per-class recall whatever the class sizes), labels on both axes and a colour bar.
 /// </summary>
 /// <remarks>
 /// The colour is the square root of the share (small confusions stay visible; the colour bar is labelled in shares).
-/// Cells shrink with the class count (46 px up to 15 classes, 14 px from 50 on) so 2 to ~50 classes stay readable;
-/// labels longer than 22 characters are cut with an ellipsis (the full label is in the tooltip), and column labels
-/// that do not fit under their column are turned 45°. Each cell is a <c>rect</c> with <c>data-true</c>,
-/// <c>data-predicted</c> and <c>data-count</c>, for scripts and tests.
+/// A row without examples is grey. Labels longer than <see cref="MaxLabelLength"/> characters are cut with an ellipsis,
+/// and column labels are turned when they would not fit under their column.
 /// </remarks>
 public static class ConfusionMatrixPicture
 {
-    /// <summary>Labels longer than this are cut (with "…") on the axes; tooltips keep them whole.</summary>
+    /// <summary>Labels longer than this are cut (with "…") on the axes.</summary>
     public const int MaxLabelLength = 22;
 
     /// <summary>Most classes drawn: with more (ImageNet's 1000), the picture shows the ones most often confused (errors
@@ -30,24 +29,17 @@ public static class ConfusionMatrixPicture
     /// <summary>
     /// Writes the confusion matrix <paramref name="counts"/> (counts[true][predicted], K × K, in the order of
     /// <paramref name="labels"/>, as <c>MulticlassClassificationMetrics.ConfusionMatrix</c> holds it) to
-    /// <paramref name="path"/> as SVG, atomically. A row without examples is drawn blank.
+    /// <paramref name="path"/>, a .png or .svg file, atomically. A row without examples is drawn grey.
     /// </summary>
-    /// <exception cref="ArgumentException">No labels, a null label, counts that are not K × K, or a negative count.</exception>
+    /// <exception cref="ArgumentException">The path is not .png or .svg; no labels, a null label, counts that are not
+    /// K × K, or a negative count.</exception>
     public static void Write(string path, IReadOnlyList<string> labels, IReadOnlyList<IReadOnlyList<long>> counts)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        Chart.IsSvg(path);
         Validate(labels, counts);
-        string? note = null;
-        if (labels.Count > MaxClasses)
-        {
-            int k = labels.Count;
-            var errors = Enumerable.Range(0, k).Select(c => Enumerable.Range(0, k).Where(o => o != c).Sum(o => counts[c][o] + counts[o][c])).ToArray();
-            var keep = Enumerable.Range(0, k).OrderByDescending(c => errors[c]).ThenBy(c => c).Take(MaxClasses).Order().ToArray();
-            note = $"the {MaxClasses} of {k} classes most often confused";
-            labels = keep.Select(c => labels[c]).ToArray();
-            counts = keep.Select(i => (IReadOnlyList<long>)keep.Select(j => counts[i][j]).ToArray()).ToArray();
-        }
-        AtomicFile.Write(path, stream => Render(stream, labels, counts, note));
+        var picture = Build(labels, counts);
+        Chart.Write(path, [picture.Plot], picture.Width, picture.Height);
     }
 
     internal static void Validate(IReadOnlyList<string> labels, IReadOnlyList<IReadOnlyList<long>> counts)
@@ -72,93 +64,94 @@ public static class ConfusionMatrixPicture
         }
     }
 
-    private static void Render(Stream stream, IReadOnlyList<string> labels, IReadOnlyList<IReadOnlyList<long>> counts, string? note)
+    /// <summary>The picture as a ScottPlot plot, its size, the classes it shows (all, or the <see cref="MaxClasses"/>
+    /// most confused, in their original order) and its heat map.</summary>
+    internal sealed record Picture(Plot Plot, int Width, int Height, int[] Classes, ScottPlot.Plottables.Heatmap Cells);
+
+    /// <summary>The heat map of valid <paramref name="labels"/> and <paramref name="counts"/>.</summary>
+    internal static Picture Build(IReadOnlyList<string> labels, IReadOnlyList<IReadOnlyList<long>> counts)
     {
         var inv = CultureInfo.InvariantCulture;
-        int k = labels.Count;
-        double cell = Math.Clamp(Math.Floor(700.0 / k), 14, 46);
-        double labelFont = Math.Clamp(Math.Round(cell * 0.42, 1), 8, 13);
-        var shown = labels.Select(l => l.Length == 0 ? "(empty)" : Svg.Truncate(l, MaxLabelLength)).ToArray();
-        double labelWidth = shown.Max(l => Svg.TextWidth(l, labelFont));
+        int all = labels.Count;
+        var classes = Enumerable.Range(0, all).ToArray();
+        string? note = null;
+        if (all > MaxClasses)
+        {
+            var errors = classes.Select(c => classes.Where(o => o != c).Sum(o => counts[c][o] + counts[o][c])).ToArray();
+            classes = classes.OrderByDescending(c => errors[c]).ThenBy(c => c).Take(MaxClasses).Order().ToArray();
+            note = $"the {MaxClasses} of {all} classes most often confused";
+        }
+        int k = classes.Length;
+        long Count(int i, int j) => counts[classes[i]][classes[j]];
+        var rowSums = Enumerable.Range(0, k).Select(i => Enumerable.Range(0, k).Sum(j => Count(i, j))).ToArray();
+        long total = Enumerable.Range(0, all).Sum(i => counts[i].Sum()), correct = Enumerable.Range(0, all).Sum(i => counts[i][i]);
 
-        var rowSums = counts.Select(r => r.Sum()).ToArray();
-        long total = rowSums.Sum(), correct = Enumerable.Range(0, k).Sum(i => counts[i][i]);
-        long largest = counts.Max(r => r.Max());
-        int digits = largest.ToString(inv).Length;
-        double countFont = Math.Max(4, Math.Min(cell * 0.4, (cell - 4) / (0.6 * digits)));
-
-        // Column labels fit horizontally only when short; else they are turned 45° (reading up to the right).
-        bool rotated = labelWidth > cell - 4;
-        double columnLabelHeight = rotated ? labelWidth * 0.64 + labelFont + 4 : labelFont + 10;  // 0.64: sin 45° less the estimate's slack
-        double mx = 34 + Math.Max(40, labelWidth + 10), my = 70;
-        double side = k * cell;
-        double barX = mx + side + 22, barHeight = Math.Min(side, 240);
-        double width = Math.Max(barX + 14 + 56, 520), height = my + side + columnLabelHeight + 28;
-
-        using var svg = Svg.Begin(stream, width, height, $"Confusion matrix of {k} classes");
-        svg.Text(14, 26, "Confusion matrix", 17, weight: "bold");
+        var plot = Chart.NewPlot();
         string accuracy = total == 0 ? "no examples" :
             $"{total.ToString(inv)} examples, accuracy {((double)correct / total * 100).ToString("0.##", inv)}%";
-        svg.Text(14, 46, $"{(note is null ? "" : note + " · ")}{accuracy} · rows: true class · columns: predicted class · colour: share of the row", 11,
-            fill: "#555555", cssClass: "subtitle");
+        plot.Title($"Confusion matrix: {accuracy}{(note is null ? "" : "\n" + note)}", 15);
+        plot.XLabel("predicted class", 13);
+        plot.YLabel("true class (colour: share of the row)", 13);
 
-        svg.Start("g", ("class", "cells"));
+        // ScottPlot draws row i of the intensities centred on y = k - 1 - i and column j on x = j: the first class at the top.
+        var tones = new double[k, k];
+        for (int i = 0; i < k; i++)
+            for (int j = 0; j < k; j++)
+                tones[i, j] = rowSums[i] == 0 ? double.NaN : Tone((double)Count(i, j) / rowSums[i]);
+        var cells = plot.Add.Heatmap(tones);
+        cells.Colormap = new ScottPlot.Colormaps.Reversed(new ScottPlot.Colormaps.Blues());  // white for 0, dark blue for the whole row
+        cells.ManualRange = new ScottPlot.Range(0, 1);
+        cells.NaNCellColor = Chart.Hex("#ececec");
+
+        int cell = Math.Clamp(700 / k, 14, 46);
+        float countFont = Math.Clamp(cell * 0.36f, 5, 14);
         for (int i = 0; i < k; i++)
             for (int j = 0; j < k; j++)
             {
-                long n = counts[i][j];
-                double share = rowSums[i] == 0 ? 0 : (double)n / rowSums[i];
-                double x = mx + j * cell, y = my + i * cell;
-                string fill = rowSums[i] == 0 ? "#f2f2f2" : ColorRamp.Blues.Hex(Tone(share));
-                svg.Start("rect", ("class", "cell"), ("x", Svg.Num(x)), ("y", Svg.Num(y)), ("width", Svg.Num(cell)),
-                    ("height", Svg.Num(cell)), ("fill", fill), ("stroke", "#ffffff"), ("stroke-width", "0.5"),
-                    ("data-true", i.ToString(inv)), ("data-predicted", j.ToString(inv)), ("data-count", n.ToString(inv)));
-                svg.Title(rowSums[i] == 0
-                    ? $"true {labels[i]}, predicted {labels[j]}: 0 (no examples of {labels[i]})"
-                    : $"true {labels[i]}, predicted {labels[j]}: {n.ToString(inv)} ({(share * 100).ToString("0.#", inv)}% of {labels[i]})");
-                svg.End();
-                string ink = n == 0 ? "#a0a0a0" : ColorRamp.Blues.Luminance(Tone(share)) < 0.5 ? "#ffffff" : "#1a1a1a";
-                svg.Text(x + cell / 2, y + cell / 2 + countFont * 0.35, n.ToString(inv), countFont, anchor: "middle", fill: ink,
-                    cssClass: "count", extra: [("data-true", i.ToString(inv)), ("data-predicted", j.ToString(inv))]);
+                long n = Count(i, j);
+                double tone = double.IsNaN(tones[i, j]) ? 0 : tones[i, j];
+                var text = plot.Add.Text(n.ToString(inv), j, k - 1 - i);
+                text.Alignment = Alignment.MiddleCenter;
+                text.LabelFontSize = countFont;
+                text.LabelFontColor = n == 0 ? Chart.Hex("#a0a0a0") : cells.Colormap.GetColor(tone).Luminance < 0.5 ? Colors.White : Chart.Hex("#1a1a1a");
             }
-        svg.End();
-        svg.Empty("rect", ("x", Svg.Num(mx)), ("y", Svg.Num(my)), ("width", Svg.Num(side)), ("height", Svg.Num(side)),
-            ("fill", "none"), ("stroke", "#666666"), ("stroke-width", "1"));
 
-        // Row labels (true class) to the left, column labels (predicted class) below.
-        for (int i = 0; i < k; i++)
-            svg.Text(mx - 6, my + i * cell + cell / 2 + labelFont * 0.35, shown[i], labelFont, anchor: "end",
-                cssClass: "row-label", title: labels[i]);
-        double below = my + side;
-        for (int j = 0; j < k; j++)
+        var shown = classes.Select(c => Shown(labels[c])).ToArray();
+        float labelFont = Math.Clamp(cell * 0.42f, 8, 13);
+        plot.Axes.Bottom.TickGenerator = new NumericManual(Enumerable.Range(0, k).Select(j => (double)j).ToArray(), shown);
+        plot.Axes.Left.TickGenerator = new NumericManual(Enumerable.Range(0, k).Select(i => (double)(k - 1 - i)).ToArray(), shown);
+        plot.Axes.Bottom.TickLabelStyle.FontSize = labelFont;
+        plot.Axes.Left.TickLabelStyle.FontSize = labelFont;
+        int longest = shown.Max(s => s.Length);
+        double labelWidth = longest * labelFont * 0.6;  // an estimate: ScottPlot does not make room for turned labels
+        bool turned = labelWidth > cell - 4;
+        if (turned)
         {
-            double cx = mx + j * cell + cell / 2;
-            if (rotated)
-                svg.Text(cx + labelFont * 0.3, below + 8, shown[j], labelFont, anchor: "end", rotate: -45, cssClass: "column-label", title: labels[j]);
-            else
-                svg.Text(cx, below + labelFont + 4, shown[j], labelFont, anchor: "middle", cssClass: "column-label", title: labels[j]);
+            plot.Axes.Bottom.TickLabelStyle.Rotation = 45;
+            plot.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleLeft;
+            plot.Axes.Bottom.MinimumSize = (float)(labelWidth * 0.75 + 30);
         }
-        svg.Text(mx + side / 2, below + columnLabelHeight + 16, "predicted class", 12, anchor: "middle", weight: "bold", cssClass: "x-label");
-        svg.Text(16, my + side / 2, "true class", 12, anchor: "middle", weight: "bold", rotate: -90, cssClass: "y-label");
+        plot.Axes.SetLimits(-0.5, k - 0.5, -0.5, k - 0.5);
+        plot.Grid.IsVisible = false;
 
-        // Colour bar: share of the row, 0 at the bottom.
-        svg.Start("defs");
-        svg.Start("linearGradient", ("id", "share"), ("x1", "0"), ("y1", "1"), ("x2", "0"), ("y2", "0"));
-        for (int s = 0; s <= 20; s++)
-            svg.Empty("stop", ("offset", (s / 20.0).ToString("0.##", inv)), ("stop-color", ColorRamp.Blues.Hex(Tone(s / 20.0))));
-        svg.End();
-        svg.End();
-        svg.Start("g", ("class", "colour-bar"));
-        svg.Empty("rect", ("x", Svg.Num(barX)), ("y", Svg.Num(my)), ("width", "14"), ("height", Svg.Num(barHeight)),
-            ("fill", "url(#share)"), ("stroke", "#666666"), ("stroke-width", "0.5"));
+        var bar = plot.Add.ColorBar(cells);
+        var barTicks = new NumericManual();
         foreach (var (share, text) in new[] { (0.0, "0%"), (0.1, "10%"), (0.25, "25%"), (0.5, "50%"), (1.0, "100%") })
-        {
-            double y = my + barHeight * (1 - share);
-            svg.Line(barX + 14, y, barX + 18, y, "#444444");
-            svg.Text(barX + 21, y + 4, text, 10, fill: "#444444");
-        }
-        svg.Text(barX - 4, my + barHeight + 16, "of row", 10, fill: "#555555");
-        svg.End();
+            barTicks.AddMajor(Tone(share), text);
+        bar.Axis.TickGenerator = barTicks;
+
+        int width = (int)(k * cell + labelWidth + 190);
+        int height = (int)(k * cell + (turned ? labelWidth * 0.75 : labelFont) + 150);
+        return new Picture(plot, Math.Max(width, 520), Math.Max(height, 360), classes, cells);
+    }
+
+    /// <summary>A label as the axes show it: control characters as spaces, cut to <see cref="MaxLabelLength"/>
+    /// characters with an ellipsis; an empty label as "(empty)".</summary>
+    internal static string Shown(string label)
+    {
+        if (label.Length == 0) return "(empty)";
+        var clean = new string(label.Select(ch => char.IsControl(ch) ? ' ' : ch).ToArray());
+        return Svg.Truncate(clean, MaxLabelLength);
     }
 
     /// <summary>

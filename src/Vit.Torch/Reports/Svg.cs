@@ -169,8 +169,4 @@ internal sealed class Svg : IDisposable
         if (char.IsHighSurrogate(text[keep - 1])) keep--;
         return text[..keep] + "…";
     }
-
-    /// <summary>An estimate of the width of <paramref name="text"/> at <paramref name="size"/>: SVG has no font
-    /// metrics before rendering, and 0.6 em per character is the average advance of the sans fonts above.</summary>
-    internal static double TextWidth(string text, double size) => text.Length * size * 0.6;
 }
