@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Vit for .NET needs from Debian's packages. Idempotent: when everything is present it only
-# checks and exits (well under a second). Run as root (or with sudo); as another user it prints what to run.
+# checks and exits (well under a second), as any user. Run as root it installs what is missing; as another user it
+# prints the line to run as root.
 #
 # The engine itself (libtorch 2.10) comes from NuGet with TorchSharp-cpu; nothing here is the engine.
 #   libopencv-dev         image decoding and resizing (libvit_imaging.so, src/Vit.Torch/native)
@@ -28,8 +29,8 @@ if ((${#missing[@]} == 0)); then
 else
   echo "install-deps: missing: ${missing[*]}"
   if [[ $(id -u) -ne 0 ]]; then
-    echo "install-deps: not root. Run:" >&2
-    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    echo "install-deps: not root, so nothing was installed. As root (for instance through sudo), run:" >&2
+    echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
