@@ -81,47 +81,57 @@ public static class F
         long b = s[0], n = s[1], d = s[2] / 3, dh = d / heads;
         var x = qkv.Native;
         TS.Tensor? probs = null;
-        var output = Run(() =>
+        Tensor output;
+        try
         {
-            using var split = x.view(b, n, 3, heads, dh);
-            using var perm = split.permute(2, 0, 3, 1, 4);                                                      // (3, B, H, N, Dh)
-            TS.Tensor o;
-            bool dropping = training && dropout > 0;
-            bool fused = !returnProbabilities && !dropping && Math.Abs(scale * Math.Sqrt(dh) - 1) < 1e-12 && AttentionKernel.UseFused(n);
-            if (fused)
+            output = Run(() =>
             {
-                var qkvParts = perm.unbind(0);
-                using var q = qkvParts[0];
-                using var k = qkvParts[1];
-                using var v = qkvParts[2];
-                o = Autocast.Attention(q, k, v);                                                                // (B, H, N, Dh)
-            }
-            else
-            {
-                // One copy puts the heads side by side, (3, B·H, N, Dh): the products are then plain batched products on
-                // contiguous operands (a 4-d matmul of the permuted views copied q, k and v itself, forward and backward).
-                using var parts = perm.reshape(3, b * heads, n, dh);
-                var qkvParts = parts.unbind(0);
-                using var q = qkvParts[0];
-                using var k = qkvParts[1];
-                using var v = qkvParts[2];
-                using var qs = WithScalar(scale, v => q.mul(v));
-                using var kt = k.transpose(1, 2);
-                using var logits = Autocast.Product(qs, kt, null, static (a, bt, _) => a.bmm(bt));                // (B·H, N, N)
-                using var p = logits.softmax(-1);
-                if (returnProbabilities)
+                using var split = x.view(b, n, 3, heads, dh);
+                using var perm = split.permute(2, 0, 3, 1, 4);                                                      // (3, B, H, N, Dh)
+                TS.Tensor o;
+                bool dropping = training && dropout > 0;
+                bool fused = !returnProbabilities && !dropping && Math.Abs(scale * Math.Sqrt(dh) - 1) < 1e-12 && AttentionKernel.UseFused(n);
+                if (fused)
                 {
-                    using var detached = p.detach();
-                    probs = detached.view(b, heads, n, n);
+                    var qkvParts = perm.unbind(0);
+                    using var q = qkvParts[0];
+                    using var k = qkvParts[1];
+                    using var v = qkvParts[2];
+                    o = Autocast.Attention(q, k, v);                                                                // (B, H, N, Dh)
                 }
-                using var kept = dropping ? DropoutOf(p, dropout) : p.alias();
-                using var o3 = Autocast.Product(kept, v, null, static (a, v, _) => a.bmm(v));                      // (B·H, N, Dh)
-                o = o3.view(b, heads, n, dh);
-            }
-            using (o)
-            using (var heads1 = o.transpose(1, 2))
-                return heads1.reshape(b, n, d);                                                                 // (B, N, D)
-        });
+                else
+                {
+                    // The heads side by side, (3, B·H, N, Dh): one copy (none when B or H is 1), after which the products are
+                    // plain batched products on contiguous operands (a 4-d matmul of the permuted views copied q, k and v
+                    // itself, forward and backward).
+                    using var parts = perm.reshape(3, b * heads, n, dh);
+                    var qkvParts = parts.unbind(0);
+                    using var q = qkvParts[0];
+                    using var k = qkvParts[1];
+                    using var v = qkvParts[2];
+                    using var qs = WithScalar(scale, v => q.mul(v));
+                    using var kt = k.transpose(1, 2);
+                    using var logits = Autocast.Product(qs, kt, null, static (a, bt, _) => a.bmm(bt));                // (B·H, N, N)
+                    using var p = logits.softmax(-1);
+                    if (returnProbabilities)
+                    {
+                        using var detached = p.detach();
+                        probs = detached.view(b, heads, n, n);
+                    }
+                    using var kept = dropping ? DropoutOf(p, dropout) : p.alias();
+                    using var o3 = Autocast.Product(kept, v, null, static (a, v, _) => a.bmm(v));                      // (B·H, N, Dh)
+                    o = o3.view(b, heads, n, dh);
+                }
+                using (o)
+                using (var heads1 = o.transpose(1, 2))
+                    return heads1.reshape(b, n, d);                                                                 // (B, N, D)
+            });
+        }
+        catch
+        {
+            probs?.Dispose();  // asked-for probabilities made before a later op failed
+            throw;
+        }
         probabilities = probs is null ? null : Wrap(probs);
         return output;
     }

@@ -135,6 +135,38 @@ public sealed class ChartsTests
     }
 
     [TestMethod]
+    public void Curves_AConstantSmallRate_KeepsAPositiveAxisAroundIt()
+    {
+        var rate = TrainingCurves.Build([Epoch(1, 1, 0.5, null, null, 3e-4), Epoch(2, 0.9, 0.6, null, null, 3e-4)])[2].Axes.GetLimits();
+        Assert.IsTrue(rate.Bottom >= 0 && rate.Bottom < 3e-4 && rate.Top > 3e-4, $"{rate.Bottom}..{rate.Top}");
+        Assert.IsLessThan(1e-4, rate.Top - rate.Bottom, "a range of the value's own size, not a fixed 1e-3");
+    }
+
+    [TestMethod]
+    public void Curves_TickLabelsAreInvariantAndTheProcessFontIsLeftAlone()
+    {
+        var culture = System.Globalization.CultureInfo.CurrentCulture;
+        string before = ScottPlot.Fonts.Default;
+        try
+        {
+            // A culture with a decimal comma (built by hand: this test host may run in globalization-invariant mode).
+            var comma = (System.Globalization.CultureInfo)System.Globalization.CultureInfo.InvariantCulture.Clone();
+            comma.NumberFormat.NumberDecimalSeparator = ",";
+            System.Globalization.CultureInfo.CurrentCulture = comma;
+            Assert.AreEqual("0,25", 0.25.ToString(), "the culture really writes a comma");
+            var panels = TrainingCurves.Build(History12());
+            var loss = (ScottPlot.TickGenerators.NumericAutomatic)panels[0].Axes.Left.TickGenerator;
+            Assert.AreEqual("0.25", loss.LabelFormatter(0.25));
+            ConfusionMatrixPicture.Build(["a", "b"], [[1, 0], [0, 1]]);
+        }
+        finally
+        {
+            System.Globalization.CultureInfo.CurrentCulture = culture;
+        }
+        Assert.AreEqual(before, ScottPlot.Fonts.Default, "an application's own ScottPlot default font is not changed");
+    }
+
+    [TestMethod]
     public void Curves_AsPngAndSvg()
     {
         var png = File("curves.png");
@@ -142,6 +174,16 @@ public sealed class ChartsTests
         AssertPng(png, 3 * TrainingCurves.PanelWidth, TrainingCurves.PanelHeight);
         AssertHasColour(png, Color.FromHex(TrainingCurves.TrainColor));
         AssertHasColour(png, Color.FromHex(TrainingCurves.ValidationColor));
+
+        // Text is drawn: the title band above the panels has near-black pixels (the titles), not only the background.
+        using (var bitmap = SKBitmap.Decode(png))
+        {
+            int dark = 0;
+            for (int y = 0; y < 30; y++)
+                for (int x = 0; x < bitmap.Width; x++)
+                    if (bitmap.GetPixel(x, y) is { Red: < 80, Green: < 80, Blue: < 80 }) dark++;
+            Assert.IsGreaterThan(50, dark, "the panel titles are drawn");
+        }
 
         var svg = File("curves.svg");
         TrainingCurves.Write(svg, History12());
@@ -223,11 +265,41 @@ public sealed class ChartsTests
     }
 
     [TestMethod]
-    public void Confusion_ARowWithoutExamples_IsBlankNotNaNColoured()
+    public void Confusion_DrawnCells_AreWhereTheMatrixSaysAndARowWithoutExamplesIsGrey()
     {
-        var picture = ConfusionMatrixPicture.Build(["a", "b"], [[3, 1], [0, 0]]);
-        Assert.IsTrue(double.IsNaN(picture.Cells.Intensities[1, 0]) && double.IsNaN(picture.Cells.Intensities[1, 1]));
-        Assert.AreEqual(Color.FromHex("#ececec"), picture.Cells.NaNCellColor);
+        // Rendered and sampled at the cells' centres: the heat map's own orientation, not just where the counts are put.
+        long[][] counts = [[90, 0, 10], [0, 0, 0], [5, 0, 95]];
+        var picture = ConfusionMatrixPicture.Build(["a", "b", "c"], counts);
+        var path = File("cm.png");
+        Chart.Write(path, [picture.Plot], picture.Width, picture.Height);  // as Write does; this plot keeps its layout
+        using var bitmap = SKBitmap.Decode(path);
+        Assert.IsNotNull(bitmap);
+        SKColor At(int i, int j)
+        {
+            var px = picture.Plot.GetPixel(new Coordinates(j, 2 - i));
+            return bitmap.GetPixel((int)px.X + 8, (int)px.Y + 8);  // off the count written in the middle
+        }
+        static double Luminance(SKColor c) => (0.299 * c.Red + 0.587 * c.Green + 0.114 * c.Blue) / 255;
+        Assert.IsLessThan(0.5, Luminance(At(0, 0)), "90% of row a: dark");
+        Assert.IsGreaterThan(0.9, Luminance(At(0, 1)), "0% of row a: near white");
+        Assert.IsTrue(Luminance(At(0, 2)) > Luminance(At(0, 0)) && Luminance(At(0, 2)) < Luminance(At(0, 1)), "10%: between");
+        Assert.IsLessThan(0.5, Luminance(At(2, 2)), "95% of row c, bottom right: dark");
+        foreach (int j in new[] { 0, 1, 2 })
+        {
+            var grey = At(1, j);
+            Assert.IsTrue(grey.Red == grey.Green && grey.Green == grey.Blue && grey.Red is > 200 and < 250,
+                $"row b has no examples: grey, not a share (got {grey})");
+        }
+    }
+
+    [TestMethod]
+    public void Confusion_LargeCountsFitTheirCells()
+    {
+        var counts = Enumerable.Range(0, 10).Select(i => (IReadOnlyList<long>)Enumerable.Range(0, 10).Select(j => (long)(i == j ? 987_654 : 3)).ToArray()).ToArray();
+        var picture = ConfusionMatrixPicture.Build(Enumerable.Range(0, 10).Select(i => $"c{i}").ToArray(), counts);
+        var texts = picture.Plot.GetPlottables().OfType<ScottPlot.Plottables.Text>().ToArray();
+        float size = texts.Single(t => t.LabelText == "987654" && t.Location.X == 0).LabelFontSize;
+        Assert.IsLessThanOrEqualTo(46 - 4, size * 0.6f * 6, "six digits at ~0.6 em each fit a 46-pixel cell");
     }
 
     [TestMethod]

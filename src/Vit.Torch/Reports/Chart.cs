@@ -34,7 +34,8 @@ internal static class Chart
                 ?? throw new InvalidOperationException($"SkiaSharp could not make a {width}x{height} surface");
             Draw(surface.Canvas);
             using var image = surface.Snapshot();
-            using var png = image.Encode(SKEncodedImageFormat.Png, 100);
+            using var png = image.Encode(SKEncodedImageFormat.Png, 100)
+                ?? throw new InvalidOperationException($"SkiaSharp could not encode the {width}x{height} picture for '{path}' as PNG");
             png.SaveTo(stream);
         });
 
@@ -52,21 +53,56 @@ internal static class Chart
         }
     }
 
-    /// <summary>A sans-serif family this system has (ScottPlot's own choice falls back to a serif one on Debian).</summary>
-    private static readonly Lazy<string?> Sans = new(() =>
+    /// <summary>A sans-serif typeface this system has (ScottPlot's own default resolves to a serif one on Debian).</summary>
+    private static readonly Lazy<SKTypeface?> Sans = new(() =>
     {
         var installed = SKFontManager.Default.FontFamilies.ToHashSet(StringComparer.OrdinalIgnoreCase);
-        return new[] { "DejaVu Sans", "Liberation Sans", "Noto Sans", "Arial", "Helvetica", "Segoe UI" }.FirstOrDefault(installed.Contains);
+        var family = new[] { "DejaVu Sans", "Liberation Sans", "Noto Sans", "Arial", "Helvetica", "Segoe UI" }.FirstOrDefault(installed.Contains);
+        return family is null ? null : SKTypeface.FromFamilyName(family);
     });
 
-    /// <summary>A new plot whose texts use a sans-serif font where the system has one.</summary>
+    /// <summary>A new plot. (Fonts are chosen per text by <see cref="UseFonts"/> once the plot is built: ScottPlot's
+    /// <c>plot.Font.Set</c> would change its process-wide default, which an application may use for its own charts.)</summary>
     internal static Plot NewPlot()
     {
-        var plot = new Plot();
-        if (Sans.Value is { } family) plot.Font.Set(family);
-        else plot.Font.Automatic();
-        return plot;
+        if (!SKFontManager.Default.FontFamilies.Any())
+            throw new InvalidOperationException(
+                "no font is installed, so a chart's text cannot be drawn: install one (on Debian or Ubuntu: apt-get install fonts-dejavu-core)");
+        return new Plot();
     }
+
+    /// <summary>The font for <paramref name="text"/>: the sans-serif one when it has every character, else the one
+    /// ScottPlot finds for them (class names in any script).</summary>
+    internal static string FontFor(string text)
+    {
+        var visible = new string(text.Where(ch => !char.IsControl(ch)).ToArray());
+        if (Sans.Value is { } face && face.ContainsGlyphs(visible)) return face.FamilyName;
+        return ScottPlot.Fonts.Detect(visible);
+    }
+
+    /// <summary>Gives every text of a built plot its font: title, axis labels, numeric tick labels, legend and the text
+    /// plottables. Tick labels that are words (class names) are the caller's to set.</summary>
+    internal static void UseFonts(Plot plot)
+    {
+        string numbers = FontFor("0123456789.,-+%E");
+        plot.Axes.Title.Label.FontName = FontFor(plot.Axes.Title.Label.Text);
+        foreach (var axis in plot.Axes.GetAxes())
+        {
+            axis.Label.FontName = FontFor(axis.Label.Text);
+            axis.TickLabelStyle.FontName = numbers;
+        }
+        var legend = string.Concat(plot.GetPlottables().SelectMany(p => p.LegendItems).Select(i => i.LabelText));
+        plot.Legend.FontName = FontFor(legend);
+        foreach (var text in plot.GetPlottables().OfType<ScottPlot.Plottables.Text>())
+            text.LabelFontName = FontFor(text.LabelText);
+    }
+
+    /// <summary>Tick labels in the invariant culture ("0.25", not "0,25" under a German locale), as the titles are.</summary>
+    internal static ScottPlot.TickGenerators.NumericAutomatic InvariantTicks(bool integers = false, Func<double, string>? format = null) => new()
+    {
+        IntegerTicksOnly = integers,
+        LabelFormatter = format ?? (v => v.ToString("G5", System.Globalization.CultureInfo.InvariantCulture)),
+    };
 
     /// <summary>A colour from "#rrggbb".</summary>
     internal static Color Hex(string hex) => Color.FromHex(hex);

@@ -104,7 +104,8 @@ public static class ConfusionMatrixPicture
         cells.NaNCellColor = Chart.Hex("#ececec");
 
         int cell = Math.Clamp(700 / k, 14, 46);
-        float countFont = Math.Clamp(cell * 0.36f, 5, 14);
+        int digits = Enumerable.Range(0, k).Max(i => Enumerable.Range(0, k).Max(j => Count(i, j))).ToString(inv).Length;
+        float countFont = Math.Max(4, Math.Min(cell * 0.36f, (cell - 4) / (0.6f * digits)));  // the largest count fits its cell
         for (int i = 0; i < k; i++)
             for (int j = 0; j < k; j++)
             {
@@ -122,6 +123,10 @@ public static class ConfusionMatrixPicture
         plot.Axes.Left.TickGenerator = new NumericManual(Enumerable.Range(0, k).Select(i => (double)(k - 1 - i)).ToArray(), shown);
         plot.Axes.Bottom.TickLabelStyle.FontSize = labelFont;
         plot.Axes.Left.TickLabelStyle.FontSize = labelFont;
+        Chart.UseFonts(plot);
+        string labelFamily = Chart.FontFor(string.Concat(shown));
+        plot.Axes.Bottom.TickLabelStyle.FontName = labelFamily;
+        plot.Axes.Left.TickLabelStyle.FontName = labelFamily;
         int longest = shown.Max(s => s.Length);
         double labelWidth = longest * labelFont * 0.6;  // an estimate: ScottPlot does not make room for turned labels
         bool turned = labelWidth > cell - 4;
@@ -139,6 +144,7 @@ public static class ConfusionMatrixPicture
         foreach (var (share, text) in new[] { (0.0, "0%"), (0.1, "10%"), (0.25, "25%"), (0.5, "50%"), (1.0, "100%") })
             barTicks.AddMajor(Tone(share), text);
         bar.Axis.TickGenerator = barTicks;
+        bar.Axis.TickLabelStyle.FontName = Chart.FontFor("0123456789%");
 
         int width = (int)(k * cell + labelWidth + 190);
         int height = (int)(k * cell + (turned ? labelWidth * 0.75 : labelFont) + 150);

@@ -3,7 +3,6 @@
 // Three panels per epoch, drawn with ScottPlot: loss (train, validation), accuracy (train, validation), learning rate.
 using System.Globalization;
 using ScottPlot;
-using ScottPlot.TickGenerators;
 using Vit.Torch.Training;
 
 namespace Vit.Torch.Reports;
@@ -99,14 +98,12 @@ public static class TrainingCurves
         plot.Title(title, 15);
         plot.XLabel("epoch", 13);
         plot.YLabel(yLabel, 13);
-        plot.Axes.Bottom.TickGenerator = new NumericAutomatic { IntegerTicksOnly = true };
+        plot.Axes.Bottom.TickGenerator = Chart.InvariantTicks(integers: true);
 
         var finite = series.SelectMany(s => s.Points).Select(pt => pt.Value).Where(double.IsFinite).ToArray();
-        if (percent && finite.Length > 0 && finite.All(v => v is >= 0 and <= 1))
-            plot.Axes.Left.TickGenerator = new NumericAutomatic
-            {
-                LabelFormatter = v => (v * 100).ToString("0.##", CultureInfo.InvariantCulture) + "%",
-            };
+        plot.Axes.Left.TickGenerator = percent && finite.Length > 0 && finite.All(v => v is >= 0 and <= 1)
+            ? Chart.InvariantTicks(format: v => (v * 100).ToString("0.##", CultureInfo.InvariantCulture) + "%")
+            : Chart.InvariantTicks();
 
         bool markers = series.Length > 0 && series.Max(s => s.Points.Length) <= MarkersUpTo;
         foreach (var s in series)
@@ -149,10 +146,13 @@ public static class TrainingCurves
         else
         {
             double lo = finite.Min(), hi = finite.Max();
-            double margin = hi > lo ? (hi - lo) * 0.08 : Math.Max(Math.Abs(hi) * 0.1, 1e-3);
-            plot.Axes.SetLimits(first - pad, last + pad, lo - margin, hi + margin);
+            double margin = hi > lo ? (hi - lo) * 0.08 : hi != 0 ? Math.Abs(hi) * 0.1 : 1e-3;  // a flat series: ±10% around it
+            double bottom = lo - margin;
+            if (lo > 0 && bottom < 0) bottom = 0;  // values that cannot be negative (rates, accuracies) get no negative axis
+            plot.Axes.SetLimits(first - pad, last + pad, bottom, hi + margin);
         }
         if (series.Length > 0) plot.ShowLegend(Edge.Bottom);
+        Chart.UseFonts(plot);
         return plot;
     }
 }
