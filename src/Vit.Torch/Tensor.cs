@@ -18,7 +18,9 @@ public sealed partial class Tensor : IDisposable
 
     private Tensor(TS.Tensor t)
     {
-        value = t;
+        // A TorchSharp dispose scope the caller opened records every tensor TorchSharp makes on its thread: this one
+        // belongs to the wrapper (and our own scopes) from now on, or the caller's scope would free it under us.
+        value = t.DetachFromDisposeScope();
         Interlocked.Increment(ref live);
         if (!TensorScope.Track(this)) ReportPressure();  // outside a scope only a Dispose or the finalizer frees it
     }

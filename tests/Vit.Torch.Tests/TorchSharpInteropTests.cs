@@ -30,6 +30,20 @@ public sealed class TorchSharpInteropTests
     }
 
     [TestMethod]
+    public void ACallersTorchSharpScopeDoesNotFreeOurTensors()
+    {
+        Tensor y;
+        using (var theirs = TS.NewDisposeScope())
+        {
+            using var x = Tensor.FromTorchSharp(TS.ones(2, 3));
+            using var w = Tensor.Ones([4, 3]);
+            y = F.Linear(x, w);
+        }
+        using (y)
+            CollectionAssert.AreEqual(Enumerable.Repeat(3f, 8).ToArray(), y.ToArray<float>(), "ours outlives the caller's scope");
+    }
+
+    [TestMethod]
     public void OursIsAViewOfTheSameStorage()
     {
         using var t = TS.zeros(3);
