@@ -53,11 +53,14 @@ internal static class Chart
         }
     }
 
+    /// <summary>The font families installed, read once.</summary>
+    private static readonly Lazy<HashSet<string>> Installed =
+        new(() => SKFontManager.Default.FontFamilies.ToHashSet(StringComparer.OrdinalIgnoreCase));
+
     /// <summary>A sans-serif typeface this system has (ScottPlot's own default resolves to a serif one on Debian).</summary>
     private static readonly Lazy<SKTypeface?> Sans = new(() =>
     {
-        var installed = SKFontManager.Default.FontFamilies.ToHashSet(StringComparer.OrdinalIgnoreCase);
-        var family = new[] { "DejaVu Sans", "Liberation Sans", "Noto Sans", "Arial", "Helvetica", "Segoe UI" }.FirstOrDefault(installed.Contains);
+        var family = new[] { "DejaVu Sans", "Liberation Sans", "Noto Sans", "Arial", "Helvetica", "Segoe UI" }.FirstOrDefault(Installed.Value.Contains);
         return family is null ? null : SKTypeface.FromFamilyName(family);
     });
 
@@ -65,7 +68,7 @@ internal static class Chart
     /// <c>plot.Font.Set</c> would change its process-wide default, which an application may use for its own charts.)</summary>
     internal static Plot NewPlot()
     {
-        if (!SKFontManager.Default.FontFamilies.Any())
+        if (Installed.Value.Count == 0)
             throw new InvalidOperationException(
                 "no font is installed, so a chart's text cannot be drawn: install one (on Debian or Ubuntu: apt-get install fonts-dejavu-core)");
         return new Plot();
@@ -103,7 +106,4 @@ internal static class Chart
         IntegerTicksOnly = integers,
         LabelFormatter = format ?? (v => v.ToString("G5", System.Globalization.CultureInfo.InvariantCulture)),
     };
-
-    /// <summary>A colour from "#rrggbb".</summary>
-    internal static Color Hex(string hex) => Color.FromHex(hex);
 }

@@ -101,7 +101,7 @@ public static class ConfusionMatrixPicture
         var cells = plot.Add.Heatmap(tones);
         cells.Colormap = new ScottPlot.Colormaps.Reversed(new ScottPlot.Colormaps.Blues());  // white for 0, dark blue for the whole row
         cells.ManualRange = new ScottPlot.Range(0, 1);
-        cells.NaNCellColor = Chart.Hex("#ececec");
+        cells.NaNCellColor = Color.FromHex("#ececec");
 
         int cell = Math.Clamp(700 / k, 14, 46);
         int digits = Enumerable.Range(0, k).Max(i => Enumerable.Range(0, k).Max(j => Count(i, j))).ToString(inv).Length;
@@ -114,7 +114,7 @@ public static class ConfusionMatrixPicture
                 var text = plot.Add.Text(n.ToString(inv), j, k - 1 - i);
                 text.Alignment = Alignment.MiddleCenter;
                 text.LabelFontSize = countFont;
-                text.LabelFontColor = n == 0 ? Chart.Hex("#a0a0a0") : cells.Colormap.GetColor(tone).Luminance < 0.5 ? Colors.White : Chart.Hex("#1a1a1a");
+                text.LabelFontColor = n == 0 ? Color.FromHex("#a0a0a0") : cells.Colormap.GetColor(tone).Luminance < 0.5 ? Colors.White : Color.FromHex("#1a1a1a");
             }
 
         var shown = classes.Select(c => Shown(labels[c])).ToArray();

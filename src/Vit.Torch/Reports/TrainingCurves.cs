@@ -108,7 +108,7 @@ public static class TrainingCurves
         bool markers = series.Length > 0 && series.Max(s => s.Points.Length) <= MarkersUpTo;
         foreach (var s in series)
         {
-            var color = Chart.Hex(s.Color);
+            var color = Color.FromHex(s.Color);
             bool named = false, crossed = false;
             // Consecutive finite points form one line; a value that is not finite breaks it and is marked.
             var run = new List<(int Epoch, double Value)>();
