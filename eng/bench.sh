@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash eng/install-deps.sh >/dev/null
-dotnet build benchmarks/Vit.Benchmarks -c Release -nologo -v q >/dev/null
+dotnet build benchmarks/Vit.Benchmarks -c Release -nologo -v q -p:VitGloo=true >/dev/null   # with libvit_gloo.so: the data-parallel row
 # The plain TorchSharp ViT a .NET user would write (TorchSharp-cpu only; not in Vit.sln, so built here).
 dotnet build benchmarks/peer/torchsharp-vit -c Release -nologo -v q >/dev/null
 py=/usr/bin/python3

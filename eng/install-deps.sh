@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# Installs what Vit for .NET needs from Debian's packages. Idempotent: when everything is present it only
-# checks and exits (well under a second), as any user. Run as root it installs what is missing; as another user it
-# prints the line to run as root.
+# Installs the Debian packages a job of this repository needs. The library itself needs none: the engine (TorchSharp
+# with libtorch 2.10), imaging (SkiaSharp), Microsoft.ML and the rest are NuGet packages `dotnet build` restores.
+# What is here is optional, per job:
+#   bash eng/install-deps.sh main    the main job: the Fashion-MNIST data set only
+#   bash eng/install-deps.sh         everything the tests and benchmarks use (the default)
+# Idempotent: when everything is present it only checks and exits (well under a second), as any user. Run as root it
+# installs what is missing; as another user it prints the one line to run as root.
 #
-# The engine itself (libtorch 2.10) comes from NuGet with TorchSharp-cpu; nothing here is the engine.
-#   libopencv-dev         image decoding and resizing (libvit_imaging.so, src/Vit.Torch/native)
-#   libgloo-dev           Gloo, the collective library of data-parallel training (libvit_gloo.so; optional: without
-#                         it everything else builds and runs, and --nproc / WORLD_SIZE > 1 say what to install)
-#   cmake g++             to build those two native libraries during `dotnet build`
-#   dataset-fashion-mnist real images for the main example and tests
-#   python3-torch         PyTorch, the reference for parity tests and the peer in benchmarks
-#   python3-torchvision   torchvision's VisionTransformer: checkpoint parity tests, the FineTunePretrained example
-#   python3-onnx          onnx.checker for the ONNX exports (tests)
-#   chromium              the browser the web app's tests drive (through Playwright, headless, never downloaded)
+#   dataset-fashion-mnist   real images for the main job, examples and tests
+#   libgloo-dev cmake g++ make
+#                           Gloo, the collective library of multi-process training, and the tools that build
+#                           libvit_gloo.so over it (dotnet build -p:VitGloo=true); one process needs none of them
+#   python3-torch           PyTorch, the reference for parity tests and the peer in benchmarks
+#   python3-torchvision     torchvision's VisionTransformer: checkpoint parity tests, the FineTunePretrained example
+#   python3-onnx            onnx.checker for the ONNX exports (tests)
+#   chromium                the browser the web app's tests drive (through Playwright, headless, never downloaded)
 set -euo pipefail
 
-packages=(libopencv-dev libgloo-dev cmake g++ make dataset-fashion-mnist python3-torch python3-torchvision python3-numpy python3-onnx chromium)
+case "${1:-tests}" in
+  main) packages=(dataset-fashion-mnist) ;;
+  tests) packages=(dataset-fashion-mnist libgloo-dev cmake g++ make python3-torch python3-torchvision python3-numpy python3-onnx chromium) ;;
+  *) echo "usage: bash eng/install-deps.sh [main|tests]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do

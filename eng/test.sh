@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on a fresh machine: installs what is missing (eng/install-deps.sh), builds
-# everything (the native shim included) in Release, runs the MSTest suite, and ends with "N passed, N failed".
+# Runs the whole test suite on a fresh machine: installs what is missing (eng/install-deps.sh: the test references,
+# Gloo, the data set), builds everything in Release (with the optional libvit_gloo.so, which the multi-process tests
+# need), runs the MSTest suite, and ends with "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash eng/install-deps.sh
-dotnet build Vit.sln -c Release -nologo -v q
+dotnet build Vit.sln -c Release -nologo -v q -p:VitGloo=true
 
 log=$(mktemp)
 set +e

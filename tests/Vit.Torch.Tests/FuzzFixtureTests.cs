@@ -76,8 +76,8 @@ public sealed class FuzzFixtureTests : TempDirectoryTests
     }
 }
 
-/// <summary>The native decoders' finding (eng/fuzz-native.sh): OpenCV 4.6's exact nearest-neighbour resize read outside
-/// a source with a side of 32768 or more.</summary>
+/// <summary>A finding of the former native decoders' fuzzer: OpenCV 4.6's exact nearest-neighbour resize read outside a
+/// source with a side of 32768 or more. Imaging is SkiaSharp now; the inputs stay, as any resampler's edge case.</summary>
 [TestClass]
 public sealed class WideImageResizeTests
 {

@@ -25,7 +25,7 @@ public sealed class ImagingTests
     }
 
     [TestMethod]
-    public void Png_16Bit_BecomesEightBitRounded()
+    public void Png_16Bit_KeepsTheHighByteAsPil()
     {
         const int w = 4, h = 2;
         var samples = new ushort[w * h * 3];
@@ -33,9 +33,9 @@ public sealed class ImagingTests
         for (int i = 0; i < samples.Length; i++) samples[i] = (ushort)rng.Next(65536);
         samples[0] = 65535;
         samples[1] = 0;
-        samples[2] = 128;  // 128/257 = 0.498 -> 0
+        samples[2] = 0x01FF;  // 1.99 in 8-bit units: 1, the high byte (rounding would give 2)
         using var img = Image.Decode(Png(w, h, 2, 16, samples));
-        var expected = samples.Select(v => (byte)Math.Round(v / 257.0, MidpointRounding.AwayFromZero)).ToArray();
+        var expected = samples.Select(v => (byte)(v >> 8)).ToArray();
         AssertPixels(img, w, h, 3, expected);
     }
 
@@ -353,7 +353,9 @@ public sealed class ImagingTests
             bigJpeg = noisy.EncodeJpeg(90);  // mostly entropy-coded data: a cut lands after the headers
         long live = Image.LiveCount;
         var corruptPng = png.ToArray();
-        for (int i = 45; i < 60; i++) corruptPng[i] = 0x55;  // inside IDAT: bad data, bad CRC
+        int idat = png.AsSpan().IndexOf("IDAT"u8), idatLength = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(idat - 4));
+        Assert.IsGreaterThan(12, idatLength, "an IDAT long enough to damage");
+        for (int i = idat + 6; i < idat + 4 + idatLength - 2; i++) corruptPng[i] = 0x55;  // inside IDAT, after the zlib header: bad data, bad CRC
 
         var cases = new List<(string File, byte[]? Bytes, string Reason)>
         {

@@ -34,9 +34,8 @@ internal static class Program
         {
             // What the library set on its first use in this process (the test sets the opt-outs in the environment).
             var s = Torch.ProcessSettings;
-            using (var probe = Imaging.Image.FromPixels(new byte[3], 1, 1, 3)) { }
             Console.Out.WriteLine($"malloc {s.MallocTuned} torch {s.TorchThreads?.ToString() ?? "kept"} " +
-                                  $"opencv {Imaging.Image.OpenCvThreads?.ToString() ?? "kept"} actual {Torch.Threads}");
+                                  $"actual {Torch.Threads}");
             return 0;
         }
         if (args is ["atomic-write-hang", var hangPath])

@@ -471,7 +471,7 @@ public sealed class ReportsTests
     }
 
     [TestMethod]
-    public void Blend_MismatchedImages_AreRefusedOnBothSidesOfTheBoundary()
+    public void Blend_MismatchedImages_AreRefused()
     {
         using var a = Image.Filled(4, 4, 3, 0);
         using var b = Image.Filled(4, 5, 3, 0);
@@ -480,16 +480,8 @@ public sealed class ReportsTests
         Assert.ThrowsExactly<ArgumentException>(() => a.Blend(g, 0.5));
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => a.Blend(a, double.NaN));
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => a.Blend(a, -0.1));
-        // The shim checks on its own too (status, message in the error buffer, nothing allocated).
         long live = Image.LiveCount;
-        Assert.AreEqual(1, ImagingNative.vit_image_blend(a.Handle, b.Handle, 0.5, out var o));
-        Assert.AreEqual(IntPtr.Zero, o);
-        StringAssert.Contains(ImagingNative.LastErrorText(), "cannot blend a 4x5 image with 3 channel(s) over a 4x4 image");
-        Assert.AreEqual(1, ImagingNative.vit_image_blend(a.Handle, a.Handle, 2, out _));
-        StringAssert.Contains(ImagingNative.LastErrorText(), "blend weight must be in [0, 1]");
-        using var nullHandle = new ImageHandle(IntPtr.Zero);
-        Assert.AreEqual(1, ImagingNative.vit_image_blend(nullHandle, a.Handle, 0.5, out _));
-        StringAssert.Contains(ImagingNative.LastErrorText(), "null image handle");
+        Assert.ThrowsExactly<ArgumentException>(() => a.Blend(b, 0.5));
         Assert.AreEqual(live, Image.LiveCount);
     }
 }

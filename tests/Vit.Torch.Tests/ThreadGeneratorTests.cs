@@ -73,7 +73,7 @@ public sealed class ProcessSettingsTests
     private static string Child(params (string Key, string Value)[] env)
     {
         var psi = Program.Child("settings");
-        foreach (var k in new[] { "VIT_TUNE_MALLOC", "VIT_THREADS", "VIT_OPENCV_THREADS", "OMP_NUM_THREADS" }) psi.Environment.Remove(k);
+        foreach (var k in new[] { "VIT_TUNE_MALLOC", "VIT_THREADS", "OMP_NUM_THREADS" }) psi.Environment.Remove(k);
         foreach (var (k, v) in env) psi.Environment[k] = v;
         using var p = System.Diagnostics.Process.Start(psi)!;
         var output = p.StandardOutput.ReadToEnd().Trim();
@@ -87,10 +87,10 @@ public sealed class ProcessSettingsTests
     public void DefaultsAreReportedAndEachOptOutLeavesItsSettingAlone()
     {
         int cores = Environment.ProcessorCount;
-        Assert.AreEqual($"malloc True torch {cores} opencv 1 actual {cores}", Child());
+        Assert.AreEqual($"malloc True torch {cores} actual {cores}", Child());
         // OMP_NUM_THREADS=1 is libtorch's own default then: kept, it stays 1 instead of becoming every core.
-        Assert.AreEqual("malloc False torch kept opencv kept actual 1",
-            Child(("VIT_TUNE_MALLOC", "0"), ("VIT_THREADS", "keep"), ("VIT_OPENCV_THREADS", "keep"), ("OMP_NUM_THREADS", "1")));
-        Assert.AreEqual("malloc True torch 1 opencv 2 actual 1", Child(("VIT_THREADS", "1"), ("VIT_OPENCV_THREADS", "2")));
+        Assert.AreEqual("malloc False torch kept actual 1",
+            Child(("VIT_TUNE_MALLOC", "0"), ("VIT_THREADS", "keep"), ("OMP_NUM_THREADS", "1")));
+        Assert.AreEqual("malloc True torch 1 actual 1", Child(("VIT_THREADS", "1")));
     }
 }

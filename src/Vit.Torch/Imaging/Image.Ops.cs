@@ -1,32 +1,49 @@
-using static Vit.Torch.Native.ImagingNative;
+using SkiaSharp;
 
 namespace Vit.Torch.Imaging;
 
 // Deterministic image operations: the building blocks of the random augmentations in Augment. Every method
 // returns a new image; alpha, when present, is left unchanged by the colour operations.
-public sealed unsafe partial class Image
+public sealed partial class Image
 {
-    // Colour op codes of vit_image_adjust.
     private enum ColorOp
     {
-        Brightness = 0,
-        Contrast = 1,
-        Saturation = 2,
-        Sharpness = 3,
-        Solarize = 4,
-        Posterize = 5,
-        AutoContrast = 6,
-        Equalize = 7,
-        Invert = 8,
+        Brightness,
+        Contrast,
+        Saturation,
+        Sharpness,
+        Solarize,
+        Posterize,
+        AutoContrast,
+        Equalize,
+        Invert,
     }
 
     // ------------------------------------------------------------------ geometry
 
     /// <summary>Mirrors left-right.</summary>
-    public Image FlipHorizontal() => Wrap(vit_image_flip(Handle, 1, 0, out var o), o);
+    public Image FlipHorizontal()
+    {
+        var src = Pixels;
+        int w = Width, c = Channels;
+        var dst = new byte[src.Length];
+        for (int y = 0; y < Height; y++)
+        {
+            int row = y * w * c;
+            for (int x = 0; x < w; x++) Buffer.BlockCopy(src, row + x * c, dst, row + (w - 1 - x) * c, c);
+        }
+        return new Image(dst, w, Height, c);
+    }
 
     /// <summary>Mirrors top-bottom.</summary>
-    public Image FlipVertical() => Wrap(vit_image_flip(Handle, 0, 1, out var o), o);
+    public Image FlipVertical()
+    {
+        var src = Pixels;
+        int row = Width * Channels;
+        var dst = new byte[src.Length];
+        for (int y = 0; y < Height; y++) Buffer.BlockCopy(src, y * row, dst, (Height - 1 - y) * row, row);
+        return new Image(dst, Width, Height, Channels);
+    }
 
     /// <summary>
     /// Warps with the affine map <paramref name="matrix"/> (2×3, row-major) from source pixel coordinates to
@@ -41,8 +58,15 @@ public sealed unsafe partial class Image
         foreach (var v in matrix)
             if (!double.IsFinite(v)) throw new ArgumentException("affine matrix entries must be finite", nameof(matrix));
         CheckTargetSize(outWidth, outHeight);
-        fixed (double* m = matrix)
-            return Wrap(vit_image_affine(Handle, m, outWidth, outHeight, CheckInterp(interpolation), fill, out var o), o);
+        CheckInterp(interpolation);
+        // Skia puts pixel centres at +0.5: conjugate the map by that shift.
+        double a = matrix[0], b = matrix[1], c = matrix[3], d = matrix[4];
+        var skia = new SKMatrix(
+            (float)a, (float)b, (float)(matrix[2] + 0.5 - 0.5 * a - 0.5 * b),
+            (float)c, (float)d, (float)(matrix[5] + 0.5 - 0.5 * c - 0.5 * d),
+            0, 0, 1);
+        return SkiaPixels.Transform(this, outWidth, outHeight, fill, skia,
+            interpolation == Interpolation.Area ? Interpolation.Bilinear : interpolation);
     }
 
     /// <summary>
@@ -110,7 +134,140 @@ public sealed unsafe partial class Image
     /// <summary>255 − v for every colour sample.</summary>
     public Image Invert() => Adjust(ColorOp.Invert, 0);
 
-    private Image Adjust(ColorOp op, double amount) => Wrap(vit_image_adjust(Handle, (int)op, amount, out var o), o);
+    private Image Adjust(ColorOp op, double amount)
+    {
+        var src = Pixels;
+        var dst = (byte[])src.Clone();
+        int n = Width * Height, c = Channels, colours = c == 4 ? 3 : c;
+        switch (op)
+        {
+            case ColorOp.Brightness:  // blend with black
+                MapSamples(dst, c, v => v * amount);
+                break;
+            case ColorOp.Contrast:  // blend with the mean gray level
+            {
+                double mean = 0;
+                for (int i = 0; i < n; i++) mean += GrayAt(src, i, c);
+                mean /= n;
+                MapSamples(dst, c, v => v * amount + (1 - amount) * mean);
+                break;
+            }
+            case ColorOp.Saturation:  // blend with the grayscale image
+                if (c == 1) break;
+                for (int i = 0; i < n; i++)
+                {
+                    double g = GrayAt(src, i, c) * (1 - amount);
+                    for (int k = 0; k < 3; k++) dst[i * c + k] = Saturate(src[i * c + k] * amount + g);
+                }
+                break;
+            case ColorOp.Sharpness:  // blend with PIL's SMOOTH filter (3x3, centre 5, sum 13); border pixels stay
+            {
+                int w = Width, h = Height;
+                if (w < 3 || h < 3) break;
+                for (int y = 1; y < h - 1; y++)
+                    for (int x = 1; x < w - 1; x++)
+                        for (int k = 0; k < colours; k++)
+                        {
+                            int at = (y * w + x) * c + k, sum = 4 * src[at];
+                            for (int dy = -1; dy <= 1; dy++)
+                                for (int dx = -1; dx <= 1; dx++) sum += src[at + (dy * w + dx) * c];
+                            double smooth = Math.Round(sum / 13.0, MidpointRounding.ToEven);
+                            dst[at] = Saturate(src[at] * amount + smooth * (1 - amount));
+                        }
+                break;
+            }
+            case ColorOp.Solarize:
+                MapTable(dst, c, v => v >= amount ? 255 - v : v);
+                break;
+            case ColorOp.Posterize:
+            {
+                int mask = ~((1 << (8 - (int)amount)) - 1) & 0xFF;
+                MapTable(dst, c, v => v & mask);
+                break;
+            }
+            case ColorOp.AutoContrast:  // stretch each channel's [min, max] to [0, 255]
+                for (int k = 0; k < colours; k++)
+                {
+                    int lo = 255, hi = 0;
+                    for (int i = k; i < src.Length; i += c)
+                    {
+                        lo = Math.Min(lo, src[i]);
+                        hi = Math.Max(hi, src[i]);
+                    }
+                    if (hi <= lo) continue;
+                    double scale = 255.0 / (hi - lo);
+                    for (int i = k; i < src.Length; i += c) dst[i] = Saturate((src[i] - lo) * scale);
+                }
+                break;
+            case ColorOp.Equalize:
+                for (int k = 0; k < colours; k++) EqualizeChannel(src, dst, k, c);
+                break;
+            case ColorOp.Invert:
+                MapTable(dst, c, v => 255 - v);
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(op), op, "unknown colour operation");
+        }
+        return new Image(dst, Width, Height, c);
+    }
+
+    private static double GrayAt(byte[] px, int pixel, int channels) =>
+        channels == 1 ? px[pixel] : Luma(px[pixel * channels], px[pixel * channels + 1], px[pixel * channels + 2]);
+
+    /// <summary>Rounded to nearest (ties to even) and saturated to 0..255.</summary>
+    private static byte Saturate(double v) => v >= 255 ? (byte)255 : v <= 0 || double.IsNaN(v) ? (byte)0 : (byte)Math.Round(v, MidpointRounding.ToEven);
+
+    // f over every colour sample (alpha kept), through a table of the 256 inputs.
+    private static void MapSamples(byte[] px, int channels, Func<double, double> f)
+    {
+        Span<byte> table = stackalloc byte[256];
+        for (int v = 0; v < 256; v++) table[v] = Saturate(f(v));
+        ApplyTable(px, channels, table);
+    }
+
+    private static void MapTable(byte[] px, int channels, Func<int, int> f)
+    {
+        Span<byte> table = stackalloc byte[256];
+        for (int v = 0; v < 256; v++) table[v] = (byte)Math.Clamp(f(v), 0, 255);
+        ApplyTable(px, channels, table);
+    }
+
+    private static void ApplyTable(byte[] px, int channels, ReadOnlySpan<byte> table)
+    {
+        if (channels != 4)
+        {
+            foreach (ref var v in px.AsSpan()) v = table[v];
+            return;
+        }
+        for (int i = 0; i < px.Length; i += 4)
+        {
+            px[i] = table[px[i]];
+            px[i + 1] = table[px[i + 1]];
+            px[i + 2] = table[px[i + 2]];
+        }
+    }
+
+    // Histogram equalisation of one channel: the first occupied level maps to 0, the others to 255 times the share
+    // of the samples above it (OpenCV's equalizeHist); a channel of one level is left as it is.
+    private static void EqualizeChannel(byte[] src, byte[] dst, int channel, int channels)
+    {
+        Span<long> hist = stackalloc long[256];
+        hist.Clear();
+        for (int i = channel; i < src.Length; i += channels) hist[src[i]]++;
+        long total = src.Length / channels;
+        int first = 0;
+        while (hist[first] == 0) first++;
+        if (hist[first] == total) return;
+        double scale = 255.0 / (total - hist[first]);
+        Span<byte> table = stackalloc byte[256];
+        long sum = 0;
+        for (int v = first + 1; v < 256; v++)
+        {
+            sum += hist[v];
+            table[v] = Saturate(sum * scale);
+        }
+        for (int i = channel; i < src.Length; i += channels) dst[i] = table[src[i]];
+    }
 
     private static double CheckFactor(double factor) =>
         double.IsFinite(factor) && factor >= 0 ? factor
@@ -119,10 +276,38 @@ public sealed unsafe partial class Image
     // ------------------------------------------------------------------ erasing
 
     /// <summary>A copy with the rectangle (clipped to the image) set to <paramref name="value"/> in every channel.</summary>
-    public Image Erase(int x, int y, int width, int height, byte value) =>
-        Wrap(vit_image_erase(Handle, x, y, width, height, 0, value, 0, out var o), o);
+    public Image Erase(int x, int y, int width, int height, byte value) => EraseRegion(x, y, width, height, (row, _) => row.Fill(value), 0);
 
     /// <summary>A copy with the rectangle (clipped to the image) filled with uniform random bytes drawn from <paramref name="seed"/>.</summary>
     public Image EraseWithNoise(int x, int y, int width, int height, ulong seed) =>
-        Wrap(vit_image_erase(Handle, x, y, width, height, 1, 0, seed, out var o), o);
+        EraseRegion(x, y, width, height, (row, state) =>
+        {
+            for (int i = 0; i < row.Length; i++) row[i] = (byte)(SplitMix64(ref state.Value) >> 56);
+        }, seed);
+
+    private sealed class Box(ulong value)
+    {
+        public ulong Value = value;
+    }
+
+    private Image EraseRegion(int x, int y, int width, int height, Action<Span<byte>, Box> fill, ulong seed)
+    {
+        var src = Pixels;
+        var dst = (byte[])src.Clone();
+        int x0 = Math.Max(x, 0), y0 = Math.Max(y, 0);
+        int x1 = (int)Math.Min((long)x + Math.Max(width, 0), Width), y1 = (int)Math.Min((long)y + Math.Max(height, 0), Height);
+        var state = new Box(seed);
+        for (int r = y0; r < y1 && x0 < x1; r++)
+            fill(dst.AsSpan((r * Width + x0) * Channels, (x1 - x0) * Channels), state);
+        return new Image(dst, Width, Height, Channels);
+    }
+
+    // SplitMix64 (Steele, Lea and Flood, 2014): a small seeded generator whose stream depends on the seed alone.
+    private static ulong SplitMix64(ref ulong state)
+    {
+        ulong z = state += 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
 }

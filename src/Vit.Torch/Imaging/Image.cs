@@ -1,58 +1,46 @@
 using System.Runtime.CompilerServices;
-using Vit.Torch.Native;
-using static Vit.Torch.Native.ImagingNative;
+using SkiaSharp;
 
 namespace Vit.Torch.Imaging;
 
 /// <summary>
-/// A decoded image in native memory: height × width × channels bytes (HWC), 1 (gray), 3 (RGB) or 4 (RGBA)
-/// channels, as decoded by OpenCV in libvit_imaging.so. Images are immutable: every operation returns a new image that
-/// the caller owns and disposes, so one image can be read from several threads at once.
+/// A decoded image: height × width × channels bytes (HWC, rows top to bottom), 1 (gray), 3 (RGB) or 4 (RGBA)
+/// channels, in managed memory. Decoding, encoding and every resampling (resize, crop-resize, affine warps) go
+/// through SkiaSharp, the copy Microsoft.ML.ImageAnalytics brings, so its nearest-neighbour resize gives the pixels
+/// of ML.NET's own <c>ResizeImages</c>; the pixel operations are C#. Images are immutable: every operation returns a
+/// new image that the caller owns and disposes, so one image can be read from several threads at once.
 /// </summary>
-public sealed unsafe partial class Image : IDisposable
+public sealed partial class Image : IDisposable
 {
     /// <summary>The default pixel limit of <see cref="ImageDecodeOptions.MaxPixels"/>: 50 megapixels.</summary>
     public const long DefaultMaxPixels = 50_000_000;
 
-    private readonly ImageHandle handle;
+    // Largest side an operation may create, and largest buffer: keeps every index in int arithmetic.
+    private const int MaxSide = 1 << 16;
+    private const long MaxBytes = int.MaxValue;
 
-    static Image()
+    private static long live;
+    private byte[]? pixels;
+
+    /// <summary>Wraps <paramref name="hwc"/> (taken over, not copied: nobody else may write to it).</summary>
+    internal Image(byte[] hwc, int width, int height, int channels)
     {
-        EnsureLoaded();
-        // Loaders decode and augment several images in parallel, one per worker; OpenCV's own thread pool
-        // inside each resize would only compete with them and with libtorch for the same cores. VIT_OPENCV_THREADS=n
-        // sets n instead, VIT_OPENCV_THREADS=keep leaves OpenCV's setting alone.
-        var env = Environment.GetEnvironmentVariable("VIT_OPENCV_THREADS");
-        OpenCvThreads = env == "keep" ? null : int.TryParse(env, out var n) && n > 0 ? n : 1;
-        if (OpenCvThreads is { } threads) Check(vit_image_set_threads(threads));
+        if ((long)width * height * channels != hwc.Length) throw new ArgumentException("internal: pixel buffer does not match the size");
+        pixels = hwc;
+        Width = width;
+        Height = height;
+        Channels = channels;
+        Interlocked.Increment(ref live);
     }
 
-    /// <summary>OpenCV's thread count as this library set it on first use of images (null: left alone).</summary>
-    internal static int? OpenCvThreads { get; private set; }
-
-    private Image(IntPtr raw)
-    {
-        handle = new ImageHandle(raw);
-        Check(vit_image_info(handle, out var w, out var h, out var c));
-        Width = w;
-        Height = h;
-        Channels = c;
-    }
-
-    /// <summary>Wraps a fresh native handle after checking the call's status.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Image Wrap(int status, IntPtr raw)
-    {
-        Check(status);
-        return new Image(raw);
-    }
-
-    internal ImageHandle Handle
+    /// <summary>The pixels (HWC); throws <see cref="ObjectDisposedException"/> once disposed. Never written to.</summary>
+    internal byte[] Pixels
     {
         get
         {
-            ObjectDisposedException.ThrowIf(handle.IsClosed, this);
-            return handle;
+            var p = Volatile.Read(ref pixels);
+            ObjectDisposedException.ThrowIf(p is null, this);
+            return p;
         }
     }
 
@@ -68,31 +56,17 @@ public sealed unsafe partial class Image : IDisposable
     /// <summary>Number of bytes of the pixels: Width × Height × Channels.</summary>
     public int ByteCount => Width * Height * Channels;
 
-    /// <summary>True once <see cref="Dispose"/> has released the native image.</summary>
-    public bool IsDisposed => handle.IsClosed;
+    /// <summary>True once <see cref="Dispose"/> has released the pixels.</summary>
+    public bool IsDisposed => Volatile.Read(ref pixels) is null;
 
-    /// <summary>Releases the native image now (idempotent).</summary>
-    public void Dispose() => handle.Dispose();
-
-    /// <summary>Number of native images alive in this process (for leak tests).</summary>
-    public static long LiveCount
+    /// <summary>Releases the pixels now (idempotent). An operation already running on this image finishes.</summary>
+    public void Dispose()
     {
-        get
-        {
-            EnsureLoaded();
-            return vit_image_live_count();
-        }
+        if (Interlocked.Exchange(ref pixels, null) is not null) Interlocked.Decrement(ref live);
     }
 
-    /// <summary>
-    /// Threads of OpenCV's internal pool used inside one resize or warp. 1 by default, because loaders
-    /// parallelise over images instead; 0 restores OpenCV's default. Process-wide.
-    /// </summary>
-    public static void SetOpenCvThreads(int threads)
-    {
-        RuntimeHelpers.RunClassConstructor(typeof(Image).TypeHandle);
-        Check(vit_image_set_threads(threads));
-    }
+    /// <summary>Number of images created and not yet disposed in this process (for leak tests).</summary>
+    public static long LiveCount => Interlocked.Read(ref live);
 
     /// <inheritdoc />
     public override string ToString() => IsDisposed ? "Image(disposed)" : $"Image({Width}x{Height}, {Channels} channel(s))";
@@ -101,20 +75,24 @@ public sealed unsafe partial class Image : IDisposable
 
     /// <summary>
     /// Decodes a JPEG, PNG, BMP or WebP file. Gray, RGB and RGBA are kept as stored unless
-    /// <see cref="ImageDecodeOptions.Channels"/> asks for 1 or 3; 16-bit samples become 8-bit; a JPEG's EXIF
-    /// orientation is applied. Throws <see cref="ImageDecodeException"/> naming the file and the reason when the
-    /// file is missing, unreadable, empty, truncated, not an image, or larger than the pixel limit (checked from
-    /// the header, before any pixel memory is allocated).
+    /// <see cref="ImageDecodeOptions.Channels"/> asks for 1 or 3 (gray with alpha becomes RGBA); 16-bit samples keep
+    /// their high byte (as PIL reads them); an EXIF orientation is applied. Throws <see cref="ImageDecodeException"/> naming the file and the reason
+    /// when the file is missing, unreadable, empty, truncated, not an image, or larger than the pixel limit (checked
+    /// from the header, before any pixel memory is allocated).
     /// </summary>
     public static Image Decode(string path, ImageDecodeOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(path);
         var o = options ?? ImageDecodeOptions.Default;
         o.Validate();
-        RuntimeHelpers.RunClassConstructor(typeof(Image).TypeHandle);
-        if (vit_image_decode_file(path, o.MaxPixels, o.Channels ?? 0, o.NativeFlags, out var raw) != 0)
-            throw new ImageDecodeException(path, LastErrorText());
-        return new Image(raw);
+        try
+        {
+            return ImageCodec.Decode(ImageCodec.ReadFile(path), o);
+        }
+        catch (ImageProbeException e)
+        {
+            throw new ImageDecodeException(path, e.Message);
+        }
     }
 
     /// <summary>
@@ -125,88 +103,107 @@ public sealed unsafe partial class Image : IDisposable
     {
         var o = options ?? ImageDecodeOptions.Default;
         o.Validate();
-        RuntimeHelpers.RunClassConstructor(typeof(Image).TypeHandle);
-        int status;
-        IntPtr raw;
-        fixed (byte* p = bytes) status = vit_image_decode_bytes(p, bytes.Length, o.MaxPixels, o.Channels ?? 0, o.NativeFlags, out raw);
-        if (status != 0) throw new ImageDecodeException(sourceName, LastErrorText());
-        return new Image(raw);
+        try
+        {
+            return ImageCodec.Decode(bytes, o);
+        }
+        catch (ImageProbeException e)
+        {
+            throw new ImageDecodeException(sourceName, e.Message);
+        }
     }
 
     /// <summary>An image holding a copy of <paramref name="hwc"/>: rows top to bottom, RGB(A) interleaved.</summary>
     public static Image FromPixels(ReadOnlySpan<byte> hwc, int width, int height, int channels)
     {
-        if (channels is not (1 or 3 or 4)) throw new ArgumentOutOfRangeException(nameof(channels), channels, "channels must be 1, 3 or 4");
+        CheckChannels(channels);
         if (width <= 0 || height <= 0) throw new ArgumentException($"image size {width}x{height} must be positive");
         if ((long)width * height * channels != hwc.Length)
             throw new ArgumentException($"{hwc.Length} bytes do not make a {width}x{height} image with {channels} channel(s) ({(long)width * height * channels} bytes)", nameof(hwc));
-        RuntimeHelpers.RunClassConstructor(typeof(Image).TypeHandle);
-        fixed (byte* p = hwc) return Wrap(vit_image_from_pixels(p, hwc.Length, width, height, channels, out var o), o);
+        return new Image(hwc.ToArray(), width, height, channels);
     }
 
     /// <summary>An image whose every sample is <paramref name="value"/>.</summary>
     public static Image Filled(int width, int height, int channels, byte value)
     {
-        if (channels is not (1 or 3 or 4)) throw new ArgumentOutOfRangeException(nameof(channels), channels, "channels must be 1, 3 or 4");
-        RuntimeHelpers.RunClassConstructor(typeof(Image).TypeHandle);
-        return Wrap(vit_image_new(width, height, channels, value, out var o), o);
+        CheckChannels(channels);
+        var px = Allocate(width, height, channels, "image size");
+        if (value != 0) px.AsSpan().Fill(value);
+        return new Image(px, width, height, channels);
     }
 
-    /// <summary>A new handle to the same pixels (cheap: images are immutable, so the memory is shared).</summary>
-    public Image Clone() => Wrap(vit_image_flip(Handle, 0, 0, out var o), o);
+    /// <summary>A new image of the same pixels (cheap: images are immutable, so the memory is shared).</summary>
+    public Image Clone() => new(Pixels, Width, Height, Channels);
+
+    /// <summary>A zeroed pixel buffer for a new image, refusing sizes outside [1, 65536] per side or above 2 GiB.</summary>
+    internal static byte[] Allocate(int width, int height, int channels, string what = "target size")
+    {
+        if (width is <= 0 or > MaxSide || height is <= 0 or > MaxSide)
+            throw new ArgumentException($"{what} {width}x{height} is invalid: width and height must be in [1, {MaxSide}]");
+        long n = (long)width * height * channels;
+        if (n > MaxBytes) throw new ArgumentException($"{what} {width}x{height} with {channels} channel(s) is too large to hold in one buffer (2 GiB)");
+        return new byte[n];
+    }
+
+    private static void CheckChannels(int channels)
+    {
+        if (channels is not (1 or 3 or 4)) throw new ArgumentOutOfRangeException(nameof(channels), channels, "channels must be 1, 3 or 4");
+    }
 
     // ------------------------------------------------------------------ pixels
 
     /// <summary>A copy of the pixels, HWC: rows top to bottom, channels interleaved.</summary>
-    public byte[] ToBytes()
-    {
-        var bytes = new byte[ByteCount];
-        CopyTo(bytes);
-        return bytes;
-    }
+    public byte[] ToBytes() => (byte[])Pixels.Clone();
 
     /// <summary>Copies the HWC pixels into <paramref name="destination"/>, which must hold exactly <see cref="ByteCount"/> bytes.</summary>
     public void CopyTo(Span<byte> destination)
     {
-        if (destination.Length != ByteCount)
-            throw new ArgumentException($"destination has {destination.Length} bytes, the image {ByteCount}", nameof(destination));
-        fixed (byte* p = destination) Check(vit_image_copy_to(Handle, p, destination.Length));
+        var px = Pixels;
+        if (destination.Length != px.Length)
+            throw new ArgumentException($"destination has {destination.Length} bytes, the image {px.Length}", nameof(destination));
+        px.CopyTo(destination);
     }
 
     /// <summary>
     /// Per-channel sums of v/255 and of (v/255)² over all pixels, for dataset statistics
-    /// (<see cref="Normalization.FromData"/>).
+    /// (<see cref="Normalization.FromData"/>). Accumulated exactly in integers, then scaled once.
     /// </summary>
     internal (double[] Sum, double[] SumSquares) ChannelSums()
     {
-        var sum = new double[Channels];
-        var sq = new double[Channels];
-        fixed (double* s = sum)
-        fixed (double* q = sq)
-            Check(vit_image_channel_sums(Handle, s, q, Channels));
-        return (sum, sq);
+        var px = Pixels;
+        int c = Channels;
+        var s = new ulong[c];
+        var s2 = new ulong[c];
+        for (int i = 0; i < px.Length; i += c)
+            for (int k = 0; k < c; k++)
+            {
+                ulong v = px[i + k];
+                s[k] += v;
+                s2[k] += v * v;
+            }
+        return (s.Select(v => v / 255.0).ToArray(), s2.Select(v => v / (255.0 * 255.0)).ToArray());
     }
 
     // ------------------------------------------------------------------ encoding
 
     /// <summary>PNG bytes (lossless; alpha kept).</summary>
-    public byte[] EncodePng() => Encode(0, 0);
+    public byte[] EncodePng() => ImageCodec.Encode(this, SKEncodedImageFormat.Png, 100);
 
     /// <summary>JPEG bytes at <paramref name="quality"/> (1-100). An alpha channel is dropped.</summary>
     public byte[] EncodeJpeg(int quality = 95)
     {
         if (quality is < 1 or > 100) throw new ArgumentOutOfRangeException(nameof(quality), quality, "JPEG quality must be in [1, 100]");
-        return Encode(1, quality);
+        return ImageCodec.Encode(this, SKEncodedImageFormat.Jpeg, quality);
     }
 
-    /// <summary>BMP bytes (uncompressed). An alpha channel is dropped.</summary>
-    public byte[] EncodeBmp() => Encode(2, 0);
+    /// <summary>BMP bytes (uncompressed, 24 bits per pixel). An alpha channel is dropped; gray is stored as RGB.</summary>
+    public byte[] EncodeBmp() => ImageCodec.EncodeBmp(this);
 
     /// <summary>WebP bytes: lossy at <paramref name="quality"/> (1-100), or lossless.</summary>
     public byte[] EncodeWebP(int quality = 90, bool lossless = false)
     {
         if (quality is < 1 or > 100) throw new ArgumentOutOfRangeException(nameof(quality), quality, "WebP quality must be in [1, 100]");
-        return Encode(3, lossless ? 101 : quality);  // OpenCV: quality above 100 selects lossless
+        return ImageCodec.Encode(this, SKEncodedImageFormat.Webp, quality, lossless);
     }
 
     /// <summary>
@@ -227,44 +224,73 @@ public sealed unsafe partial class Image : IDisposable
         File.WriteAllBytes(path, bytes);
     }
 
-    private byte[] Encode(int format, int quality)
-    {
-        Check(vit_image_encode(Handle, format, quality, out var blob));
-        try
-        {
-            Check(vit_blob_data(blob, out var data, out var size));
-            return new ReadOnlySpan<byte>((void*)data, checked((int)size)).ToArray();
-        }
-        finally
-        {
-            vit_blob_free(blob);
-        }
-    }
-
     // ------------------------------------------------------------------ channels and size
 
     /// <summary>
     /// Converts to 1 channel (luma 0.299 R + 0.587 G + 0.114 B; alpha dropped) or 3 (gray replicated; alpha
-    /// dropped). Returns a new handle to the same pixels when the count already matches.
+    /// dropped). Returns a new image of the same pixels when the count already matches.
     /// </summary>
     public Image ToChannels(int channels)
     {
         if (channels is not (1 or 3)) throw new ArgumentOutOfRangeException(nameof(channels), channels, "channels must be 1 or 3");
-        return Wrap(vit_image_to_channels(Handle, channels, out var o), o);
+        var src = Pixels;
+        if (channels == Channels) return Clone();
+        int n = Width * Height, c = Channels;
+        var dst = new byte[n * channels];
+        if (channels == 1)
+            for (int i = 0; i < n; i++) dst[i] = Luma(src[i * c], src[i * c + 1], src[i * c + 2]);
+        else if (c == 1)
+            for (int i = 0; i < n; i++) dst[3 * i] = dst[3 * i + 1] = dst[3 * i + 2] = src[i];
+        else
+            for (int i = 0; i < n; i++)
+            {
+                dst[3 * i] = src[4 * i];
+                dst[3 * i + 1] = src[4 * i + 1];
+                dst[3 * i + 2] = src[4 * i + 2];
+            }
+        return new Image(dst, Width, Height, channels);
     }
+
+    /// <summary>ITU-R BT.601 luma in 14-bit fixed point, rounded: 0.299 R + 0.587 G + 0.114 B (PIL's and OpenCV's "L").</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static byte Luma(int r, int g, int b) => (byte)((r * 4899 + g * 9617 + b * 1868 + 8192) >> 14);
 
     /// <summary>
     /// Resizes to <paramref name="width"/> × <paramref name="height"/>: <see cref="ResizeMode.Stretch"/> ignores
     /// the aspect ratio; <see cref="ResizeMode.Pad"/> fits the whole image inside, centred, and fills the borders
     /// with <paramref name="padValue"/>; <see cref="ResizeMode.Crop"/> scales the shorter side to fit and keeps the
-    /// centre.
+    /// centre. The modes are ML.NET's <c>ResizeImages</c> Fill, IsoPad and IsoCrop.
     /// </summary>
     public Image Resize(int width, int height, ResizeMode mode = ResizeMode.Stretch,
         Interpolation interpolation = Interpolation.Bilinear, byte padValue = 0)
     {
         CheckTargetSize(width, height);
         if (!Enum.IsDefined(mode)) throw new ArgumentOutOfRangeException(nameof(mode), mode, "unknown resize mode");
-        return Wrap(vit_image_resize(Handle, width, height, (int)mode, CheckInterp(interpolation), padValue, out var o), o);
+        CheckInterp(interpolation);
+        int w0 = Width, h0 = Height;
+        switch (mode)
+        {
+            case ResizeMode.Stretch:
+                return w0 == width && h0 == height ? Clone() : SkiaPixels.Draw(this, width, height, 0, new SKRect(0, 0, w0, h0), new SKRect(0, 0, width, height), interpolation);
+            case ResizeMode.Pad:
+            {
+                double s = Math.Min((double)width / w0, (double)height / h0);
+                int sw = Math.Clamp((int)Math.Round(w0 * s, MidpointRounding.AwayFromZero), 1, width);
+                int sh = Math.Clamp((int)Math.Round(h0 * s, MidpointRounding.AwayFromZero), 1, height);
+                int x = (width - sw) / 2, y = (height - sh) / 2;
+                return SkiaPixels.Draw(this, width, height, padValue, new SKRect(0, 0, w0, h0), new SKRect(x, y, x + sw, y + sh), interpolation);
+            }
+            default:
+            {
+                double s = Math.Max((double)width / w0, (double)height / h0);
+                int sw = Math.Max(width, (int)Math.Round(w0 * s, MidpointRounding.AwayFromZero));
+                int sh = Math.Max(height, (int)Math.Round(h0 * s, MidpointRounding.AwayFromZero));
+                CheckTargetSize(sw, sh, "intermediate size");
+                int x = (sw - width) / 2, y = (sh - height) / 2;
+                // The image scaled to sw x sh, drawn so that its centre width x height lands on the output.
+                return SkiaPixels.Draw(this, width, height, 0, new SKRect(0, 0, w0, h0), new SKRect(-x, -y, sw - x, sh - y), interpolation);
+            }
+        }
     }
 
     /// <summary>Scales so that the shorter side becomes <paramref name="size"/>, keeping the aspect ratio.</summary>
@@ -306,24 +332,41 @@ public sealed unsafe partial class Image : IDisposable
         return Crop((Width - width) / 2, (Height - height) / 2, width, height);
     }
 
-    /// <summary>The region (x, y, width, height), inside the image, resized to <paramref name="outWidth"/> × <paramref name="outHeight"/>.</summary>
+    /// <summary>
+    /// The region (x, y, width, height), inside the image, resized to <paramref name="outWidth"/> ×
+    /// <paramref name="outHeight"/>; samples are taken from inside the region only.
+    /// </summary>
     public Image CropResize(int x, int y, int width, int height, int outWidth, int outHeight,
         Interpolation interpolation = Interpolation.Bilinear)
     {
         if (width <= 0 || height <= 0 || x < 0 || y < 0 || x > Width - width || y > Height - height)
             throw new ArgumentException($"crop (x {x}, y {y}, {width}x{height}) is not inside the {Width}x{Height} image");
         CheckTargetSize(outWidth, outHeight);
-        return Wrap(vit_image_crop_resize(Handle, x, y, width, height, outWidth, outHeight, CheckInterp(interpolation), out var o), o);
+        CheckInterp(interpolation);
+        if (outWidth == width && outHeight == height) return CopyRegion(x, y, width, height);
+        using var region = CopyRegion(x, y, width, height);
+        return SkiaPixels.Draw(region, outWidth, outHeight, 0, new SKRect(0, 0, width, height), new SKRect(0, 0, outWidth, outHeight), interpolation);
     }
 
-    internal static void CheckTargetSize(int width, int height)
+    private Image CopyRegion(int x, int y, int width, int height)
     {
-        const int max = 1 << 16;
-        if (width is <= 0 or > max || height is <= 0 or > max)
-            throw new ArgumentException($"target size {width}x{height} is invalid: width and height must be in [1, {max}]");
+        var src = Pixels;
+        if (x == 0 && y == 0 && width == Width && height == Height) return Clone();
+        int c = Channels, row = width * c;
+        var dst = new byte[row * height];
+        for (int r = 0; r < height; r++)
+            Buffer.BlockCopy(src, ((y + r) * Width + x) * c, dst, r * row, row);
+        return new Image(dst, width, height, c);
     }
 
-    internal static int CheckInterp(Interpolation interpolation) =>
-        Enum.IsDefined(interpolation) ? (int)interpolation
-        : throw new ArgumentOutOfRangeException(nameof(interpolation), interpolation, "unknown interpolation");
+    internal static void CheckTargetSize(int width, int height, string what = "target size")
+    {
+        if (width is <= 0 or > MaxSide || height is <= 0 or > MaxSide)
+            throw new ArgumentException($"{what} {width}x{height} is invalid: width and height must be in [1, {MaxSide}]");
+    }
+
+    internal static void CheckInterp(Interpolation interpolation)
+    {
+        if (!Enum.IsDefined(interpolation)) throw new ArgumentOutOfRangeException(nameof(interpolation), interpolation, "unknown interpolation");
+    }
 }

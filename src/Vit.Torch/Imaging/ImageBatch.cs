@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-using static Vit.Torch.Native.ImagingNative;
 
 namespace Vit.Torch.Imaging;
 
@@ -8,7 +6,7 @@ public static unsafe class ImageBatch
 {
     /// <summary>
     /// Writes <paramref name="images"/> into <paramref name="destination"/>[firstIndex, firstIndex + count) as
-    /// (v/255 − mean[c]) / std[c], planar CHW: the loop runs in libvit_imaging.so, straight into the tensor's memory.
+    /// (v/255 − mean[c]) / std[c], planar CHW, straight into the tensor's memory (one table of the 256 values per channel).
     /// <paramref name="destination"/> must be a contiguous float32 CPU tensor (B, C, H, W) and every image
     /// W × H with C channels.
     /// </summary>
@@ -52,26 +50,40 @@ public static unsafe class ImageBatch
         long per = channels * height * width;
         var dst = (float*)data.Pointer + firstIndex * per;
 
-        // Hold every image handle for the duration of the native call, so a concurrent Dispose cannot free one.
-        var raw = new IntPtr[images.Count];
-        var held = new bool[images.Count];
-        try
+        // One table per channel: the 256 possible inputs, each normalised once (in double, then rounded to float).
+        int c = (int)channels;
+        var table = new float[c * 256];
+        for (int k = 0; k < c; k++)
         {
-            for (int i = 0; i < raw.Length; i++)
-            {
-                images[i].Handle.DangerousAddRef(ref held[i]);
-                raw[i] = images[i].Handle.DangerousGetHandle();
-            }
-            fixed (IntPtr* list = raw)
-            fixed (float* mean = norm.Mean)
-            fixed (float* std = norm.Std)
-                Check(vit_image_batch_write(list, raw.Length, (int)channels, (int)height, (int)width, mean, std, dst,
-                    (batch - firstIndex) * per));
+            if (!(norm.Std[k] > 0) || !float.IsFinite(norm.Std[k]) || !float.IsFinite(norm.Mean[k]))
+                throw new ArgumentException($"std must be positive and mean/std finite (channel {k})", nameof(normalization));
+            for (int v = 0; v < 256; v++) table[k * 256 + v] = (float)((v / 255.0 - norm.Mean[k]) / norm.Std[k]);
         }
-        finally
+        int plane = (int)(height * width);
+        for (int i = 0; i < images.Count; i++)
         {
-            for (int i = 0; i < raw.Length; i++)
-                if (held[i]) images[i].Handle.DangerousRelease();
+            var src = images[i].Pixels;  // held by this reference: a concurrent Dispose does not free it
+            var dstImage = new Span<float>(dst + i * per, (int)per);
+            if (c == 3)
+            {
+                var r = dstImage[..plane];
+                var g = dstImage.Slice(plane, plane);
+                var b = dstImage.Slice(2 * plane, plane);
+                var tr = table.AsSpan(0, 256);
+                var tg = table.AsSpan(256, 256);
+                var tb = table.AsSpan(512, 256);
+                for (int p = 0, q = 0; p < plane; p++, q += 3)
+                {
+                    r[p] = tr[src[q]];
+                    g[p] = tg[src[q + 1]];
+                    b[p] = tb[src[q + 2]];
+                }
+            }
+            else
+            {
+                for (int p = 0; p < plane; p++)
+                    for (int k = 0; k < c; k++) dstImage[k * plane + p] = table[k * 256 + src[p * c + k]];
+            }
         }
     }
 
@@ -111,9 +123,18 @@ public static unsafe class ImageBatch
         using var sample = batch.Select(0, index);
         using var cpu = sample.To(DType.Float32, Device.Cpu);
         var floats = cpu.ToArray<float>();
-        fixed (float* p = floats)
-        fixed (float* mean = norm.Mean)
-        fixed (float* std = norm.Std)
-            return Image.Wrap(vit_image_from_normalized(p, c, h, w, mean, std, out var o), o);
+        Image.CheckTargetSize(w, h, "image size");
+        int plane = h * w;
+        var px = new byte[plane * c];
+        for (int k = 0; k < c; k++)
+        {
+            double s = norm.Std[k] * 255.0, b = norm.Mean[k] * 255.0;
+            for (int p = 0; p < plane; p++)
+            {
+                double v = floats[k * plane + p] * s + b;
+                px[p * c + k] = double.IsNaN(v) ? (byte)0 : (byte)Math.Clamp(Math.Round(v, MidpointRounding.AwayFromZero), 0, 255);
+            }
+        }
+        return new Image(px, w, h, c);
     }
 }

@@ -6,7 +6,7 @@ namespace Vit.Torch.Native;
 /// <summary>
 /// The exports of <c>libvit_gloo.so</c> (native/vit_gloo.cpp): collectives over Debian's Gloo on raw buffers, for
 /// <see cref="Distributed.GlooGroup"/>. Every function returns a status (0 ok); a failure's text is read with
-/// <see cref="Check"/>. The library is optional: <c>dotnet build</c> builds it only when libgloo-dev is installed.
+/// <see cref="Check"/>. The library is optional: <c>dotnet build -p:VitGloo=true</c> builds it, with Debian's libgloo-dev installed.
 /// <c>VIT_GLOO_PATH</c> names the library file to load instead of the copy next to the application.
 /// </summary>
 /// <remarks>
@@ -23,8 +23,8 @@ internal static unsafe partial class GlooNative
     internal const int ExpectedAbiVersion = 2;
 
     internal const string InstallHint =
-        "Training in several processes needs libvit_gloo.so, which `dotnet build` builds only when Debian's Gloo is " +
-        "installed: run `sudo apt-get install libgloo-dev`, then rebuild (`dotnet build`). One process needs neither.";
+        "Training in several processes needs libvit_gloo.so, which `dotnet build -p:VitGloo=true` builds over Debian's Gloo: " +
+        "as root, run `apt-get install libgloo-dev cmake g++ make`, then rebuild with -p:VitGloo=true. One process needs neither.";
 
     private static readonly NativeLoader Loader = NativeLoader.Register(Lib, "VIT_GLOO_PATH", InstallHint, OpenDeepBind);
 

@@ -5,14 +5,14 @@ using System.Runtime.InteropServices;
 namespace Vit.Torch.Native;
 
 /// <summary>
-/// Finds and loads one of our own native libraries (<c>libvit_imaging.so</c>, <c>libvit_gloo.so</c>): the file named by
+/// Finds and loads our own native library (<c>libvit_gloo.so</c>, the optional collectives of data-parallel training): the file named by
 /// its environment override if that is set (then nothing else), else the copy next to the application
 /// (<see cref="AppContext.BaseDirectory"/>) or next to this assembly. A failure lists every path tried, why each did not
 /// load, and what to install.
 /// </summary>
 /// <remarks>
-/// .NET allows one <see cref="NativeLibrary.SetDllImportResolver"/> per assembly, so the classes that declare imports
-/// (<see cref="ImagingNative"/>, <see cref="GlooNative"/>) each register their loader here and one resolver dispatches
+/// .NET allows one <see cref="NativeLibrary.SetDllImportResolver"/> per assembly, so a class that declares imports
+/// (<see cref="GlooNative"/>) registers their loader here and one resolver dispatches
 /// by library name.
 /// </remarks>
 internal sealed class NativeLoader
@@ -37,7 +37,7 @@ internal sealed class NativeLoader
         }
     }
 
-    /// <param name="name">The name in the <c>[LibraryImport]</c> declarations, e.g. <c>vit_imaging</c>.</param>
+    /// <param name="name">The name in the <c>[LibraryImport]</c> declarations, e.g. <c>vit_gloo</c>.</param>
     /// <param name="environmentVariable">The override: a full path to the library.</param>
     /// <param name="installHint">What to run when the library or one of its dependencies is missing.</param>
     /// <param name="open">Opens one path: the handle, or zero and the loader's message.</param>
@@ -53,7 +53,7 @@ internal sealed class NativeLoader
     /// <summary>The library's name in the import declarations.</summary>
     public string Name { get; }
 
-    /// <summary>The file, e.g. <c>libvit_imaging.so</c>.</summary>
+    /// <summary>The file, e.g. <c>libvit_gloo.so</c>.</summary>
     public string FileName { get; }
 
     /// <summary>The environment variable that names the file to load instead.</summary>
