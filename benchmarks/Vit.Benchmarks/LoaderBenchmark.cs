@@ -37,7 +37,7 @@ internal static class LoaderBenchmark
             };
             if (opts("workers") is int w) options = options with { Workers = w };
             var loader = new ImageBatchLoader(data, options);
-            foreach (var b in loader.Batches(0)) b.Dispose();  // warm-up: page cache, OpenCV, JIT
+            foreach (var b in loader.Batches(0)) b.Dispose();  // warm-up: page cache, SkiaSharp, JIT
             var clock = Stopwatch.StartNew();
             long images = 0;
             for (int e = 1; e <= epochs; e++)

@@ -15,10 +15,8 @@ public sealed record ImageDecodeOptions
     /// <summary>Convert to 1 (gray) or 3 (RGB) channels while decoding; null keeps what the file stores (1, 3 or 4).</summary>
     public int? Channels { get; init; }
 
-    /// <summary>Rotate/flip a JPEG as its EXIF orientation tag says (as viewers, PIL's exif_transpose and OpenCV do). Default true.</summary>
+    /// <summary>Rotate/flip the image as its EXIF orientation tag says (as viewers and PIL's exif_transpose do). Default true.</summary>
     public bool ApplyExifOrientation { get; init; } = true;
-
-    internal int NativeFlags => ApplyExifOrientation ? 0 : 1;
 
     internal void Validate()
     {

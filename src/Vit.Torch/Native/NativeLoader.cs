@@ -104,7 +104,7 @@ internal sealed class NativeLoader
                 tried.Add($"{path} (not found)");
                 continue;
             }
-            // The file is there but does not load: almost always a missing dependency (OpenCV, libgloo), named here.
+            // The file is there but does not load: almost always a missing dependency (libgloo), named here.
             var (h, error) = open(path);
             if (h != IntPtr.Zero) return h;
             tried.Add($"{path} ({error})");

@@ -131,7 +131,7 @@ public static class AttentionRollout
     /// model saw (after resizing and cropping), since the map covers the whole image.
     /// </summary>
     /// <remarks>
-    /// The rasters are made by OpenCV through <see cref="Image"/> (resize, blend) and encoded as PNG by OpenCV, each
+    /// The rasters are made through <see cref="Image"/> (resize, blend) and encoded as PNG by SkiaSharp, each
     /// embedded in the SVG as a data URI; the captions are SVG text. Small images are enlarged by the largest whole
     /// factor that keeps their longer side within <paramref name="tileSize"/> (nearest neighbour, so pixels stay
     /// sharp), larger ones reduced to it (area averaging).
@@ -182,7 +182,7 @@ public static class AttentionRollout
                     $"rollout value [{img}, {at / gw}, {at % gw}] is {values[i].ToString(CultureInfo.InvariantCulture)}: the maps must be finite and >= 0", nameof(rollout));
             }
 
-        // Tiles first (the slow part, and where OpenCV could fail), then the document.
+        // Tiles first (the slow part, and where encoding could fail), then the document.
         var tiles = new (byte[] Png, int Width, int Height)[b];
         for (int i = 0; i < b; i++)
             tiles[i] = Overlay(images[i], values.AsSpan(i * gh * gw, gh * gw), gh, gw, tileSize, opacity);
