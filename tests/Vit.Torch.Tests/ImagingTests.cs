@@ -402,6 +402,85 @@ public sealed class ImagingTests
         CollectionAssert.AreEqual(good.ToBytes(), fine.ToBytes(), "decoding still works afterwards");
     }
 
+    [TestMethod]
+    public void Fill_IsTheValueAsked_InEveryChannelCount()
+    {
+        // Gray, RGB and RGBA: the padding of Pad and the outside of a warp are exactly the fill (Skia would
+        // premultiply a gray fill by itself: 128 came out as 64).
+        foreach (var c in new[] { 1, 3, 4 })
+        {
+            using var img = Image.Filled(4, 2, c, 200);
+            using var padded = img.Resize(4, 4, ResizeMode.Pad, Interpolation.Nearest, padValue: 128);
+            var px = padded.ToBytes();
+            for (int k = 0; k < 4 * c; k++) Assert.AreEqual(128, px[k], $"{c} channel(s): padding row, sample {k}");
+            for (int k = 4 * c; k < 12 * c; k++) Assert.AreEqual(200, px[k], $"{c} channel(s): image rows, sample {k}");
+            using var moved = img.Translate(2, 0, Interpolation.Nearest, fill: 128);
+            var m = moved.ToBytes();
+            for (int x = 0; x < 4; x++)
+                for (int k = 0; k < c; k++) Assert.AreEqual(x < 2 ? 128 : 200, m[x * c + k], $"{c} channel(s): translated row, x {x}");
+        }
+    }
+
+    [TestMethod]
+    public void Rgba_EachChannelIsResampledOnItsOwn()
+    {
+        // The colour of a transparent pixel is kept (as stored, as OpenCV and PIL's nearest keep it), not zeroed by
+        // premultiplication; alpha is resampled like any channel.
+        byte[] rgba = [200, 100, 50, 3, 10, 20, 30, 0, 1, 2, 3, 255, 40, 50, 60, 7];
+        using var img = Image.FromPixels(rgba, 2, 2, 4);
+        using (var same = img.Translate(0, 0, Interpolation.Nearest)) CollectionAssert.AreEqual(rgba, same.ToBytes());
+        using var big = img.Resize(4, 4, ResizeMode.Stretch, Interpolation.Nearest);
+        var b = big.ToBytes();
+        CollectionAssert.AreEqual(new byte[] { 10, 20, 30, 0 }, b[12..16], "top right (x 3, y 0): the transparent pixel, colour kept");
+        using var soft = img.Resize(1, 1, ResizeMode.Stretch, Interpolation.Area);
+        var s1 = soft.ToBytes();
+        Assert.AreEqual((3 + 0 + 255 + 7) / 4.0, s1[3], 1.0, "alpha averages like a channel");
+        Assert.AreEqual((200 + 10 + 1 + 40) / 4.0, s1[0], 1.0, "red averages unweighted by alpha");
+    }
+
+    [TestMethod]
+    public void Bmp_GrayPalette_IsOneChannel()
+    {
+        const int w = 3, h = 2;
+        var gray = RandomBytes(w * h, 8);
+        // 8-bit BMP with a 256-entry gray palette, rows bottom-up, padded to 4 bytes.
+        int stride = (w + 3) & ~3, offset = 14 + 40 + 256 * 4;
+        var bmp = new byte[offset + stride * h];
+        bmp[0] = (byte)'B';
+        bmp[1] = (byte)'M';
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(bmp.AsSpan(2), bmp.Length);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(bmp.AsSpan(10), offset);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(bmp.AsSpan(14), 40);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(bmp.AsSpan(18), w);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(bmp.AsSpan(22), h);
+        bmp[26] = 1;
+        bmp[28] = 8;
+        for (int i = 0; i < 256; i++) bmp[54 + 4 * i] = bmp[55 + 4 * i] = bmp[56 + 4 * i] = (byte)i;
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) bmp[offset + (h - 1 - y) * stride + x] = gray[y * w + x];
+        using var img = Image.Decode(bmp);
+        AssertPixels(img, w, h, 1, gray);
+        bmp[54 + 4 * 7] = 99;  // one coloured entry: a colour image
+        using var colour = Image.Decode(bmp);
+        Assert.AreEqual(3, colour.Channels);
+    }
+
+    [TestMethod]
+    public void OddPathsAndOversizeEncodes_SayWhatIsWrong()
+    {
+        Assert.Contains("the path is empty", Assert.ThrowsExactly<ImageDecodeException>(() => Image.Decode("")).Reason);
+        Assert.Contains("NUL", Assert.ThrowsExactly<ImageDecodeException>(() => Image.Decode("a\0b.png")).Reason);
+        using var dir = new TempDir();
+        var fifo = dir.File("pipe.png");
+        using (var mk = System.Diagnostics.Process.Start("mkfifo", fifo)) mk.WaitForExit();
+        // Opening a FIFO for reading waits for a writer: give it one that closes at once.
+        var writer = Task.Run(() => { using var f = File.OpenWrite(fifo); });
+        Assert.Contains("not a regular file", Assert.ThrowsExactly<ImageDecodeException>(() => Image.Decode(fifo)).Reason);
+        writer.Wait();
+        using var wide = Image.Filled(16384, 1, 1, 0);
+        Assert.Contains("limited to 16383 pixels", Assert.ThrowsExactly<ArgumentException>(() => wide.EncodeWebP()).Message);
+    }
+
     // A valid PNG signature and IHDR claiming a huge size, with a tiny IDAT: the limit must trip on the header.
     private static byte[] BombPng(int w, int h)
     {

@@ -30,7 +30,8 @@ public sealed partial class Image
         for (int y = 0; y < Height; y++)
         {
             int row = y * w * c;
-            for (int x = 0; x < w; x++) Buffer.BlockCopy(src, row + x * c, dst, row + (w - 1 - x) * c, c);
+            for (int x = 0, back = row + (w - 1) * c; x < w; x++, back -= c)
+                for (int k = 0; k < c; k++) dst[back + k] = src[row + x * c + k];
         }
         return new Image(dst, w, Height, c);
     }

@@ -117,7 +117,7 @@ public sealed partial class Image : IDisposable
     public static Image FromPixels(ReadOnlySpan<byte> hwc, int width, int height, int channels)
     {
         CheckChannels(channels);
-        if (width <= 0 || height <= 0) throw new ArgumentException($"image size {width}x{height} must be positive");
+        CheckTargetSize(width, height, "image size");
         if ((long)width * height * channels != hwc.Length)
             throw new ArgumentException($"{hwc.Length} bytes do not make a {width}x{height} image with {channels} channel(s) ({(long)width * height * channels} bytes)", nameof(hwc));
         return new Image(hwc.ToArray(), width, height, channels);
@@ -236,7 +236,7 @@ public sealed partial class Image : IDisposable
         var src = Pixels;
         if (channels == Channels) return Clone();
         int n = Width * Height, c = Channels;
-        var dst = new byte[n * channels];
+        var dst = Allocate(Width, Height, channels, "image size");
         if (channels == 1)
             for (int i = 0; i < n; i++) dst[i] = Luma(src[i * c], src[i * c + 1], src[i * c + 2]);
         else if (c == 1)
@@ -272,23 +272,18 @@ public sealed partial class Image : IDisposable
         {
             case ResizeMode.Stretch:
                 return w0 == width && h0 == height ? Clone() : SkiaPixels.Draw(this, width, height, 0, new SKRect(0, 0, w0, h0), new SKRect(0, 0, width, height), interpolation);
-            case ResizeMode.Pad:
-            {
-                double s = Math.Min((double)width / w0, (double)height / h0);
-                int sw = Math.Clamp((int)Math.Round(w0 * s, MidpointRounding.AwayFromZero), 1, width);
-                int sh = Math.Clamp((int)Math.Round(h0 * s, MidpointRounding.AwayFromZero), 1, height);
-                int x = (width - sw) / 2, y = (height - sh) / 2;
-                return SkiaPixels.Draw(this, width, height, padValue, new SKRect(0, 0, w0, h0), new SKRect(x, y, x + sw, y + sh), interpolation);
-            }
             default:
             {
-                double s = Math.Max((double)width / w0, (double)height / h0);
-                int sw = Math.Max(width, (int)Math.Round(w0 * s, MidpointRounding.AwayFromZero));
-                int sh = Math.Max(height, (int)Math.Round(h0 * s, MidpointRounding.AwayFromZero));
-                CheckTargetSize(sw, sh, "intermediate size");
-                int x = (sw - width) / 2, y = (sh - height) / 2;
-                // The image scaled to sw x sh, drawn so that its centre width x height lands on the output.
-                return SkiaPixels.Draw(this, width, height, 0, new SKRect(0, 0, w0, h0), new SKRect(-x, -y, sw - x, sh - y), interpolation);
+                // ML.NET's own geometry (MLImage's ResizeWithPadding and ResizeWithCrop, centred), in float as there:
+                // the scale that fits (Pad) or covers (Crop), the scaled size and the offset truncated to whole pixels.
+                float widthAspect = (float)width / w0, heightAspect = (float)height / h0;
+                bool pad = mode == ResizeMode.Pad, heightTighter = heightAspect < widthAspect;
+                float aspect = pad == heightTighter ? heightAspect : widthAspect;
+                int x = 0, y = 0;
+                if (heightTighter == pad) x = (int)((width - w0 * aspect) / 2);
+                else y = (int)((height - h0 * aspect) / 2);
+                int sw = Math.Max(1, (int)(w0 * aspect)), sh = Math.Max(1, (int)(h0 * aspect));
+                return SkiaPixels.Draw(this, width, height, pad ? padValue : (byte)0, new SKRect(0, 0, w0, h0), new SKRect(x, y, x + sw, y + sh), interpolation);
             }
         }
     }

@@ -13,10 +13,12 @@ internal static unsafe class ImageCodec
     /// <summary>The bytes of a file, or the reason it cannot be read.</summary>
     public static byte[] ReadFile(string path)
     {
+        if (path.Length == 0 || path.Contains('\0')) throw new ImageProbeException("cannot open the file: the path is empty or holds a NUL character");
         if (Directory.Exists(path)) throw new ImageProbeException("it is a directory, not a file");
         try
         {
             using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);
+            if (!stream.CanSeek) throw new ImageProbeException("it is not a regular file");
             if (stream.Length > int.MaxValue) throw new ImageProbeException("the file is larger than 2 GiB");
             var data = new byte[stream.Length];
             int got = 0;
@@ -28,11 +30,7 @@ internal static unsafe class ImageCodec
             }
             return got == data.Length ? data : data[..got];
         }
-        catch (FileNotFoundException)
-        {
-            throw new ImageProbeException("cannot open the file: No such file or directory");
-        }
-        catch (DirectoryNotFoundException)
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
             throw new ImageProbeException("cannot open the file: No such file or directory");
         }
@@ -40,9 +38,9 @@ internal static unsafe class ImageCodec
         {
             throw new ImageProbeException("cannot open the file: Permission denied");
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or NotSupportedException or ArgumentException)
         {
-            throw new ImageProbeException($"cannot read the file: {e.Message}");
+            throw new ImageProbeException($"cannot read the file: {e.GetType().Name}: {e.Message.Replace(path, "it", StringComparison.Ordinal)}");
         }
     }
 
@@ -57,15 +55,12 @@ internal static unsafe class ImageCodec
             throw new ImageProbeException($"the header gives the size {p.Width}x{p.Height}, too large to hold in one buffer (2 GiB)");
         if (p.Incomplete is not null) throw new ImageProbeException(p.Incomplete);
 
-        var image = DecodeFrame(data, p, name);
-        if (options.ApplyExifOrientation && image.Origin != SKEncodedOrigin.TopLeft)
+        var (decoded, origin) = DecodeFrame(data, p, name);
+        using (decoded)
         {
-            var turned = Orient(image.Image, image.Origin);
-            image.Image.Dispose();
-            image = (turned, SKEncodedOrigin.TopLeft);
+            using var shown = options.ApplyExifOrientation && origin != SKEncodedOrigin.TopLeft ? Orient(decoded, origin) : decoded.Clone();
+            return options.Channels is { } channels ? shown.ToChannels(channels) : shown.Clone();
         }
-        if (options.Channels is not { } channels || channels == image.Image.Channels) return image.Image;
-        using (image.Image) return image.Image.ToChannels(channels);
     }
 
     private static (Image Image, SKEncodedOrigin Origin) DecodeFrame(ReadOnlySpan<byte> data, ImageProbe p, string name)
@@ -81,24 +76,30 @@ internal static unsafe class ImageCodec
                 throw new ImageProbeException($"corrupt {name}: the decoder reads the size {info.Width}x{info.Height}, the header {p.Width}x{p.Height}");
             bool alpha = info.AlphaType != SKAlphaType.Opaque;
             int channels = p.Gray && !alpha ? 1 : alpha ? 4 : 3;
-            int w = info.Width, h = info.Height, stride = w * (channels == 1 ? 1 : 4);
-            // Decoded without any colour-space conversion (as stored), like PIL and OpenCV.
+            int w = info.Width, h = info.Height;
+            // Decoded without any colour-space conversion (as stored), like PIL and OpenCV. A gray image Skia does not
+            // decode to Gray8 (a BMP with a gray palette) is decoded to RGBA and its red kept.
             var result = new byte[(long)w * h * channels];
-            SKCodecResult status;
-            if (channels == 3)
+            var status = channels == 1 ? Pixels(codec, w, h, SKColorType.Gray8, result) : SKCodecResult.InvalidConversion;
+            if (status == SKCodecResult.InvalidConversion)
             {
                 var rgba = new byte[(long)w * h * 4];
-                fixed (byte* r = rgba) status = codec.GetPixels(SkiaPixels.Info(w, h, channels), (IntPtr)r, stride, new SKCodecOptions(0));
-                SkiaPixels.FromRgba(rgba, result, w * h);
-            }
-            else
-            {
-                fixed (byte* r = result) status = codec.GetPixels(SkiaPixels.Info(w, h, channels), (IntPtr)r, stride, new SKCodecOptions(0));
+                status = Pixels(codec, w, h, SKColorType.Rgba8888, rgba, alpha);
+                for (int i = 0, j = 0; i < w * h; i++, j += 4)
+                    for (int k = 0; k < channels; k++) result[i * channels + k] = rgba[j + k];
             }
             if (status != SKCodecResult.Success)
                 throw new ImageProbeException($"the {name} decoder could not read the data (corrupt or unsupported variant: {status})");
             return (new Image(result, w, h, channels), codec.EncodedOrigin);
         }
+    }
+
+    // The first frame's pixels (an animation's first frame, as PIL opens it) into dst, in the given colour type.
+    private static SKCodecResult Pixels(SKCodec codec, int w, int h, SKColorType type, byte[] dst, bool alpha = false)
+    {
+        fixed (byte* d = dst)
+            return codec.GetPixels(new SKImageInfo(w, h, type, alpha ? SKAlphaType.Unpremul : SKAlphaType.Opaque), (IntPtr)d,
+                w * (type == SKColorType.Gray8 ? 1 : 4), new SKCodecOptions(0));
     }
 
     /// <summary>The image as an EXIF orientation says it is to be shown.</summary>
@@ -124,7 +125,8 @@ internal static unsafe class ImageCodec
                     SKEncodedOrigin.LeftBottom => (w - 1 - y, x),             // 8: turned 90 anticlockwise to show
                     _ => (x, y),
                 };
-                Buffer.BlockCopy(src, (sy * w + sx) * c, dst, (y * ow + x) * c, c);
+                int from = (sy * w + sx) * c, to = (y * ow + x) * c;
+                for (int k = 0; k < c; k++) dst[to + k] = src[from + k];
             }
         return new Image(dst, ow, oh, c);
     }
@@ -134,7 +136,12 @@ internal static unsafe class ImageCodec
     {
         var px = image.Pixels;
         int c = image.Channels, w = image.Width, h = image.Height;
-        byte[]? rgba = c == 3 ? SkiaPixels.ToRgba(px, w * h) : null;
+        SkiaPixels.CheckWorkingSize(w, h);
+        // The formats' own limits, named rather than left to a failed encode.
+        int limit = format == SKEncodedImageFormat.Webp ? 16383 : format == SKEncodedImageFormat.Jpeg ? 65535 : int.MaxValue;
+        if (w > limit || h > limit)
+            throw new ArgumentException($"a {w}x{h} image cannot be written as {format}: its sides are limited to {limit} pixels");
+        byte[]? rgba = c == 3 ? SkiaPixels.ToRgba(px, 3, w * h) : null;
         try
         {
             fixed (byte* p = rgba ?? px)

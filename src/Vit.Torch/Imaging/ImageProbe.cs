@@ -195,6 +195,22 @@ internal sealed class ImageProbe
         if (w <= 0 || h == 0) throw Fail($"corrupt BMP: the header gives the size {w}x{h}");
         p.Width = w;
         p.Height = Math.Abs(h);
+        // A palette of grays (BITMAPINFOHEADER and later: B, G, R, reserved per entry) is a gray image.
+        if (info >= 40 && bpp <= 8)
+        {
+            long colours = Le32(d, 46) is var used and > 0 ? used : 1L << (int)bpp;
+            long start = 14 + info;
+            if (colours <= 256 && start + colours * 4 <= n)
+            {
+                bool gray = true;
+                for (long i = 0; i < colours && gray; i++)
+                {
+                    int e = (int)(start + i * 4);
+                    gray = d[e] == d[e + 1] && d[e + 1] == d[e + 2];
+                }
+                p.Gray = gray;
+            }
+        }
         // Uncompressed (BI_RGB, BI_BITFIELDS, BI_ALPHABITFIELDS): rows padded to 4 bytes, so the size is known.
         if (compression is 0 or 3 or 6)
         {

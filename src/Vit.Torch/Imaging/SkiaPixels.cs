@@ -4,9 +4,10 @@ using SkiaSharp;
 namespace Vit.Torch.Imaging;
 
 /// <summary>
-/// Our images as SkiaSharp sees them, for resampling. Gray is Skia's Gray8 and RGBA its unpremultiplied Rgba8888,
-/// both over our own pixel memory; RGB has no three-byte form in Skia, so it goes through an opaque Rgba8888 copy.
-/// Pixels are written with the Src blend mode: a drawn pixel replaces the destination's, it is never blended over it.
+/// Our images as SkiaSharp sees them, for resampling. Gray is Skia's Gray8 over our own pixel memory; colour goes
+/// through an opaque Rgba8888 copy (Skia has no three-byte form), and an alpha channel is resampled on its own as a gray
+/// plane, so that each channel is resampled independently. Pixels are written with the Src blend mode: a drawn pixel
+/// replaces the fill, it is never blended over it.
 /// </summary>
 internal static unsafe class SkiaPixels
 {
@@ -43,42 +44,80 @@ internal static unsafe class SkiaPixels
     private static Image Render(Image source, int width, int height, byte fill, Interpolation interpolation,
         Action<SKCanvas, SKImage, SKSamplingOptions, SKPaint> draw)
     {
-        var result = Image.Allocate(width, height, source.Channels);
-        int c = source.Channels;
+        int c = source.Channels, w0 = source.Width, h0 = source.Height, n0 = w0 * h0, n = width * height;
+        var result = Image.Allocate(width, height, c);
+        CheckWorkingSize(w0, h0);
+        CheckWorkingSize(width, height);
         var sampling = Sampling(interpolation);
-        byte[]? srcRgba = null, dstRgba = null;
+        var src = source.Pixels;
+        if (c == 1)
+        {
+            result.AsSpan().Fill(fill);
+            Pass(src, w0, h0, result, width, height, gray: true, sampling, draw);
+            return new Image(result, width, height, c);
+        }
+        var pool = ArrayPool<byte>.Shared;
+        byte[] srcRgba = ToRgba(src, c, n0), dstRgba = pool.Rent(n * 4);
+        byte[]? srcAlpha = null, dstAlpha = null;
         try
         {
-            var src = source.Pixels;
-            if (c == 3)
+            // The colour as opaque RGBA; with an alpha channel, the alpha on its own as a gray plane, so that every
+            // channel is resampled independently (Skia would premultiply, and lose the colour where alpha is 0).
+            dstRgba.AsSpan(0, n * 4).Fill(fill);
+            Pass(srcRgba, w0, h0, dstRgba, width, height, gray: false, sampling, draw);
+            for (int i = 0; i < n; i++)
             {
-                srcRgba = ToRgba(src, source.Width * source.Height);
-                dstRgba = ArrayPool<byte>.Shared.Rent(width * height * 4);
+                result[i * c] = dstRgba[4 * i];
+                result[i * c + 1] = dstRgba[4 * i + 1];
+                result[i * c + 2] = dstRgba[4 * i + 2];
             }
-            fixed (byte* s = c == 3 ? srcRgba : src)
-            fixed (byte* d = c == 3 ? dstRgba : result)
+            if (c == 4)
             {
-                using var srcMap = new SKPixmap(Info(source.Width, source.Height, c), (IntPtr)s, source.Width * (c == 1 ? 1 : 4));
-                using var image = SKImage.FromPixels(srcMap) ?? throw new InvalidOperationException("SkiaSharp refused the source pixels");
-                using var bitmap = new SKBitmap();
-                if (!bitmap.InstallPixels(Info(width, height, c), (IntPtr)d, width * (c == 1 ? 1 : 4)))
-                    throw new InvalidOperationException("SkiaSharp refused the destination pixels");
-                using (var canvas = new SKCanvas(bitmap))
-                using (var paint = new SKPaint { BlendMode = SKBlendMode.Src, IsAntialias = false })
-                {
-                    canvas.Clear(c == 3 ? new SKColor(fill, fill, fill, 255) : new SKColor(fill, fill, fill, fill));
-                    draw(canvas, image, sampling, paint);
-                    canvas.Flush();
-                }
+                srcAlpha = pool.Rent(n0);
+                dstAlpha = pool.Rent(n);
+                for (int i = 0; i < n0; i++) srcAlpha[i] = src[4 * i + 3];
+                dstAlpha.AsSpan(0, n).Fill(fill);
+                Pass(srcAlpha, w0, h0, dstAlpha, width, height, gray: true, sampling, draw);
+                for (int i = 0; i < n; i++) result[4 * i + 3] = dstAlpha[i];
             }
-            if (c == 3) FromRgba(dstRgba!, result, width * height);
             return new Image(result, width, height, c);
         }
         finally
         {
-            if (srcRgba is not null) ArrayPool<byte>.Shared.Return(srcRgba);
-            if (dstRgba is not null) ArrayPool<byte>.Shared.Return(dstRgba);
+            pool.Return(srcRgba);
+            pool.Return(dstRgba);
+            if (srcAlpha is not null) pool.Return(srcAlpha);
+            if (dstAlpha is not null) pool.Return(dstAlpha);
         }
+    }
+
+    // One draw from an opaque Gray8 or Rgba8888 buffer into another whose pixels are already the fill; with the Src
+    // blend mode a drawn pixel replaces what is there.
+    private static void Pass(byte[] src, int w0, int h0, byte[] dst, int width, int height, bool gray, SKSamplingOptions sampling,
+        Action<SKCanvas, SKImage, SKSamplingOptions, SKPaint> draw)
+    {
+        int bytes = gray ? 1 : 4;
+        var type = gray ? SKColorType.Gray8 : SKColorType.Rgba8888;
+        fixed (byte* s = src)
+        fixed (byte* d = dst)
+        {
+            using var srcMap = new SKPixmap(new SKImageInfo(w0, h0, type, SKAlphaType.Opaque), (IntPtr)s, w0 * bytes);
+            using var image = SKImage.FromPixels(srcMap) ?? throw new InvalidOperationException("SkiaSharp refused the source pixels");
+            using var bitmap = new SKBitmap();
+            if (!bitmap.InstallPixels(new SKImageInfo(width, height, type, SKAlphaType.Opaque), (IntPtr)d, width * bytes))
+                throw new InvalidOperationException("SkiaSharp refused the destination pixels");
+            using var canvas = new SKCanvas(bitmap);
+            using var paint = new SKPaint { BlendMode = SKBlendMode.Src, IsAntialias = false };
+            draw(canvas, image, sampling, paint);
+            canvas.Flush();
+        }
+    }
+
+    /// <summary>Resampling colour goes through 4 bytes per pixel: refuses what would not fit one array.</summary>
+    public static void CheckWorkingSize(int width, int height)
+    {
+        if ((long)width * height * 4 > Array.MaxLength)
+            throw new ArgumentException($"a {width}x{height} image is too large to resample or encode (it needs {(long)width * height * 4} bytes at 4 per pixel; the limit is {Array.MaxLength})");
     }
 
     /// <summary>Skia's description of our pixels with <paramref name="channels"/> channels (3: through Rgba8888).</summary>
@@ -89,15 +128,15 @@ internal static unsafe class SkiaPixels
         _ => new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul),
     };
 
-    /// <summary>RGB to opaque RGBA in a pooled buffer (return it to <see cref="ArrayPool{T}.Shared"/>).</summary>
-    public static byte[] ToRgba(byte[] rgb, int pixels)
+    /// <summary>RGB, or RGBA's colour, to opaque RGBA in a pooled buffer (return it to <see cref="ArrayPool{T}.Shared"/>).</summary>
+    public static byte[] ToRgba(byte[] colour, int channels, int pixels)
     {
         var rgba = ArrayPool<byte>.Shared.Rent(pixels * 4);
-        for (int i = 0, j = 0; i < pixels; i++, j += 4)
+        for (int i = 0, j = 0, k = 0; i < pixels; i++, j += 4, k += channels)
         {
-            rgba[j] = rgb[3 * i];
-            rgba[j + 1] = rgb[3 * i + 1];
-            rgba[j + 2] = rgb[3 * i + 2];
+            rgba[j] = colour[k];
+            rgba[j + 1] = colour[k + 1];
+            rgba[j + 2] = colour[k + 2];
             rgba[j + 3] = 255;
         }
         return rgba;
