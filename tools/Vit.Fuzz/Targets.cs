@@ -28,9 +28,9 @@ internal static class Targets
     [
         new("safetensors", SafetensorsSeeds, ReadSafetensors),
         new("model-zip", dir => [ZipSeed(dir)], (bytes, work) => VitModelZip.Load(Write(work, "m.zip", bytes), null, out _, out _).Dispose()),
-        // model.json alone mutated (as text), inside an otherwise valid model zip.
+        // model.json alone mutated, inside an otherwise valid model zip.
         new("model-json", dir => [ModelJson(ZipSeed(dir))], (bytes, work) => VitModelZip.Load(WithModelJson(work, bytes), null, out _, out _).Dispose()),
-        // config.json of a Hugging Face folder mutated (as text); the weights stay valid.
+        // config.json of a Hugging Face folder mutated; the weights stay valid.
         new("hf-config", HfSeeds, ReadHfConfig),
         new("pth", dir => [File.ReadAllBytes(PthSeed(dir))], ReadPth),
         // The pickle inside a torch.save zip mutated alone, the zip rebuilt around it.
