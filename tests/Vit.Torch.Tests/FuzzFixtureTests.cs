@@ -74,6 +74,35 @@ public sealed class FuzzFixtureTests : TempDirectoryTests
         StringAssert.Contains(e.Message, "config.json");
         StringAssert.Contains(e.Message, "UTF-8");
     }
+
+    [TestMethod]
+    [DataRow("safetensors-lone-surrogate-in-metadata.safetensors")]
+    [DataRow("safetensors-lone-surrogate-in-tensor-name.safetensors")]
+    public void ASafetensorsHeaderWithALoneSurrogateEscapeIsRefusedNamingTheFile(string fixture)
+    {
+        // Found by AFL++ through SharpFuzz (eng/fuzz.sh, safetensors) in 20 s: "\ud800" in a metadata value, in a tensor's
+        // name. Valid UTF-8, valid JSON; it escaped as InvalidOperationException from JsonElement.GetString / Name.
+        var path = Path.Combine(Dir, "fuzzed.safetensors");
+        File.Copy(Path.Combine(AppContext.BaseDirectory, "Fixtures", "fuzz", fixture), path);
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => Safetensors.Open(path).Dispose());
+        StringAssert.Contains(e.Message, path);
+        StringAssert.Contains(e.Message, "not valid text");
+    }
+
+    [TestMethod]
+    public void ALoneSurrogateEscapedInsideAMetadataValueIsRefusedNamingTheFile()
+    {
+        // The same escape one level down: the metadata string is valid text ("\\ud800" outside), the JSON it holds is not.
+        Torch.ManualSeed(3);
+        using var model = new VisionTransformer(Tiny);
+        var metadata = VitMetadata.Of(model.Config, new VitPreprocessing(8, 3, Normalization.ImageNet), ["a", "b", "c"]);
+        metadata[VitMetadata.Labels] = "[\"a\", \"\\ud800\", \"c\"]";
+        var path = Path.Combine(Dir, "labels.safetensors");
+        Safetensors.Save(path, model.NamedParameters(), metadata);
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => PretrainedVit.Load(path).Dispose());
+        StringAssert.Contains(e.Message, path);
+        StringAssert.Contains(e.Message, "not valid text");
+    }
 }
 
 /// <summary>A finding of the former native decoders' fuzzer: OpenCV 4.6's exact nearest-neighbour resize read outside a

@@ -1,47 +1,64 @@
-// Vit.Fuzz: a seeded mutation fuzzer of every file reader a user can hand a file to (SharpFuzz is not served, so no
-// coverage feedback: mutants of valid seeds, and of mutants that still loaded). Per input it records what happened:
-// loaded; refused with a named error (InvalidDataException, NotSupportedException: the readers' documented failures);
-// or anything else, which is a finding (the input is saved). A watchdog turns an input that runs too long into a hang
-// finding; a crash of the process is caught by the parent run, which saves the input that was running.
+// Vit.Fuzz: coverage-guided fuzzing of every file reader a user can hand a file to, with AFL++ driving SharpFuzz
+// (eng/fuzz.sh runs the campaign). Per input the contract (Contract.cs) says what happened: loaded; refused with a
+// documented error naming the file; or anything else, a finding, which afl-fuzz keeps (crashes/, hangs/).
 //
-//   dotnet tools/Vit.Fuzz/bin/Release/net10.0/Vit.Fuzz.dll all [--inputs N] [--seed S] [--out DIR]
-//   dotnet tools/Vit.Fuzz/bin/Release/net10.0/Vit.Fuzz.dll run FORMAT --inputs N --seed S --out DIR   (one format, in this process)
-// Formats: safetensors, model-zip, model-json, hf-config, pth, pickle, csv.
-using System.Diagnostics;
-using System.Globalization;
-using Vit.Fuzz;
+//   Vit.Fuzz list                                             the formats, one a line
+//   Vit.Fuzz corpus FORMAT --work DIR --in DIR --dict FILE    the seeds (AFL's input folder) and the dictionary
+//   Vit.Fuzz afl FORMAT --work DIR --stats FILE               the target afl-fuzz runs (Vit.Torch.dll instrumented)
+//   Vit.Fuzz replay FORMAT --work DIR FILE...                 inputs through the contract; a finding's stack
+// Every command runs on the instrumented copy as on the plain build.
+// Formats: safetensors, model-zip, model-json, hf-config, pth, pickle, csv (Targets.All). DIR for --work holds the
+// files the reader is handed (the input written out, the rest of a zip or a Hugging Face folder): /dev/shm is best.
+using System.Runtime.InteropServices;
 
-var opts = new Dictionary<string, string>();
-for (int i = 1; i + 1 < args.Length; i++)
-    if (args[i].StartsWith("--", StringComparison.Ordinal)) opts[args[i][2..]] = args[++i];
-long inputs = long.Parse(opts.GetValueOrDefault("inputs", "1000000"), CultureInfo.InvariantCulture);
-int seed = int.Parse(opts.GetValueOrDefault("seed", "1"), CultureInfo.InvariantCulture);
-string output = Path.GetFullPath(opts.GetValueOrDefault("out", "fuzz-findings"));
+namespace Vit.Fuzz;
 
-if (args is ["run", var one, ..]) return Fuzzer.Run(one, inputs, seed, output);
-if (args is ["all", ..])
+internal static class Program
 {
-    // Each format in a child process: a native crash ends the child, not the run, and its last input is kept.
-    int worst = 0;
-    foreach (var format in Targets.Names)
+    private static unsafe int Main(string[] args)
     {
-        var psi = new ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet") psi.ArgumentList.Add(typeof(Fuzzer).Assembly.Location);
-        foreach (var a in new[] { "run", format, "--inputs", $"{inputs}", "--seed", $"{seed}", "--out", output }) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        p.WaitForExit();
-        if (p.ExitCode is not (0 or 1))
+        if (args is ["list"])
         {
-            // Killed by a signal (or the watchdog): the input that was running is the finding.
-            var current = Fuzzer.CurrentInputPath(format);
-            var kept = Path.Combine(output, $"{format}-crash-{DateTime.UtcNow:yyyyMMddHHmmss}.bin");
-            Directory.CreateDirectory(output);
-            if (File.Exists(current)) File.Copy(current, kept, overwrite: true);
-            Console.WriteLine($"{format}: the fuzzing process ended with code {p.ExitCode}; the input it was reading is in {kept}");
+            foreach (var name in Targets.Names) Console.WriteLine(name);
+            return 0;
         }
-        worst = Math.Max(worst, p.ExitCode);
+        if (args.Length < 2) return Usage("a command and a format");
+        var opts = new Dictionary<string, string>();
+        var files = new List<string>();
+        for (int i = 2; i < args.Length; i++)
+            if (args[i].StartsWith("--", StringComparison.Ordinal) && i + 1 < args.Length) opts[args[i][2..]] = args[++i];
+            else files.Add(args[i]);
+        Target target;
+        try
+        {
+            target = Targets.Get(args[1]);
+        }
+        catch (ArgumentException e)
+        {
+            return Usage(e.Message);
+        }
+        // Outside afl-fuzz the instrumented Vit.Torch.dll still counts branches: give it memory to count into (the
+        // uninstrumented one never reads this).
+        if (args[0] != "afl") SharpFuzz.Common.Trace.SharedMem = (byte*)NativeMemory.AllocZeroed(1 << 16);
+        var work = Path.GetFullPath(opts.GetValueOrDefault("work", Path.Combine(Path.GetTempPath(), $"vit-fuzz-{target.Name}")));
+        switch (args[0])
+        {
+            case "corpus" when opts.ContainsKey("in") && opts.ContainsKey("dict"):
+                AflHarness.WriteCorpus(target, work, opts["in"], opts["dict"]);
+                return 0;
+            case "afl" when opts.ContainsKey("stats"):
+                return AflHarness.Run(target, work, Path.GetFullPath(opts["stats"]));
+            case "replay" when files.Count > 0:
+                return AflHarness.Replay(target, work, files);
+            default:
+                return Usage($"'{string.Join(' ', args)}'");
+        }
     }
-    return worst;
+
+    private static int Usage(string problem)
+    {
+        Console.Error.WriteLine($"Vit.Fuzz: {problem}? Usage: list | corpus FORMAT --work DIR --in DIR --dict FILE | afl FORMAT --work DIR --stats FILE | " +
+                                $"replay FORMAT --work DIR FILE...   formats: {string.Join(", ", Targets.Names)}");
+        return 2;
+    }
 }
-Console.Error.WriteLine("usage: Vit.Fuzz all|run FORMAT [--inputs N] [--seed S] [--out DIR]   formats: " + string.Join(", ", Targets.Names));
-return 2;

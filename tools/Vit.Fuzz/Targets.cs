@@ -10,73 +10,85 @@ using Vit.Torch.Model;
 
 namespace Vit.Fuzz;
 
-/// <summary>One reader under fuzzing: its valid seed files, how a mutant reaches the reader, and whether the format is text.</summary>
-internal sealed record Target(string Name, bool Text, Func<string, List<byte[]>> Seeds, Action<byte[], string> Read);
+/// <summary>One reader under fuzzing: the valid seed files it starts from, and how an input reaches the reader.</summary>
+/// <param name="Name">The format's name on the command line.</param>
+/// <param name="Seeds">Writes what the reader needs besides the input into the folder it is given (the rest of a zip
+/// or of a Hugging Face folder), and returns the valid inputs fuzzing starts from.</param>
+/// <param name="Read">Hands one input to the reader, through that same folder.</param>
+internal sealed record Target(string Name, Func<string, List<byte[]>> Seeds, Action<byte[], string> Read);
 
 /// <summary>The readers a user can hand a file to, each fed through its public entry point.</summary>
 internal static class Targets
 {
-    public static readonly string[] Names = ["safetensors", "model-zip", "model-json", "hf-config", "pth", "pickle", "csv"];
+    /// <summary>The name the CSV reader is given for its input (a refusal names it as it would a file).</summary>
+    public const string CsvSource = "fuzz.csv";
 
-    /// <summary>A ViT small enough that a mutant that still loads costs microseconds: 8x8 images, D 8, 2 heads.</summary>
-    private static readonly VitConfig Tiny = new()
-    {
-        ImageSize = 8, PatchSize = 4, Channels = 3, Dim = 8, Depth = 1, Heads = 2, MlpDim = 16, NumClasses = 3,
-    };
+    /// <summary>Every format, in the order a campaign runs them. Adding a format is one entry here.</summary>
+    public static readonly IReadOnlyList<Target> All =
+    [
+        new("safetensors", SafetensorsSeeds, ReadSafetensors),
+        new("model-zip", dir => [ZipSeed(dir)], (bytes, work) => VitModelZip.Load(Write(work, "m.zip", bytes), null, out _, out _).Dispose()),
+        // model.json alone mutated, inside an otherwise valid model zip.
+        new("model-json", dir => [ModelJson(ZipSeed(dir))], (bytes, work) => VitModelZip.Load(WithModelJson(work, bytes), null, out _, out _).Dispose()),
+        // config.json of a Hugging Face folder mutated; the weights stay valid.
+        new("hf-config", HfSeeds, ReadHfConfig),
+        new("pth", dir => [File.ReadAllBytes(PthSeed(dir))], ReadPth),
+        // The pickle inside a torch.save zip mutated alone, the zip rebuilt around it.
+        new("pickle", dir => [PickleOf(PthSeed(dir))], (bytes, work) => ReadTensors(TorchCheckpoint.Open(WithPickle(work, bytes)))),
+        new("csv", _ => [Encoding.UTF8.GetBytes("ImagePath,Label\nphotos/cat/1.jpg,cat\n\"photos/a, b.png\",\"dog \"\"big\"\"\"\n\nphotos/x.png,cat\r\n")],
+            (bytes, _) => Csv.Parse(Encoding.UTF8.GetString(bytes), ',', CsvSource)),
+    ];
 
+    /// <summary>The formats' names, in campaign order.</summary>
+    public static IEnumerable<string> Names => All.Select(t => t.Name);
+
+    public static Target Get(string name) =>
+        All.FirstOrDefault(t => t.Name == name) ?? throw new ArgumentException($"unknown format '{name}' (formats: {string.Join(", ", Names)})");
+
+    // Nothing of Vit.Torch runs in this class's static initialisation: under afl-fuzz, Vit.Torch.dll is instrumented, and
+    // its code may run only once SharpFuzz has mapped the coverage memory (its fork server names the target first).
+
+    /// <summary>A ViT small enough that an input that still loads costs microseconds: 8x8 images, D 8, 2 heads.</summary>
     private static VisionTransformer Model()
     {
         Engine.ManualSeed(3);
-        return new VisionTransformer(Tiny);
+        return new VisionTransformer(new VitConfig
+        {
+            ImageSize = 8, PatchSize = 4, Channels = 3, Dim = 8, Depth = 1, Heads = 2, MlpDim = 16, NumClasses = 3,
+        });
     }
 
-    private static readonly VitPreprocessing Preprocessing = new(8, 3, Normalization.ImageNet);
+    private static VitPreprocessing Preprocessing() => new(8, 3, Normalization.ImageNet);
 
-    public static Target Get(string name) => name switch
+    private static void ReadSafetensors(byte[] bytes, string work)
     {
-        "safetensors" => new(name, false, SafetensorsSeeds, (bytes, work) =>
-        {
-            var path = Write(work, "w.safetensors", bytes);
-            using (var f = Safetensors.Open(path))
-                foreach (var t in f.Tensors)
-                    if (t.ByteLength <= 64 * Math.Max(1, f.DataLength)) f.Read(t.Name).Dispose();  // as PretrainedVit bounds what it reads
-            using var m = PretrainedVit.Load(path);
-        }),
-        "model-zip" => new(name, false, dir => [ZipSeed(dir)], (bytes, work) =>
-        {
-            using var m = VitModelZip.Load(Write(work, "m.zip", bytes), null, out _, out _);
-        }),
-        // model.json alone mutated (as text), inside an otherwise valid model zip.
-        "model-json" => new(name, true, dir => [ModelJson(ZipSeed(dir))], (bytes, work) =>
-        {
-            using var m = VitModelZip.Load(WithModelJson(work, bytes), null, out _, out _);
-        }),
-        // config.json of a Hugging Face folder mutated (as text); the weights stay valid.
-        "hf-config" => new(name, true, HfSeeds, (bytes, work) =>
-        {
-            var dir = Path.Combine(work, "hf");
-            File.WriteAllBytes(Path.Combine(dir, "config.json"), bytes);
-            using var m = PretrainedVit.Load(dir);
-        }),
-        "pth" => new(name, false, dir => [File.ReadAllBytes(PthSeed(dir))], (bytes, work) =>
-        {
-            var path = Write(work, "w.pth", bytes);
-            using (var f = TorchCheckpoint.Open(path))
-                foreach (var t in f.Tensors)
-                    if (t.ByteLength <= 64 * Math.Max(1, f.DataLength)) f.Read(t.Name).Dispose();
-            using var m = PretrainedVit.Load(path, new PretrainedVitOptions { Heads = 2 });
-        }),
-        // The pickle inside a torch.save zip mutated alone, the zip rebuilt around it.
-        "pickle" => new(name, false, dir => [PickleOf(PthSeed(dir))], (bytes, work) =>
-        {
-            using var f = TorchCheckpoint.Open(WithPickle(work, bytes));
-            foreach (var t in f.Tensors)
-                if (t.ByteLength <= 64 * Math.Max(1, f.DataLength)) f.Read(t.Name).Dispose();
-        }),
-        "csv" => new(name, true, _ => [Encoding.UTF8.GetBytes("ImagePath,Label\nphotos/cat/1.jpg,cat\n\"photos/a, b.png\",\"dog \"\"big\"\"\"\n\nphotos/x.png,cat\r\n")],
-            (bytes, _) => Csv.Parse(Encoding.UTF8.GetString(bytes), ',', "fuzz.csv")),
-        _ => throw new ArgumentException($"unknown format '{name}' (formats: {string.Join(", ", Names)})"),
-    };
+        var path = Write(work, "w.safetensors", bytes);
+        ReadTensors(Safetensors.Open(path));
+        using var m = PretrainedVit.Load(path);
+    }
+
+    private static void ReadHfConfig(byte[] bytes, string work)
+    {
+        var dir = Path.Combine(work, "hf");
+        File.WriteAllBytes(Path.Combine(dir, "config.json"), bytes);
+        using var m = PretrainedVit.Load(dir);
+    }
+
+    private static void ReadPth(byte[] bytes, string work)
+    {
+        var path = Write(work, "w.pth", bytes);
+        ReadTensors(TorchCheckpoint.Open(path));
+        using var m = PretrainedVit.Load(path, new PretrainedVitOptions { Heads = 2 });
+    }
+
+    /// <summary>Reads every tensor whose size the file's data could hold (as PretrainedVit bounds what it reads), then
+    /// closes the file.</summary>
+    private static void ReadTensors(ITensorFile opened)
+    {
+        using var f = opened;
+        foreach (var t in f.Tensors)
+            if (t.ByteLength <= 64 * Math.Max(1, f.DataLength)) f.Read(t.Name).Dispose();
+    }
 
     private static string Write(string dir, string name, byte[] bytes)
     {
@@ -89,7 +101,7 @@ internal static class Targets
     {
         using var model = Model();
         var path = Path.Combine(dir, "seed.safetensors");
-        Safetensors.Save(path, model.NamedParameters(), VitMetadata.Of(model.Config, Preprocessing, ["a", "b", "c"]));
+        Safetensors.Save(path, model.NamedParameters(), VitMetadata.Of(model.Config, Preprocessing(), ["a", "b", "c"]));
         return [File.ReadAllBytes(path)];
     }
 
@@ -97,7 +109,7 @@ internal static class Targets
     {
         using var model = Model();
         var path = Path.Combine(dir, "seed.zip");
-        VitModelZip.Save(path, model, ["a", "b", "c"], Preprocessing, trainingJson: "{\"epochs\": 1}");
+        VitModelZip.Save(path, model, ["a", "b", "c"], Preprocessing(), trainingJson: "{\"epochs\": 1}");
         return File.ReadAllBytes(path);
     }
 
@@ -144,7 +156,7 @@ internal static class Targets
     {
         using var model = Model();
         var dir = Path.Combine(work, "hf");
-        model.SavePretrained(dir, Preprocessing, ["a", "b", "c"]);
+        model.SavePretrained(dir, Preprocessing(), ["a", "b", "c"]);
         return [File.ReadAllBytes(Path.Combine(dir, "config.json"))];
     }
 

@@ -43,6 +43,28 @@ internal static class JsonFields
         }
     }
 
+    /// <summary>Reads every string and property name of a parsed document once, as <see cref="CheckStrings(JsonNode?)"/>
+    /// does for a tree: an escape that is no character throws <see cref="InvalidOperationException"/> here.</summary>
+    public static void CheckStrings(JsonElement element)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.Object:
+                foreach (var p in element.EnumerateObject())
+                {
+                    _ = p.Name;
+                    CheckStrings(p.Value);
+                }
+                break;
+            case JsonValueKind.Array:
+                foreach (var item in element.EnumerateArray()) CheckStrings(item);
+                break;
+            case JsonValueKind.String:
+                _ = element.GetString();
+                break;
+        }
+    }
+
     /// <summary>Parses a JSON object from a stream, reading at most <see cref="MaxBytes"/> bytes whatever the stream claims.</summary>
     public static JsonObject Parse(Stream stream, string source)
     {
@@ -77,15 +99,22 @@ internal static class JsonFields
     /// <summary>Parses a JSON value held in a string (e.g. safetensors metadata).</summary>
     public static JsonNode ParseValue(string text, string source)
     {
+        JsonNode? node;
         try
         {
-            return JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { MaxDepth = 64, AllowDuplicateProperties = false })
-                   ?? throw new InvalidDataException($"{source} is JSON null");
+            node = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { MaxDepth = 64, AllowDuplicateProperties = false });
+            CheckStrings(node);
         }
         catch (JsonException e)
         {
             throw new InvalidDataException($"{source} is not valid JSON ({e.Message})", e);
         }
+        catch (InvalidOperationException e)
+        {
+            // Valid text outside can escape what is no character inside ("\\ud800" in a safetensors metadata string).
+            throw new InvalidDataException($"{source} holds a string that is not valid text ({e.Message})", e);
+        }
+        return node ?? throw new InvalidDataException($"{source} is JSON null");
     }
 
     public static JsonObject Object(JsonNode? node, string source) =>

@@ -444,6 +444,15 @@ public static unsafe class Safetensors
         using (doc)
         {
             var root = doc.RootElement;
+            try
+            {
+                JsonFields.CheckStrings(root);
+            }
+            catch (InvalidOperationException e)
+            {
+                // An escape that is no character (a lone surrogate, \ud800): found here, not in whichever field reads it.
+                throw Bad(path, $"the header holds a string that is not valid text ({e.Message})");
+            }
             if (root.ValueKind != JsonValueKind.Object)
                 throw Bad(path, $"the header is a JSON {root.ValueKind.ToString().ToLowerInvariant()}, not an object");
 
