@@ -18,11 +18,13 @@ internal static class Contract
         RefusedUnnamed,
     }
 
-    /// <summary>The readers' documented failures: <see cref="InvalidDataException"/> and <see cref="NotSupportedException"/>;
+    /// <summary>The readers' documented failures: <see cref="InvalidDataException"/> and <see cref="NotSupportedException"/>
+    /// (and, for images, <see cref="Vit.Torch.Imaging.ImageDecodeException"/>);
     /// an <see cref="ArgumentException"/> counts when it names the file (a file that does not say what an option could:
     /// PretrainedVitOptions.Heads).</summary>
     public static bool IsDocumented(Exception e, string work) =>
-        e is InvalidDataException or NotSupportedException || e is ArgumentException && e.Message.Contains(work, StringComparison.Ordinal);
+        e is InvalidDataException or NotSupportedException or Vit.Torch.Imaging.ImageDecodeException
+        || e is ArgumentException && e.Message.Contains(work, StringComparison.Ordinal);
 
     private static bool NamesTheFile(Exception e, string work) =>
         e.Message.Contains(work, StringComparison.Ordinal) || e.Message.Contains(Targets.CsvSource, StringComparison.Ordinal);
@@ -32,7 +34,7 @@ internal static class Contract
     /// <exception cref="ContractViolationException">The reader returned, or refused, but left tensors alive.</exception>
     public static Outcome Check(Target target, byte[] input, string work)
     {
-        long live = Tensor.LiveCount;
+        long live = Tensor.LiveCount, images = Vit.Torch.Imaging.Image.LiveCount;
         Outcome outcome;
         try
         {
@@ -46,6 +48,9 @@ internal static class Contract
         long left = Tensor.LiveCount - live;
         if (left != 0)
             throw new ContractViolationException($"{target.Name}: {left} tensor handle(s) left alive after an input that was {outcome}");
+        long imagesLeft = Vit.Torch.Imaging.Image.LiveCount - images;
+        if (imagesLeft != 0)
+            throw new ContractViolationException($"{target.Name}: {imagesLeft} image(s) left undisposed after an input that was {outcome}");
         return outcome;
     }
 }

@@ -35,6 +35,11 @@ internal static class Targets
         new("pth", dir => [File.ReadAllBytes(PthSeed(dir))], ReadPth),
         // The pickle inside a torch.save zip mutated alone, the zip rebuilt around it.
         new("pickle", dir => [PickleOf(PthSeed(dir))], (bytes, work) => ReadTensors(TorchCheckpoint.Open(WithPickle(work, bytes)))),
+        // Images: our header checks, then SkiaSharp's decoder; what decodes is converted, resampled, encoded and read again.
+        new("jpeg", _ => ImageSeeds(i => i.Channels == 4 ? null : i.EncodeJpeg(85)), ReadImage),
+        new("png", _ => ImageSeeds(i => i.EncodePng()), ReadImage),
+        new("bmp", _ => ImageSeeds(i => i.Channels == 4 ? null : i.EncodeBmp()), ReadImage),
+        new("webp", _ => ImageSeeds(i => i.EncodeWebP(80), i => i.EncodeWebP(lossless: true)), ReadImage),
         new("csv", _ => [Encoding.UTF8.GetBytes("ImagePath,Label\nphotos/cat/1.jpg,cat\n\"photos/a, b.png\",\"dog \"\"big\"\"\"\n\nphotos/x.png,cat\r\n")],
             (bytes, _) => Csv.Parse(Encoding.UTF8.GetString(bytes), ',', CsvSource)),
     ];
@@ -56,6 +61,35 @@ internal static class Targets
         {
             ImageSize = 8, PatchSize = 4, Channels = 3, Dim = 8, Depth = 1, Heads = 2, MlpDim = 16, NumClasses = 3,
         });
+    }
+
+    /// <summary>The name an image input is decoded under (a refusal names it as it would a file).</summary>
+    public const string ImageSource = "fuzz-image";
+
+    // Small pictures (gray, RGB, RGBA; smooth with some noise) in each encoding that takes them.
+    private static List<byte[]> ImageSeeds(params Func<Image, byte[]?>[] encodings)
+    {
+        var rng = new Random(5);
+        var seeds = new List<byte[]>();
+        foreach (var (w, h, c) in new[] { (16, 12, 3), (9, 7, 1), (6, 5, 4) })
+        {
+            var px = new byte[w * h * c];
+            for (int i = 0; i < px.Length; i++) px[i] = (byte)(i * 7 % 200 + rng.Next(40));
+            using var image = Image.FromPixels(px, w, h, c);
+            foreach (var encode in encodings)
+                if (encode(image) is { } bytes) seeds.Add(bytes);
+        }
+        return seeds;
+    }
+
+    private static void ReadImage(byte[] bytes, string work)
+    {
+        // A 4-megapixel limit: a header that claims more is refused (the check under test) without decoding it.
+        using var image = Image.Decode(bytes, new ImageDecodeOptions { MaxPixels = 4_000_000 }, Path.Combine(work, ImageSource));
+        using var rgb = image.ToChannels(3);
+        using var small = rgb.Resize(13, 21, ResizeMode.Crop, Interpolation.Bicubic);
+        using var again = Image.Decode(small.EncodePng());
+        if (again.Width != 13 || again.Height != 21) throw new InvalidOperationException($"the resized image reads back as {again}");
     }
 
     private static VitPreprocessing Preprocessing() => new(8, 3, Normalization.ImageNet);
