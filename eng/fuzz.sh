@@ -38,10 +38,12 @@ bin="$out/bin"
 rm -rf "$bin"
 mkdir -p "$out"
 cp -al "$build" "$bin" 2>/dev/null || cp -a "$build" "$bin"
+shopt -s nullglob
 for own in "$build"/Vit.* "$build"/libvit_*; do
   rm "$bin/$(basename "$own")"
   cp "$own" "$bin/"
 done
+shopt -u nullglob
 dotnet tool run sharpfuzz "$bin/Vit.Torch.dll" >/dev/null
 [[ ${#formats[@]} -gt 0 ]] || mapfile -t formats < <(dotnet "$bin/Vit.Fuzz.dll" list)
 
