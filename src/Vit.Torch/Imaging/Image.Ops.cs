@@ -277,29 +277,24 @@ public sealed partial class Image
     // ------------------------------------------------------------------ erasing
 
     /// <summary>A copy with the rectangle (clipped to the image) set to <paramref name="value"/> in every channel.</summary>
-    public Image Erase(int x, int y, int width, int height, byte value) => EraseRegion(x, y, width, height, (row, _) => row.Fill(value), 0);
+    public Image Erase(int x, int y, int width, int height, byte value) => EraseRegion(x, y, width, height, value, 0);
 
     /// <summary>A copy with the rectangle (clipped to the image) filled with uniform random bytes drawn from <paramref name="seed"/>.</summary>
-    public Image EraseWithNoise(int x, int y, int width, int height, ulong seed) =>
-        EraseRegion(x, y, width, height, (row, state) =>
-        {
-            for (int i = 0; i < row.Length; i++) row[i] = (byte)(SplitMix64(ref state.Value) >> 56);
-        }, seed);
+    public Image EraseWithNoise(int x, int y, int width, int height, ulong seed) => EraseRegion(x, y, width, height, null, seed);
 
-    private sealed class Box(ulong value)
+    // The rectangle clipped to the image, set to value, or (value null) to bytes drawn row by row from seed.
+    private Image EraseRegion(int x, int y, int width, int height, byte? value, ulong seed)
     {
-        public ulong Value = value;
-    }
-
-    private Image EraseRegion(int x, int y, int width, int height, Action<Span<byte>, Box> fill, ulong seed)
-    {
-        var src = Pixels;
-        var dst = (byte[])src.Clone();
+        var dst = (byte[])Pixels.Clone();
         int x0 = Math.Max(x, 0), y0 = Math.Max(y, 0);
         int x1 = (int)Math.Min((long)x + Math.Max(width, 0), Width), y1 = (int)Math.Min((long)y + Math.Max(height, 0), Height);
-        var state = new Box(seed);
         for (int r = y0; r < y1 && x0 < x1; r++)
-            fill(dst.AsSpan((r * Width + x0) * Channels, (x1 - x0) * Channels), state);
+        {
+            var row = dst.AsSpan((r * Width + x0) * Channels, (x1 - x0) * Channels);
+            if (value is { } v) row.Fill(v);
+            else
+                for (int i = 0; i < row.Length; i++) row[i] = (byte)(SplitMix64(ref seed) >> 56);
+        }
         return new Image(dst, Width, Height, Channels);
     }
 

@@ -242,12 +242,7 @@ public sealed partial class Image : IDisposable
         else if (c == 1)
             for (int i = 0; i < n; i++) dst[3 * i] = dst[3 * i + 1] = dst[3 * i + 2] = src[i];
         else
-            for (int i = 0; i < n; i++)
-            {
-                dst[3 * i] = src[4 * i];
-                dst[3 * i + 1] = src[4 * i + 1];
-                dst[3 * i + 2] = src[4 * i + 2];
-            }
+            SkiaPixels.FromRgba(src, dst, n, 3, 3);
         return new Image(dst, Width, Height, channels);
     }
 

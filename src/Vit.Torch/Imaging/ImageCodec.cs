@@ -85,8 +85,7 @@ internal static unsafe class ImageCodec
             {
                 var rgba = new byte[(long)w * h * 4];
                 status = Pixels(codec, w, h, SKColorType.Rgba8888, rgba, alpha);
-                for (int i = 0, j = 0; i < w * h; i++, j += 4)
-                    for (int k = 0; k < channels; k++) result[i * channels + k] = rgba[j + k];
+                SkiaPixels.FromRgba(rgba, result, w * h, channels, channels);
             }
             if (status != SKCodecResult.Success)
                 throw new ImageProbeException($"the {name} decoder could not read the data (corrupt or unsupported variant: {status})");

@@ -65,12 +65,7 @@ internal static unsafe class SkiaPixels
             // channel is resampled independently (Skia would premultiply, and lose the colour where alpha is 0).
             dstRgba.AsSpan(0, n * 4).Fill(fill);
             Pass(srcRgba, w0, h0, dstRgba, width, height, gray: false, sampling, draw);
-            for (int i = 0; i < n; i++)
-            {
-                result[i * c] = dstRgba[4 * i];
-                result[i * c + 1] = dstRgba[4 * i + 1];
-                result[i * c + 2] = dstRgba[4 * i + 2];
-            }
+            FromRgba(dstRgba, result, n, c, 3);
             if (c == 4)
             {
                 srcAlpha = pool.Rent(n0);
@@ -142,14 +137,13 @@ internal static unsafe class SkiaPixels
         return rgba;
     }
 
-    /// <summary>RGBA to RGB: alpha dropped.</summary>
-    public static void FromRgba(ReadOnlySpan<byte> rgba, Span<byte> rgb, int pixels)
+    /// <summary>
+    /// The first <paramref name="count"/> channels of each RGBA pixel into <paramref name="dst"/>, which has
+    /// <paramref name="channels"/> per pixel (RGBA to RGB: 3 of 3; gray decoded as RGBA: 1 of 1; the colour of RGBA: 3 of 4).
+    /// </summary>
+    public static void FromRgba(ReadOnlySpan<byte> rgba, Span<byte> dst, int pixels, int channels, int count)
     {
-        for (int i = 0, j = 0; i < pixels; i++, j += 4)
-        {
-            rgb[3 * i] = rgba[j];
-            rgb[3 * i + 1] = rgba[j + 1];
-            rgb[3 * i + 2] = rgba[j + 2];
-        }
+        for (int i = 0, j = 0, o = 0; i < pixels; i++, j += 4, o += channels)
+            for (int k = 0; k < count; k++) dst[o + k] = rgba[j + k];
     }
 }
